@@ -1,0 +1,73 @@
+//! The open-loop engine: requests are sent on a fixed schedule whether or not
+//! earlier ones finished, and latency is measured from the scheduled send time,
+//! so a stalled server shows up as latency instead of silently lowering load.
+
+use hdrhistogram::Histogram;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct LoadSpec {
+    pub rate_per_second: f64,
+    pub duration: Duration,
+    /// Requests allowed in flight at once; beyond it a scheduled request is dropped.
+    pub max_in_flight: u64,
+}
+
+pub struct LoadResult {
+    pub latency_us: Histogram<u64>,
+    pub ok: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    pub elapsed: Duration,
+}
+
+/// Runs `request` at the spec's rate; it returns whether the request succeeded.
+pub async fn run<F, Fut>(spec: &LoadSpec, request: F) -> anyhow::Result<LoadResult>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let request = Arc::new(request);
+    let total = (spec.rate_per_second * spec.duration.as_secs_f64()).round() as u64;
+    let interval = Duration::from_secs_f64(1.0 / spec.rate_per_second.max(0.001));
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(bool, u64)>();
+    let start = Instant::now();
+    let mut dropped = 0u64;
+    for n in 0..total {
+        let scheduled = start + interval.mul_f64(n as f64);
+        tokio::time::sleep_until(scheduled.into()).await;
+        if in_flight.load(Ordering::Acquire) >= spec.max_in_flight {
+            dropped += 1;
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let (request, sender, in_flight) = (request.clone(), sender.clone(), in_flight.clone());
+        tokio::spawn(async move {
+            let ok = request(n).await;
+            let micros = scheduled.elapsed().as_micros() as u64;
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            let _ = sender.send((ok, micros));
+        });
+    }
+    drop(sender);
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+    let (mut ok, mut errors) = (0u64, 0u64);
+    while let Some((success, micros)) = receiver.recv().await {
+        if success {
+            ok += 1;
+            latency_us.saturating_record(micros.max(1));
+        } else {
+            errors += 1;
+        }
+    }
+    Ok(LoadResult {
+        latency_us,
+        ok,
+        errors,
+        dropped,
+        elapsed: start.elapsed(),
+    })
+}

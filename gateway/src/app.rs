@@ -1,0 +1,155 @@
+//! The gateway's shared state and its request dispatch: one match on method and
+//! path, every outcome a response (errors in the spec's envelope).
+
+use crate::access::Access;
+use crate::config::HttpConfig;
+use crate::error::ApiError;
+use crate::handlers;
+use crate::http_metrics::{HttpMetrics, RouteLabel};
+use bytes::Bytes;
+use gpubridge_scheduler::Scheduler;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct App {
+    pub scheduler: Scheduler,
+    pub access: Arc<dyn Access>,
+    pub http: HttpConfig,
+    pub registry: prometheus::Registry,
+    pub metrics: HttpMetrics,
+    pub started: Instant,
+}
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = Response::new(Full::new(Bytes::from(bytes)));
+            *response.status_mut() = status;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("response encoding failed: {e}"),
+            "Report this.",
+        )
+        .into_response(),
+    }
+}
+
+enum Route<'a> {
+    Run,
+    Inference,
+    Status(&'a str),
+    Catalog,
+    Estimate,
+    Health,
+    Metrics,
+}
+
+fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
+    const POST: &[Method] = &[Method::POST];
+    const GET: &[Method] = &[Method::GET, Method::HEAD];
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    Some(match path {
+        "/run" => (Route::Run, POST),
+        "/inference" => (Route::Inference, POST),
+        "/catalog" => (Route::Catalog, GET),
+        "/catalog/estimate" => (Route::Estimate, GET),
+        "/health" => (Route::Health, GET),
+        "/metrics" => (Route::Metrics, GET),
+        other => match other.strip_prefix("/status/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => (Route::Status(id), GET),
+            _ => return None,
+        },
+    })
+}
+
+impl App {
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
+        let started = Instant::now();
+        let (label, response) = self.dispatch(request).await;
+        self.metrics
+            .observe(label, response.status(), started.elapsed());
+        response
+    }
+
+    async fn dispatch(&self, request: Request<Incoming>) -> (RouteLabel, HttpResponse) {
+        let path = request.uri().path().to_string();
+        let Some((route, methods)) = route(&path) else {
+            let error = ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("No endpoint at {path}"),
+                "Endpoints: POST /run, POST /inference, GET /status/:job_id, GET /catalog, GET /catalog/estimate, GET /health, GET /metrics.",
+            );
+            return (RouteLabel::Other, error.into_response());
+        };
+        let label = match route {
+            Route::Run => RouteLabel::Run,
+            Route::Inference => RouteLabel::Inference,
+            Route::Status(_) => RouteLabel::Status,
+            Route::Catalog => RouteLabel::Catalog,
+            Route::Estimate => RouteLabel::Estimate,
+            Route::Health => RouteLabel::Health,
+            Route::Metrics => RouteLabel::Metrics,
+        };
+        if !methods.contains(request.method()) {
+            let allow = methods
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut response = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed on {path}", request.method()),
+                format!("Use {allow}."),
+            )
+            .into_response();
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(ALLOW, value);
+            }
+            return (label, response);
+        }
+        let result = match route {
+            Route::Run => handlers::run::handle(self, request).await,
+            Route::Inference => handlers::inference::handle(self, request).await,
+            Route::Status(id) => handlers::status::handle(self, request.headers(), &id.to_string()),
+            Route::Catalog => Ok(handlers::catalog::catalog(self)),
+            Route::Estimate => handlers::catalog::estimate(self, request.uri().query()),
+            Route::Health => Ok(handlers::ops::health(self)),
+            Route::Metrics => Ok(handlers::ops::metrics(self)),
+        };
+        (label, result.unwrap_or_else(ApiError::into_response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_exactly() {
+        assert!(matches!(route("/run"), Some((Route::Run, _))));
+        assert!(matches!(route("/run/"), Some((Route::Run, _))));
+        assert!(matches!(
+            route("/status/abc"),
+            Some((Route::Status("abc"), _))
+        ));
+        assert!(route("/status/").is_none());
+        assert!(route("/status/a/b").is_none());
+        assert!(route("/runs").is_none());
+        assert!(route("/").is_none());
+    }
+}

@@ -1,0 +1,152 @@
+//! The spec's error envelope: `error` always, `hint` to fix it, optional
+//! `details` and `available_services`. Every failure a client can cause ends here.
+
+use bytes::Bytes;
+use gpubridge_scheduler::SubmitError;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    pub status: StatusCode,
+    pub error: String,
+    pub hint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available_services: Option<Vec<String>>,
+    #[serde(skip)]
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: impl Into<String>, hint: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error: error.into(),
+            hint: hint.into(),
+            details: None,
+            available_services: None,
+            retry_after_seconds: None,
+        }
+    }
+
+    pub fn bad_request(error: impl Into<String>, hint: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, error, hint)
+    }
+
+    pub fn with_details(mut self, details: Value) -> ApiError {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after_seconds = Some(seconds.max(1));
+        self
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let body =
+            serde_json::to_vec(&self).unwrap_or_else(|_| br#"{"error":"internal error"}"#.to_vec());
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = self.status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(seconds) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+
+    /// Maps a scheduler refusal; `available_services` names what exists.
+    pub fn from_submit(
+        error: SubmitError,
+        available_services: impl FnOnce() -> Vec<String>,
+        breaker_open_seconds: f64,
+    ) -> ApiError {
+        let message = error.to_string();
+        match error {
+            SubmitError::UnknownService(_) => {
+                let mut e = ApiError::bad_request(message, "Use GET /catalog to see all available services.");
+                e.available_services = Some(available_services());
+                e
+            }
+            SubmitError::InvalidInput { service, problems } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                message,
+                format!("Fix the fields listed in details; GET /catalog shows the input schema of {service}."),
+            )
+            .with_details(serde_json::to_value(problems).unwrap_or_default()),
+            SubmitError::UnknownModel { available, .. } => ApiError::bad_request(
+                message,
+                "Use one of the model ids in details, or GET /catalog for the live list.",
+            )
+            .with_details(Value::from(available)),
+            SubmitError::NoLiveBackend { providers, .. } => {
+                let names: Vec<String> = providers
+                    .iter()
+                    .filter_map(|p| p.key_env().map(|env| format!("{env} (or GPUBRIDGE_{}_BASE_URL for a compatible server)", p.name().to_uppercase())))
+                    .collect();
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    message,
+                    format!("The operator must configure one of: {}.", names.join(", ")),
+                )
+                .with_details(Value::from(providers.iter().map(|p| p.name()).collect::<Vec<_>>()))
+            }
+            SubmitError::Unavailable { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+                "Backends are failing or saturated; retry after the delay in Retry-After.",
+            )
+            .retry_after(breaker_open_seconds.ceil() as u64),
+            SubmitError::Overloaded => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+                "Too many unfinished jobs; retry shortly.",
+            )
+            .retry_after(1),
+            SubmitError::ShuttingDown => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+                "Retry in a few seconds; the scheduler is restarting.",
+            )
+            .retry_after(5),
+            SubmitError::Store(e) => {
+                tracing::error!(error = %e, "storage failure while accepting a job");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Storage is unavailable; the job was not accepted",
+                    "Nothing was queued or charged; retry shortly.",
+                )
+                .retry_after(5)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_has_error_and_hint_and_skips_empty_fields() {
+        let e = ApiError::bad_request("Unknown service: foo", "Use GET /catalog.");
+        let body = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "Unknown service: foo", "hint": "Use GET /catalog."})
+        );
+        let response =
+            ApiError::from_submit(SubmitError::Overloaded, Vec::new, 30.0).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+    }
+}

@@ -1,0 +1,36 @@
+//! `GET /status/:job_id`: full output for whoever may read it, status and timing
+//! for anyone else.
+
+use crate::app::{json, App, HttpResponse};
+use crate::error::ApiError;
+use crate::views;
+use hyper::{HeaderMap, StatusCode};
+
+pub fn handle(app: &App, headers: &HeaderMap, id: &str) -> Result<HttpResponse, ApiError> {
+    let caller = app.access.identify(headers)?;
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("No job with id {id:?}"),
+            "Job ids come from POST /run and POST /inference.",
+        )
+    };
+    if id.len() > 64 {
+        return Err(not_found());
+    }
+    let record = app
+        .scheduler
+        .status(id)
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading job status");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Storage is unavailable",
+                "Retry shortly.",
+            )
+            .retry_after(1)
+        })?
+        .ok_or_else(not_found)?;
+    let full = app.access.may_read_output(&caller, &record);
+    Ok(json(StatusCode::OK, &views::status(&record, full)))
+}

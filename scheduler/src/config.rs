@@ -1,0 +1,171 @@
+//! Typed scheduler settings. Every field has a default that runs; the daemon fills
+//! them from TOML, then the environment, then flags.
+
+use crate::provider::Provider;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    pub data_dir: PathBuf,
+    /// fsync the RocksDB WAL on every job write: survives power loss, not only a
+    /// process crash, at the cost of a disk flush per write.
+    pub sync_writes: bool,
+    /// Jobs accepted but not finished, across all services; beyond it `/run` answers 503.
+    pub max_live_jobs: usize,
+    /// How long a finished job stays in memory for fast `/status` reads (it stays in RocksDB).
+    pub finished_job_cache_seconds: u64,
+    /// How often learned latency and duration estimates are written to RocksDB.
+    pub estimates_flush_seconds: u64,
+    /// Weight of the newest observation in latency and duration averages (0..1].
+    pub ewma_alpha: f64,
+    pub breaker: BreakerConfig,
+    /// Allow media and webhook URLs on private, loopback and link-local addresses.
+    pub allow_private_urls: bool,
+    /// Largest media file fetched on a user's behalf, in bytes.
+    pub max_media_bytes: usize,
+    /// Largest upstream response body read, in bytes.
+    pub max_upstream_body_bytes: usize,
+    /// Catalog file replacing the built-in one.
+    pub catalog_path: Option<PathBuf>,
+    pub providers: BTreeMap<Provider, ProviderConfig>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub api_key: Option<String>,
+    pub base_url: Option<String>,
+    /// Requests in flight per backend (provider × model) of this provider.
+    pub max_in_flight: Option<u32>,
+    /// Requests waiting per backend beyond those in flight.
+    pub queue_limit: Option<u32>,
+    /// Longest single attempt, in seconds.
+    pub request_timeout_seconds: Option<f64>,
+    /// Replicate only: longest `Prefer: wait` before polling, in seconds (1–60).
+    pub prefer_wait_seconds: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failed attempts that open a backend's circuit.
+    pub failure_threshold: u32,
+    /// How long an open circuit waits before letting one probe through.
+    pub open_seconds: f64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_threshold: 5,
+            open_seconds: 30.0,
+        }
+    }
+}
+
+/// Per-backend limits after defaults are applied.
+#[derive(Clone, Copy, Debug)]
+pub struct BackendLimits {
+    pub max_in_flight: u32,
+    pub queue_limit: u32,
+    pub request_timeout_seconds: f64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            data_dir: PathBuf::from("./data"),
+            sync_writes: false,
+            max_live_jobs: 100_000,
+            finished_job_cache_seconds: 60,
+            estimates_flush_seconds: 5,
+            ewma_alpha: 0.2,
+            breaker: BreakerConfig::default(),
+            allow_private_urls: false,
+            max_media_bytes: 25 * 1024 * 1024,
+            max_upstream_body_bytes: 64 * 1024 * 1024,
+            catalog_path: None,
+            providers: BTreeMap::new(),
+        }
+    }
+}
+
+impl SchedulerConfig {
+    pub fn provider(&self, provider: Provider) -> ProviderConfig {
+        self.providers.get(&provider).cloned().unwrap_or_default()
+    }
+
+    pub fn limits(&self, provider: Provider) -> BackendLimits {
+        let cfg = self.providers.get(&provider);
+        let pick =
+            |f: fn(&ProviderConfig) -> Option<u32>, default| cfg.and_then(f).unwrap_or(default);
+        let local = provider == Provider::Local;
+        BackendLimits {
+            max_in_flight: pick(|c| c.max_in_flight, if local { 4096 } else { 64 }).max(1),
+            queue_limit: pick(|c| c.queue_limit, if local { 100_000 } else { 1024 }),
+            request_timeout_seconds: cfg
+                .and_then(|c| c.request_timeout_seconds)
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .unwrap_or(120.0),
+        }
+    }
+
+    /// The base URL in force for a provider.
+    pub fn base_url(&self, provider: Provider) -> String {
+        self.providers
+            .get(&provider)
+            .and_then(|c| c.base_url.clone())
+            .unwrap_or_else(|| provider.default_base_url().to_string())
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// A hosted provider is live only with a credential; `local` always is.
+    pub fn is_live(&self, provider: Provider) -> bool {
+        provider == Provider::Local
+            || self
+                .providers
+                .get(&provider)
+                .and_then(|c| c.api_key.as_deref())
+                .is_some_and(|k| !k.trim().is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_without_a_key_are_not_live() {
+        let mut cfg = SchedulerConfig::default();
+        assert!(!cfg.is_live(Provider::Groq));
+        assert!(cfg.is_live(Provider::Local));
+        cfg.providers.insert(
+            Provider::Groq,
+            ProviderConfig {
+                api_key: Some("  ".into()),
+                ..Default::default()
+            },
+        );
+        assert!(!cfg.is_live(Provider::Groq), "blank keys do not count");
+        cfg.providers.get_mut(&Provider::Groq).unwrap().api_key = Some("k".into());
+        assert!(cfg.is_live(Provider::Groq));
+    }
+
+    #[test]
+    fn base_url_overrides_drop_trailing_slashes() {
+        let mut cfg = SchedulerConfig::default();
+        assert_eq!(cfg.base_url(Provider::Jina), "https://api.jina.ai/v1");
+        cfg.providers.insert(
+            Provider::Jina,
+            ProviderConfig {
+                base_url: Some("http://127.0.0.1:9/v1/".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(cfg.base_url(Provider::Jina), "http://127.0.0.1:9/v1");
+    }
+}

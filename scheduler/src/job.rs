@@ -1,0 +1,127 @@
+//! The job record: what was asked, where it ran, what came back, what it cost.
+//! Stored with bincode; input and output are kept as JSON text inside it.
+
+use gpubridge_protocol::{JobStatus, Micros, Priority};
+use serde::{Deserialize, Serialize};
+
+/// Which front door a job came through; decides nothing but is shown to operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Run,
+    Inference,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub backend: String,
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    /// `None` for the attempt that succeeded.
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub service: String,
+    pub model: Option<String>,
+    pub priority: Priority,
+    pub origin: Origin,
+    pub status: JobStatus,
+    /// JSON text of the validated input.
+    pub input: String,
+    /// JSON text of the output, once completed.
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub attempts: Vec<Attempt>,
+    /// The backend that produced the output.
+    pub backend: Option<String>,
+    pub created_ms: u64,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub deadline_ms: u64,
+    pub estimated_cost: Micros,
+    pub estimated_seconds: f64,
+    /// Time the successful attempt spent executing, in microseconds.
+    pub execution_us: Option<u64>,
+    pub webhook_url: Option<String>,
+    /// Who may read the full output; `None` for jobs open to any holder of the id.
+    pub owner: Option<String>,
+    /// Times the daemon restarted while this job was unfinished.
+    pub recoveries: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("job record does not decode: {0}")]
+pub struct DecodeError(String);
+
+impl JobRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain owned data into a Vec cannot fail.
+        bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<JobRecord, DecodeError> {
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+            .map(|(record, _)| record)
+            .map_err(|e| DecodeError(e.to_string()))
+    }
+
+    pub fn execution_seconds(&self) -> Option<f64> {
+        self.execution_us.map(|us| us as f64 / 1e6)
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+pub(crate) fn sample(id: &str) -> JobRecord {
+    JobRecord {
+        id: id.to_string(),
+        service: "echo".into(),
+        model: None,
+        priority: Priority::Fast,
+        origin: Origin::Run,
+        status: JobStatus::Pending,
+        input: r#"{"a":1}"#.into(),
+        output: None,
+        error: None,
+        attempts: vec![],
+        backend: None,
+        created_ms: 1,
+        started_ms: None,
+        finished_ms: None,
+        deadline_ms: u64::MAX,
+        estimated_cost: Micros(3000),
+        estimated_seconds: 1.5,
+        execution_us: None,
+        webhook_url: None,
+        owner: None,
+        recoveries: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_bincode() {
+        let mut record = sample("j1");
+        record.attempts.push(Attempt {
+            backend: "groq:m".into(),
+            started_ms: 5,
+            duration_ms: 7,
+            error: Some("HTTP 500".into()),
+        });
+        record.output = Some(r#"{"text":"hi"}"#.into());
+        assert_eq!(JobRecord::decode(&record.encode()).unwrap(), record);
+        assert!(JobRecord::decode(b"\xff\xff").is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! The GPU-Bridge scheduler: the service catalog and its prices, backends with
+//! bounded queues and circuit breakers, fast/cheap routing with failover, provider
+//! adapters, and jobs persisted in RocksDB.
+
+pub mod adapters;
+mod backend;
+mod breaker;
+mod catalog;
+mod config;
+mod estimate;
+mod estimates;
+mod hooks;
+mod http;
+mod job;
+mod media;
+mod metrics;
+mod provider;
+mod recovery;
+mod router;
+mod runner;
+mod scheduler;
+mod store;
+
+pub use backend::{Backend, BackendSet, Route};
+pub use breaker::CircuitState;
+pub use catalog::{
+    Catalog, CatalogError, InputProblem, ModelKind, ModelSpec, Operation, ServiceSpec,
+    DEFAULT_CATALOG_JSON,
+};
+pub use config::{BreakerConfig, ProviderConfig, SchedulerConfig};
+pub use hooks::{JobHooks, NoHooks};
+pub use job::{now_ms, Attempt, JobRecord, Origin};
+pub use media::{is_private, MediaError, MediaFetcher};
+pub use provider::Provider;
+pub use scheduler::{Estimate, JobRequest, PreparedJob, Scheduler, StartError, SubmitError};
+pub use store::{Batch, Store, StoreError};

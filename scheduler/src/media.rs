@@ -1,0 +1,289 @@
+//! Fetches user-supplied media URLs (audio to transcribe) with size and time limits,
+//! refusing private, loopback and link-local addresses unless configured to allow
+//! them. The check happens in the resolver, so a name cannot rebind past it.
+
+use crate::http::error_chain;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::Request;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("media URL {0:?} is not a valid http(s) or data: URL")]
+    BadUrl(String),
+    #[error("media URL points at a private or loopback address, which is not allowed")]
+    PrivateAddress,
+    #[error("could not fetch media: {0}")]
+    Fetch(String),
+    #[error("media server answered HTTP {0}")]
+    Status(u16),
+    #[error("media is larger than the {0}-byte limit")]
+    TooLarge(usize),
+    #[error("fetching media took too long")]
+    Timeout,
+}
+
+pub struct Media {
+    pub bytes: Bytes,
+    pub content_type: Option<String>,
+    /// A file name for multipart uploads, taken from the URL path.
+    pub file_name: String,
+}
+
+#[derive(Clone)]
+pub struct MediaFetcher {
+    client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Empty<Bytes>>,
+    allow_private: bool,
+    max_bytes: usize,
+}
+
+const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl MediaFetcher {
+    pub fn new(allow_private: bool, max_bytes: usize) -> MediaFetcher {
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+            inner: GaiResolver::new(),
+            allow_private,
+        });
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        MediaFetcher {
+            client: Client::builder(TokioExecutor::new()).build(https),
+            allow_private,
+            max_bytes,
+        }
+    }
+
+    pub async fn fetch(&self, raw: &str) -> Result<Media, MediaError> {
+        if let Some(rest) = raw.strip_prefix("data:") {
+            return self.decode_data_url(rest);
+        }
+        let url = url::Url::parse(raw).map_err(|_| MediaError::BadUrl(raw.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(MediaError::BadUrl(raw.to_string()));
+        }
+        // Literal addresses never reach the resolver, so they are checked here.
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => None,
+            None => return Err(MediaError::BadUrl(raw.to_string())),
+        };
+        if literal.is_some_and(|ip| !self.allow_private && is_private(ip)) {
+            return Err(MediaError::PrivateAddress);
+        }
+        let file_name = url
+            .path_segments()
+            .and_then(|mut s| s.next_back().map(str::to_string))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "media".to_string());
+        let request = Request::get(url.as_str())
+            .body(Empty::new())
+            .map_err(|_| MediaError::BadUrl(raw.to_string()))?;
+        let fetch = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                let text = error_chain(&e);
+                if text.contains(PRIVATE_REFUSAL) {
+                    MediaError::PrivateAddress
+                } else {
+                    MediaError::Fetch(text)
+                }
+            })?;
+            if !response.status().is_success() {
+                return Err(MediaError::Status(response.status().as_u16()));
+            }
+            let content_type = response
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = Limited::new(response.into_body(), self.max_bytes)
+                .collect()
+                .await
+                .map_err(|_| MediaError::TooLarge(self.max_bytes))?
+                .to_bytes();
+            Ok(Media {
+                bytes: body,
+                content_type,
+                file_name,
+            })
+        };
+        tokio::time::timeout(FETCH_TIMEOUT, fetch)
+            .await
+            .map_err(|_| MediaError::Timeout)?
+    }
+
+    fn decode_data_url(&self, rest: &str) -> Result<Media, MediaError> {
+        let bad = || MediaError::BadUrl("data: URL".to_string());
+        let (meta, data) = rest.split_once(',').ok_or_else(bad)?;
+        let (content_type, is_base64) = match meta.strip_suffix(";base64") {
+            Some(ct) => (ct, true),
+            None => (meta, false),
+        };
+        if data.len() > self.max_bytes.saturating_mul(4) / 3 + 4 {
+            return Err(MediaError::TooLarge(self.max_bytes));
+        }
+        let bytes = if is_base64 {
+            base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map_err(|_| bad())?
+        } else {
+            data.as_bytes().to_vec()
+        };
+        if bytes.len() > self.max_bytes {
+            return Err(MediaError::TooLarge(self.max_bytes));
+        }
+        Ok(Media {
+            bytes: Bytes::from(bytes),
+            content_type: (!content_type.is_empty()).then(|| content_type.to_string()),
+            file_name: "media".to_string(),
+        })
+    }
+}
+
+const PRIVATE_REFUSAL: &str = "resolves only to private or loopback addresses";
+
+/// DNS resolution that drops private addresses (unless allowed).
+#[derive(Clone)]
+pub struct GuardedResolver {
+    inner: GaiResolver,
+    allow_private: bool,
+}
+
+type ResolveFuture =
+    Pin<Box<dyn Future<Output = Result<std::vec::IntoIter<SocketAddr>, std::io::Error>> + Send>>;
+
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = ResolveFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let lookup = self.inner.call(name);
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = lookup
+                .await?
+                .filter(|a| allow_private || !is_private(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    PRIVATE_REFUSAL,
+                ));
+            }
+            Ok(addrs.into_iter())
+        })
+    }
+}
+
+/// Addresses a user must not be able to make us fetch from.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_unspecified()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link local
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_ranges_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn loopback_is_refused_unless_allowed() {
+        let strict = MediaFetcher::new(false, 1024);
+        assert!(matches!(
+            strict.fetch("http://127.0.0.1:1/a.wav").await,
+            Err(MediaError::PrivateAddress)
+        ));
+        assert!(matches!(
+            strict.fetch("http://localhost:1/a.wav").await,
+            Err(MediaError::PrivateAddress)
+        ));
+        let lax = MediaFetcher::new(true, 1024);
+        assert!(matches!(
+            lax.fetch("http://127.0.0.1:1/a.wav").await,
+            Err(MediaError::Fetch(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn data_urls_decode_within_limits() {
+        let fetcher = MediaFetcher::new(false, 8);
+        let media = fetcher
+            .fetch("data:audio/wav;base64,aGVsbG8=")
+            .await
+            .unwrap();
+        assert_eq!(&media.bytes[..], b"hello");
+        assert_eq!(media.content_type.as_deref(), Some("audio/wav"));
+        assert!(matches!(
+            fetcher.fetch("data:;base64,aGVsbG8gd29ybGQgaGVsbG8=").await,
+            Err(MediaError::TooLarge(8))
+        ));
+        assert!(fetcher.fetch("ftp://x/y").await.is_err());
+    }
+}

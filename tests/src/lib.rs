@@ -1,0 +1,49 @@
+//! Integration-test support for GPU-Bridge: a stand-in for the hosted providers,
+//! a launcher for the real daemon, and a JSON client. Shared by every test in
+//! `tests/tests/` and by the bench.
+
+mod client;
+mod daemon;
+mod standin;
+
+pub use client::{JsonClient, Reply};
+pub use daemon::{binary, Daemon, DaemonOptions};
+pub use standin::{Behavior, Standin};
+
+/// TOML that points every hosted provider at `base_url` with `key`, with short
+/// timeouts and a quick breaker so failure tests run fast.
+pub fn providers_config(base_url: &str, key: &str, providers: &[&str]) -> String {
+    let mut text = String::from(
+        "[scheduler]\nallow_private_urls = true\nestimates_flush_seconds = 1\n[scheduler.breaker]\nfailure_threshold = 2\nopen_seconds = 60\n",
+    );
+    for provider in providers {
+        text.push_str(&format!(
+            "[scheduler.providers.{provider}]\napi_key = \"{key}\"\nbase_url = \"{base_url}\"\nrequest_timeout_seconds = 2\nprefer_wait_seconds = 1\n"
+        ));
+    }
+    text
+}
+
+/// Polls `GET /status/:id` until the job is terminal or `seconds` pass.
+pub async fn wait_terminal(
+    client: &JsonClient,
+    base: &str,
+    id: &str,
+    seconds: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let reply = client.get(&format!("{base}/status/{id}")).await?;
+        let status = reply.body["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if status == "completed" || status == "failed" {
+            return Ok(reply.body);
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("job {id} still {status} after {seconds} s: {}", reply.body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,383 @@
+//! A local stand-in for the hosted providers, speaking their documented wire
+//! formats: OpenAI-compatible chat, embeddings, audio (Groq, Together, DeepInfra,
+//! Fireworks, Jina), Together images, Jina/Together rerank and Replicate
+//! predictions. Its behaviour can be switched at run time to inject failures.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How the stand-in answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behavior {
+    Ok,
+    /// HTTP 500 with a JSON error body.
+    ServerError,
+    /// Accepts the request and never answers.
+    Hang,
+    /// HTTP 200 with a body that is not JSON.
+    Garbage,
+    /// Answers correctly after the given delay.
+    Slow(Duration),
+    /// HTTP 400: the provider rejects the request.
+    Reject,
+}
+
+struct State {
+    behavior: Mutex<Behavior>,
+    api_key: String,
+    requests: AtomicU64,
+    by_path: Mutex<HashMap<String, u64>>,
+    predictions: Mutex<HashMap<String, (Value, u32)>>,
+    next_id: AtomicU64,
+}
+
+/// A running stand-in; stops when dropped.
+pub struct Standin {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Standin {
+    /// Starts on an ephemeral loopback port, expecting `Authorization: Bearer {api_key}`.
+    pub async fn start(api_key: &str) -> std::io::Result<Standin> {
+        Standin::start_on("127.0.0.1:0".parse().expect("literal address"), api_key).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, api_key: &str) -> std::io::Result<Standin> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            behavior: Mutex::new(Behavior::Ok),
+            api_key: api_key.to_string(),
+            requests: AtomicU64::new(0),
+            by_path: Mutex::new(HashMap::new()),
+            predictions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        });
+        let served = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let state = served.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(handle(&state, request).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Standin { addr, state, task })
+    }
+
+    /// The OpenAI-style base URL to give GPU-Bridge (`GPUBRIDGE_<PROVIDER>_BASE_URL`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn set_behavior(&self, behavior: Behavior) {
+        *self.state.behavior.lock() = behavior;
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn requests_to(&self, path: &str) -> u64 {
+        self.state.by_path.lock().get(path).copied().unwrap_or(0)
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    respond(status, "application/json", body.to_string())
+}
+
+async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    let path = request.uri().path().to_string();
+    *state.by_path.lock().entry(path.clone()).or_default() += 1;
+    if path == "/media/clip.wav" {
+        return respond(
+            StatusCode::OK,
+            "audio/wav",
+            Bytes::from_static(b"RIFF\x24\x00\x00\x00WAVEfmt "),
+        );
+    }
+    let authorized = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {}", state.api_key));
+    if !authorized {
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": {"message": "Invalid API key"}}),
+        );
+    }
+    let behavior = *state.behavior.lock();
+    match behavior {
+        Behavior::Ok => {}
+        Behavior::ServerError => {
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": {"message": "upstream exploded"}}),
+            )
+        }
+        Behavior::Hang => {
+            std::future::pending::<()>().await;
+        }
+        Behavior::Garbage => {
+            return respond(
+                StatusCode::OK,
+                "application/json",
+                "<html>definitely not json",
+            )
+        }
+        Behavior::Slow(delay) => tokio::time::sleep(delay).await,
+        Behavior::Reject => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"error": {"message": "invalid request"}}),
+            )
+        }
+    }
+    let method = request.method().clone();
+    let content_type = request
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return json_response(StatusCode::BAD_REQUEST, json!({"error": "unreadable body"}))
+        }
+    };
+    if content_type.starts_with("multipart/form-data") {
+        return transcription(&body);
+    }
+    let input: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "body is not JSON"}),
+                )
+            }
+        }
+    };
+    match (method, path.as_str()) {
+        (Method::POST, "/v1/chat/completions") => chat(&input),
+        (Method::POST, "/v1/embeddings") => embeddings(&input),
+        (Method::POST, "/v1/rerank") => rerank(&input),
+        (Method::POST, "/v1/images/generations") => images(&input),
+        (Method::POST, "/v1/audio/speech") => respond(
+            StatusCode::OK,
+            "audio/mpeg",
+            Bytes::from_static(b"ID3\x04fake-mp3-frames"),
+        ),
+        (Method::POST, "/v1/predictions") => create_prediction(state, &input),
+        (Method::POST, p) if p.starts_with("/v1/models/") && p.ends_with("/predictions") => {
+            create_prediction(state, &input)
+        }
+        (Method::POST, p) if p.starts_with("/v1/predictions/") && p.ends_with("/cancel") => {
+            json_response(StatusCode::OK, json!({"status": "canceled"}))
+        }
+        (Method::GET, p) if p.starts_with("/v1/predictions/") => {
+            poll_prediction(state, &p["/v1/predictions/".len()..])
+        }
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no route {path}")}),
+        ),
+    }
+}
+
+fn chat(input: &Value) -> Response<Full<Bytes>> {
+    let last = input["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .map(|m| m["content"].clone())
+        .unwrap_or(Value::Null);
+    let text = match last {
+        Value::String(s) => format!("stand-in reply to: {s}"),
+        // Vision requests send a list of content parts.
+        Value::Array(parts) => format!("stand-in saw {} content parts", parts.len()),
+        _ => "stand-in reply".to_string(),
+    };
+    json_response(
+        StatusCode::OK,
+        json!({
+            "id": "chatcmpl-standin",
+            "object": "chat.completion",
+            "model": input["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+        }),
+    )
+}
+
+fn vector(text: &str) -> Vec<f64> {
+    let mut v = vec![0.0; 8];
+    for (i, b) in text.bytes().enumerate() {
+        v[i % 8] += f64::from(b) / 255.0;
+    }
+    v
+}
+
+fn embeddings(input: &Value) -> Response<Full<Bytes>> {
+    let texts: Vec<String> = match &input["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => return json_response(StatusCode::BAD_REQUEST, json!({"error": "input required"})),
+    };
+    let data: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": vector(t)}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({"object": "list", "model": input["model"], "data": data}),
+    )
+}
+
+fn rerank(input: &Value) -> Response<Full<Bytes>> {
+    let query = input["query"].as_str().unwrap_or_default().to_lowercase();
+    let documents = input["documents"].as_array().cloned().unwrap_or_default();
+    let mut scored: Vec<(usize, f64)> = documents
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let doc = d.as_str().unwrap_or_default().to_lowercase();
+            let hits = query.split_whitespace().filter(|w| doc.contains(w)).count();
+            (
+                i,
+                hits as f64 / (1.0 + query.split_whitespace().count() as f64),
+            )
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let top_n = input["top_n"].as_u64().unwrap_or(documents.len() as u64) as usize;
+    let results: Vec<Value> = scored
+        .into_iter()
+        .take(top_n)
+        .map(|(i, s)| json!({"index": i, "relevance_score": s}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({"model": input["model"], "results": results, "usage": {"total_tokens": 10}}),
+    )
+}
+
+fn images(input: &Value) -> Response<Full<Bytes>> {
+    let n = input["n"].as_u64().unwrap_or(1);
+    let data: Vec<Value> = (0..n)
+        .map(|i| json!({"url": format!("https://standin.invalid/image-{i}.png")}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({"id": "img-standin", "model": input["model"], "data": data}),
+    )
+}
+
+fn transcription(body: &[u8]) -> Response<Full<Bytes>> {
+    let text = String::from_utf8_lossy(body);
+    if !text.contains("name=\"file\"") || !text.contains("name=\"model\"") {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "file and model are required"}),
+        );
+    }
+    json_response(
+        StatusCode::OK,
+        json!({"text": format!("transcribed {} bytes", body.len())}),
+    )
+}
+
+/// Replicate: a new prediction starts, is processing on the first poll, and
+/// succeeds on the second, echoing its input as output.
+fn create_prediction(state: &State, body: &Value) -> Response<Full<Bytes>> {
+    let id = format!("pred{}", state.next_id.fetch_add(1, Ordering::Relaxed));
+    let input = body["input"].clone();
+    state
+        .predictions
+        .lock()
+        .insert(id.clone(), (input.clone(), 0));
+    json_response(
+        StatusCode::CREATED,
+        json!({"id": id, "status": "starting", "input": input, "output": null, "urls": {"get": format!("/v1/predictions/{id}")}}),
+    )
+}
+
+fn poll_prediction(state: &State, id: &str) -> Response<Full<Bytes>> {
+    let mut predictions = state.predictions.lock();
+    let Some((input, polls)) = predictions.get_mut(id) else {
+        return json_response(StatusCode::NOT_FOUND, json!({"detail": "Not found."}));
+    };
+    *polls += 1;
+    if *polls < 2 {
+        return json_response(
+            StatusCode::OK,
+            json!({"id": id, "status": "processing", "output": null}),
+        );
+    }
+    let output = if input.get("prompt").is_some() && input.get("system_prompt").is_some() {
+        json!(["stand-in ", "replicate ", "tokens"])
+    } else {
+        json!({"echo": input})
+    };
+    json_response(
+        StatusCode::OK,
+        json!({"id": id, "status": "succeeded", "output": output, "metrics": {"predict_time": 0.01}}),
+    )
+}
