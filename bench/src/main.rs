@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
     let (_daemon, gateway) = match &args.gateway {
         Some(url) => (None, url.trim_end_matches('/').to_string()),
         None => {
-            let mut options = DaemonOptions::new(&dir.path().join("data"));
+            let mut options = DaemonOptions::new(dir.path().join("data"));
             options.config = Some(&config);
             options.env.push(("GPUBRIDGE_LOG".into(), "warn".into()));
             let daemon = Daemon::start(options);

@@ -125,7 +125,7 @@ impl App {
         let result = match route {
             Route::Run => handlers::run::handle(self, request).await,
             Route::Inference => handlers::inference::handle(self, request).await,
-            Route::Status(id) => handlers::status::handle(self, request.headers(), &id.to_string()),
+            Route::Status(id) => handlers::status::handle(self, request.headers(), id),
             Route::Catalog => Ok(handlers::catalog::catalog(self)),
             Route::Estimate => handlers::catalog::estimate(self, request.uri().query()),
             Route::Health => Ok(handlers::ops::health(self)),

@@ -4,13 +4,19 @@
 use bytes::Bytes;
 use gpubridge_scheduler::SubmitError;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
+use std::ops::{Deref, DerefMut};
+
+/// A refusal on its way to the client. Boxed so `Result<_, ApiError>` stays one
+/// pointer wide on the hot path.
+#[derive(Debug)]
+pub struct ApiError(Box<ErrorBody>);
 
 #[derive(Debug, Serialize)]
-pub struct ApiError {
+pub struct ErrorBody {
     #[serde(skip)]
     pub status: StatusCode,
     pub error: String,
@@ -21,18 +27,35 @@ pub struct ApiError {
     pub available_services: Option<Vec<String>>,
     #[serde(skip)]
     pub retry_after_seconds: Option<u64>,
+    /// Extra response headers (`WWW-Authenticate`, …).
+    #[serde(skip)]
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Deref for ApiError {
+    type Target = ErrorBody;
+    fn deref(&self) -> &ErrorBody {
+        &self.0
+    }
+}
+
+impl DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ErrorBody {
+        &mut self.0
+    }
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, error: impl Into<String>, hint: impl Into<String>) -> ApiError {
-        ApiError {
+        ApiError(Box::new(ErrorBody {
             status,
             error: error.into(),
             hint: hint.into(),
             details: None,
             available_services: None,
             retry_after_seconds: None,
-        }
+            headers: Vec::new(),
+        }))
     }
 
     pub fn bad_request(error: impl Into<String>, hint: impl Into<String>) -> ApiError {
@@ -51,7 +74,7 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body =
-            serde_json::to_vec(&self).unwrap_or_else(|_| br#"{"error":"internal error"}"#.to_vec());
+            serde_json::to_vec(&*self.0).unwrap_or_else(|_| br#"{"error":"internal error"}"#.to_vec());
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = self.status;
         response
@@ -61,6 +84,9 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        for (name, value) in self.0.headers {
+            response.headers_mut().insert(name, value);
         }
         response
     }
@@ -139,7 +165,7 @@ mod tests {
     #[test]
     fn envelope_has_error_and_hint_and_skips_empty_fields() {
         let e = ApiError::bad_request("Unknown service: foo", "Use GET /catalog.");
-        let body = serde_json::to_value(&e).unwrap();
+        let body = serde_json::to_value(&*e).unwrap();
         assert_eq!(
             body,
             serde_json::json!({"error": "Unknown service: foo", "hint": "Use GET /catalog."})

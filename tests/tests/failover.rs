@@ -46,7 +46,7 @@ async fn failures_fail_over_and_trip_the_breaker() {
         flaky.set_behavior(behavior);
         let dir = tempfile::tempdir().unwrap();
         let config = config(&flaky, &healthy);
-        let mut options = DaemonOptions::new(&dir.path().join("data"));
+        let mut options = DaemonOptions::new(dir.path().join("data"));
         options.config = Some(&config);
         let daemon = Daemon::start(options);
         let client = JsonClient::new();
@@ -103,7 +103,7 @@ async fn a_job_fails_only_when_no_candidate_is_left_with_every_reason() {
     also_flaky.set_behavior(Behavior::Garbage);
     let dir = tempfile::tempdir().unwrap();
     let config = config(&flaky, &also_flaky);
-    let mut options = DaemonOptions::new(&dir.path().join("data"));
+    let mut options = DaemonOptions::new(dir.path().join("data"));
     options.config = Some(&config);
     let daemon = Daemon::start(options);
     let client = JsonClient::new();
@@ -141,7 +141,7 @@ async fn rejected_requests_do_not_trip_the_breaker() {
     rejecting.set_behavior(Behavior::Reject);
     let dir = tempfile::tempdir().unwrap();
     let config = config(&rejecting, &healthy);
-    let mut options = DaemonOptions::new(&dir.path().join("data"));
+    let mut options = DaemonOptions::new(dir.path().join("data"));
     options.config = Some(&config);
     let daemon = Daemon::start(options);
     let client = JsonClient::new();

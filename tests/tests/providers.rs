@@ -46,7 +46,7 @@ async fn every_adapter_completes_real_jobs() {
     let standin = Standin::start("sk-test").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = providers_config(&standin.base_url(), "sk-test", &ALL);
-    let mut options = DaemonOptions::new(&dir.path().join("data"));
+    let mut options = DaemonOptions::new(dir.path().join("data"));
     options.config = Some(&config);
     let daemon = Daemon::start(options);
     let client = JsonClient::new();
@@ -170,7 +170,7 @@ async fn inference_answers_inline() {
     let standin = Standin::start("sk-test").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = providers_config(&standin.base_url(), "sk-test", &["groq"]);
-    let mut options = DaemonOptions::new(&dir.path().join("data"));
+    let mut options = DaemonOptions::new(dir.path().join("data"));
     options.config = Some(&config);
     let daemon = Daemon::start(options);
     let client = JsonClient::new();
