@@ -1,41 +1,49 @@
-//! The seam where accounts and payments decide who may run what. This build has
-//! no accounts: every caller is anonymous and a job's id is its read token.
-//! The accounts and x402 issues implement `Access` without touching handlers.
+//! Who may run what, and how it is paid for. `OpenAccess` (accounts disabled):
+//! anyone, nothing charged, a job's id is its read token. `AccountAccess`: an API
+//! key names the account whose credits reserve each job's price. x402 slots in
+//! here as a third way to pay.
 
 use crate::error::ApiError;
-use gpubridge_scheduler::{Batch, JobRecord, PreparedJob};
-use hyper::HeaderMap;
+use gpubridge_scheduler::accounts::{
+    AccountError, AccountId, Accounts, Admission, IdempotencyClaim, ReserveError,
+};
+use gpubridge_scheduler::{Batch, JobRecord, PreparedJob, Scheduler};
+use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use hyper::{HeaderMap, StatusCode};
+use serde_json::json;
+use std::sync::Arc;
 
 /// Who is calling, as far as the headers prove.
 #[derive(Clone, Debug, Default)]
 pub struct Caller {
-    pub account: Option<String>,
-}
-
-/// Permission to run one job, and the writes that pay for it (persisted atomically
-/// with the job itself).
-pub struct Admitted {
-    pub owner: Option<String>,
-    pub batch: Batch,
+    pub account: Option<AccountId>,
 }
 
 pub trait Access: Send + Sync + 'static {
+    /// A bad credential is refused here; no credential is an anonymous caller.
     fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError>;
 
-    fn admit(
+    /// Pays for and accepts one validated job.
+    fn accept(
         &self,
+        scheduler: &Scheduler,
         caller: &Caller,
-        job: &PreparedJob,
-        headers: &HeaderMap,
-    ) -> Result<Admitted, ApiError>;
+        job: PreparedJob,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<Admission, ApiError>;
 
     /// May this caller see the job's output (not only its status)?
     fn may_read_output(&self, caller: &Caller, job: &JobRecord) -> bool {
-        job.owner.is_none() || job.owner == caller.account
+        match &job.owner {
+            None => true,
+            Some(owner) => caller
+                .account
+                .is_some_and(|account| account.to_string() == *owner),
+        }
     }
 }
 
-/// No accounts configured: everything is allowed and unowned.
+/// Accounts disabled: everything is allowed and unowned.
 pub struct OpenAccess;
 
 impl Access for OpenAccess {
@@ -43,15 +51,175 @@ impl Access for OpenAccess {
         Ok(Caller::default())
     }
 
-    fn admit(
+    fn accept(
         &self,
-        caller: &Caller,
-        _job: &PreparedJob,
-        _headers: &HeaderMap,
-    ) -> Result<Admitted, ApiError> {
-        Ok(Admitted {
-            owner: caller.account.clone(),
-            batch: Batch::default(),
+        scheduler: &Scheduler,
+        _caller: &Caller,
+        job: PreparedJob,
+        _idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<Admission, ApiError> {
+        scheduler
+            .submit(job, None, Batch::default())
+            .map(Admission::Accepted)
+            .map_err(|e| ApiError::from_scheduler(scheduler, e))
+    }
+}
+
+/// API key + credits.
+pub struct AccountAccess {
+    pub accounts: Arc<Accounts>,
+}
+
+/// The bearer token of an `Authorization` header, if it has one.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("Malformed Authorization header"))?;
+    Ok(Some(token))
+}
+
+pub fn unauthorized(error: &str) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        error,
+        "Send Authorization: Bearer gpub_… with your API key; get one with POST /account/register.",
+    );
+    e.headers
+        .push((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+    e
+}
+
+impl AccountAccess {
+    /// The caller's account, or 401.
+    pub fn require(&self, headers: &HeaderMap) -> Result<AccountId, ApiError> {
+        self.identify(headers)?
+            .account
+            .ok_or_else(|| unauthorized("API key required"))
+    }
+}
+
+impl Access for AccountAccess {
+    fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let Some(token) = bearer(headers)? else {
+            return Ok(Caller::default());
+        };
+        let account = self
+            .accounts
+            .authenticate(token)
+            .ok_or_else(|| unauthorized("Invalid API key"))?;
+        Ok(Caller {
+            account: Some(account),
+        })
+    }
+
+    fn accept(
+        &self,
+        scheduler: &Scheduler,
+        caller: &Caller,
+        job: PreparedJob,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<Admission, ApiError> {
+        let account = caller
+            .account
+            .ok_or_else(|| unauthorized("API key required"))?;
+        let owner = account.to_string();
+        self.accounts
+            .reserve_and_submit(account, job, idempotency, |job, batch| {
+                scheduler.submit(job, Some(owner), batch)
+            })
+            .map_err(|e| match e {
+                ReserveError::Submit(e) => ApiError::from_scheduler(scheduler, e),
+                ReserveError::Account(e) => account_error(e),
+            })
+    }
+}
+
+/// An account refusal in the spec's envelope.
+pub fn account_error(error: AccountError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        AccountError::UnknownAccount => unauthorized("Invalid API key"),
+        AccountError::BadEmail => ApiError::bad_request(
+            "Invalid email address",
+            "Send {\"email\": \"you@example.com\"}.",
+        ),
+        AccountError::EmailTaken(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "An account already exists for this email",
+            "If you have its key, rotate it with POST /account/regenerate-key; if you lost it, use POST /account/recover {\"email\": …}.",
+        ),
+        AccountError::InsufficientCredits { balance, needed } => ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            format!("Insufficient credits: balance ${:.6}, this job needs ${:.6}", balance.as_dollars(), needed.as_dollars()),
+            "Add credits, or pick a cheaper service or model (GET /catalog/estimate). Nothing was queued or charged.",
+        )
+        .with_details(json!({"balance_usd": balance.as_dollars(), "required_usd": needed.as_dollars()})),
+        AccountError::DailyLimit { spent, limit, needed } => ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            format!("Daily spending limit reached: ${:.6} of ${:.2} spent today (UTC)", spent.as_dollars(), limit.as_dollars()),
+            "Raise it with POST /account/spending-limit {\"daily_limit\": …}, or wait for the next UTC day. Nothing was queued or charged.",
+        )
+        .with_details(json!({"daily_spend_usd": spent.as_dollars(), "daily_limit_usd": limit.as_dollars(), "required_usd": needed.as_dollars()})),
+        AccountError::IdempotencyConflict { job_id } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Idempotency-Key was already used with a different request",
+            "Use a new Idempotency-Key for a new request; resend the original body to get the original job.",
+        )
+        .with_details(json!({"job_id": job_id})),
+        AccountError::LimitOutOfRange => ApiError::bad_request(
+            message,
+            "Send {\"daily_limit\": 100} with a dollar amount from 1 to 10000.",
+        ),
+        AccountError::ZeroCredit => ApiError::bad_request(message, "Send a positive amount_usd."),
+        AccountError::Store(e) => {
+            tracing::error!(error = %e, "account storage failure");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Storage is unavailable",
+                "Nothing was charged; retry shortly.",
+            )
+            .retry_after(5)
+        }
+        AccountError::Key(e) => {
+            tracing::error!(error = %e, "API key generation failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Could not create a key right now",
+                "Retry shortly.",
+            )
+            .retry_after(5)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_parsed_strictly() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer(&headers).unwrap(), None);
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer gpub_abc"));
+        assert_eq!(bearer(&headers).unwrap(), Some("gpub_abc"));
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("bearer   gpub_abc "),
+        );
+        assert_eq!(bearer(&headers).unwrap(), Some("gpub_abc"));
+        for bad in ["Basic dXNlcjpwdw==", "Bearer", "Bearer ", "gpub_abc"] {
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(bad));
+            let e = bearer(&headers).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNAUTHORIZED, "{bad}");
+        }
     }
 }

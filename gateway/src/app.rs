@@ -5,6 +5,7 @@ use crate::access::Access;
 use crate::config::HttpConfig;
 use crate::error::ApiError;
 use crate::handlers;
+use crate::handlers::account::AccountRoutes;
 use crate::http_metrics::{HttpMetrics, RouteLabel};
 use bytes::Bytes;
 use gpubridge_scheduler::Scheduler;
@@ -12,6 +13,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +21,10 @@ use std::time::Instant;
 pub struct App {
     pub scheduler: Scheduler,
     pub access: Arc<dyn Access>,
+    /// `None` when accounts are disabled.
+    pub accounts: Option<AccountRoutes>,
+    /// The operator token guarding `/admin/*`; `None` disables it.
+    pub admin_token: Option<String>,
     pub http: HttpConfig,
     pub registry: prometheus::Registry,
     pub metrics: HttpMetrics,
@@ -54,6 +60,18 @@ enum Route<'a> {
     Estimate,
     Health,
     Metrics,
+    Register,
+    Recover,
+    RegenerateKey,
+    Balance,
+    SpendingLimit,
+    Jobs,
+    /// Card and crypto top-ups, auto top-up and the dashboard: not on this build.
+    NotYet(&'static str),
+    AdminCredits,
+    AdminAccount(&'a str),
+    AdminRecoveries,
+    AdminAudit,
 }
 
 fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
@@ -70,10 +88,33 @@ fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         "/catalog/estimate" => (Route::Estimate, GET),
         "/health" => (Route::Health, GET),
         "/metrics" => (Route::Metrics, GET),
-        other => match other.strip_prefix("/status/") {
-            Some(id) if !id.is_empty() && !id.contains('/') => (Route::Status(id), GET),
-            _ => return None,
-        },
+        "/account/register" => (Route::Register, POST),
+        "/account/recover" => (Route::Recover, POST),
+        "/account/regenerate-key" => (Route::RegenerateKey, POST),
+        "/account/balance" => (Route::Balance, GET),
+        "/account/spending-limit" => (Route::SpendingLimit, POST),
+        "/account/jobs" => (Route::Jobs, GET),
+        "/account/topup" => (Route::NotYet("Card top-ups"), POST),
+        "/account/topup-crypto" => (Route::NotYet("Crypto top-ups"), POST),
+        "/account/auto-topup" => (Route::NotYet("Automatic top-ups"), POST),
+        "/account/dashboard" => (Route::NotYet("The web dashboard"), GET),
+        "/admin/credits" => (Route::AdminCredits, POST),
+        "/admin/recoveries" => (Route::AdminRecoveries, GET),
+        "/admin/ledger/audit" => (Route::AdminAudit, GET),
+        other => {
+            let segment = |prefix: &str| {
+                other
+                    .strip_prefix(prefix)
+                    .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+            };
+            if let Some(id) = segment("/status/") {
+                (Route::Status(id), GET)
+            } else if let Some(query) = segment("/admin/accounts/") {
+                (Route::AdminAccount(query), GET)
+            } else {
+                return None;
+            }
+        }
     })
 }
 
@@ -92,7 +133,7 @@ impl App {
             let error = ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!("No endpoint at {path}"),
-                "Endpoints: POST /run, POST /inference, GET /status/:job_id, GET /catalog, GET /catalog/estimate, GET /health, GET /metrics.",
+                "Endpoints: POST /run, POST /inference, GET /status/:job_id, GET /catalog, GET /catalog/estimate, /account/*, GET /health, GET /metrics.",
             );
             return (RouteLabel::Other, error.into_response());
         };
@@ -104,6 +145,17 @@ impl App {
             Route::Estimate => RouteLabel::Estimate,
             Route::Health => RouteLabel::Health,
             Route::Metrics => RouteLabel::Metrics,
+            Route::Register
+            | Route::Recover
+            | Route::RegenerateKey
+            | Route::Balance
+            | Route::SpendingLimit
+            | Route::Jobs
+            | Route::NotYet(_) => RouteLabel::Account,
+            Route::AdminCredits
+            | Route::AdminAccount(_)
+            | Route::AdminRecoveries
+            | Route::AdminAudit => RouteLabel::Admin,
         };
         if !methods.contains(request.method()) {
             let allow = methods
@@ -130,8 +182,58 @@ impl App {
             Route::Estimate => handlers::catalog::estimate(self, request.uri().query()),
             Route::Health => Ok(handlers::ops::health(self)),
             Route::Metrics => Ok(handlers::ops::metrics(self)),
+            Route::NotYet(what) => Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("{what} are not available on this deployment yet"),
+                "Ask the operator to add credits to your account.",
+            )),
+            account_or_admin => self.account_or_admin(account_or_admin, request).await,
         };
         (label, result.unwrap_or_else(ApiError::into_response))
+    }
+
+    async fn account_or_admin(
+        &self,
+        route: Route<'_>,
+        request: Request<Incoming>,
+    ) -> Result<HttpResponse, ApiError> {
+        use handlers::{account, admin};
+        let admin_route = matches!(
+            route,
+            Route::AdminCredits
+                | Route::AdminAccount(_)
+                | Route::AdminRecoveries
+                | Route::AdminAudit
+        );
+        if admin_route {
+            admin::authorize(self, request.headers())?;
+        }
+        let Some(accounts) = &self.accounts else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "Accounts are disabled on this deployment",
+                "Every caller may run jobs without a key here; the operator enables accounts with accounts.enabled = true.",
+            ));
+        };
+        match route {
+            Route::Register => account::register(self, accounts, request).await,
+            Route::Recover => account::recover(self, accounts, request).await,
+            Route::RegenerateKey => account::regenerate_key(accounts, &request),
+            Route::Balance => account::balance(accounts, &request),
+            Route::SpendingLimit => account::spending_limit(self, accounts, request).await,
+            Route::Jobs => account::jobs(self, accounts, &request),
+            Route::AdminCredits => admin::grant(self, accounts, request).await,
+            Route::AdminAccount(query) => {
+                admin::account(accounts, &percent_decode_str(query).decode_utf8_lossy())
+            }
+            Route::AdminRecoveries => admin::recoveries(accounts, request.uri().query()),
+            Route::AdminAudit => admin::audit(self),
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "No such endpoint",
+                "See GET /catalog for the routes.",
+            )),
+        }
     }
 }
 

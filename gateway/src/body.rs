@@ -107,6 +107,29 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     Ok(Some(text.to_string()))
 }
 
+/// A whole-number query parameter: `default` when absent, at most `max`.
+pub fn query_number(
+    query: &str,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    let Some((_, value)) = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name)
+    else {
+        return Ok(default);
+    };
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                format!("{name} must be a whole number from 0 to {max}, not {value:?}"),
+                format!("Example: ?{name}={default}"),
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +162,14 @@ mod tests {
         );
         headers.insert("idempotency-key", HeaderValue::from_static("has space"));
         assert!(idempotency_key(&headers).is_err());
+    }
+
+    #[test]
+    fn query_numbers_are_bounded() {
+        assert_eq!(query_number("", "limit", 50, 200).unwrap(), 50);
+        assert_eq!(query_number("limit=7&offset=2", "offset", 0, 9).unwrap(), 2);
+        assert!(query_number("limit=201", "limit", 50, 200).is_err());
+        assert!(query_number("limit=-1", "limit", 50, 200).is_err());
+        assert!(query_number("limit=abc", "limit", 50, 200).is_err());
     }
 }

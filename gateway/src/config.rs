@@ -1,6 +1,7 @@
 //! The daemon's configuration: defaults that run, then a TOML file, then the
 //! environment, then command-line flags, each overriding the one before.
 
+use gpubridge_scheduler::accounts::AccountsConfig;
 use gpubridge_scheduler::{Provider, SchedulerConfig};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -11,7 +12,20 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     pub http: HttpConfig,
     pub scheduler: SchedulerConfig,
+    pub accounts: AccountsConfig,
+    pub admin: AdminConfig,
 }
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token for `/admin/*` and `gpubridge admin` (at least 16 characters);
+    /// unset disables the admin API. `GPUBRIDGE_ADMIN_TOKEN` overrides it.
+    pub token: Option<String>,
+}
+
+/// Shortest operator token accepted: anything shorter is guessable.
+const MIN_ADMIN_TOKEN: usize = 16;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -57,6 +71,8 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Command-line values that override everything else.
@@ -92,6 +108,20 @@ impl Config {
         if let Some(dir) = &flags.data_dir {
             config.scheduler.data_dir = dir.clone();
         }
+        if config
+            .admin
+            .token
+            .as_ref()
+            .is_some_and(|t| t.trim().len() < MIN_ADMIN_TOKEN)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "admin.token must be at least {MIN_ADMIN_TOKEN} characters"
+            )));
+        }
+        config
+            .accounts
+            .rules()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(config)
     }
 
@@ -110,6 +140,23 @@ impl Config {
         if let Some(value) = get("GPUBRIDGE_ALLOW_PRIVATE_URLS") {
             self.scheduler.allow_private_urls = parse_bool("GPUBRIDGE_ALLOW_PRIVATE_URLS", &value)?;
         }
+        if let Some(value) = get("GPUBRIDGE_ACCOUNTS_ENABLED") {
+            self.accounts.enabled = parse_bool("GPUBRIDGE_ACCOUNTS_ENABLED", &value)?;
+        }
+        if let Some(value) = get("GPUBRIDGE_SIGNUP_CREDITS_USD") {
+            self.accounts.signup_credits_usd =
+                value.trim().parse().map_err(|_| ConfigError::Env {
+                    name: "GPUBRIDGE_SIGNUP_CREDITS_USD".into(),
+                    value: value.clone(),
+                    reason: "expected a dollar amount, like 1.50".into(),
+                })?;
+        }
+        if let Some(secret) = get("GPUBRIDGE_KEY_HASH_SECRET") {
+            self.accounts.key_hash_secret = Some(secret);
+        }
+        if let Some(token) = get("GPUBRIDGE_ADMIN_TOKEN") {
+            self.admin.token = Some(token);
+        }
         for provider in Provider::HOSTED {
             let settings = self.scheduler.providers.entry(provider).or_default();
             if let Some(key) = provider.key_env().and_then(get) {
@@ -125,11 +172,16 @@ impl Config {
     /// The configuration as TOML with credentials masked, for `gpubridge config`.
     pub fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
-        for settings in shown.scheduler.providers.values_mut() {
-            if settings.api_key.is_some() {
-                settings.api_key = Some("<set>".into());
+        let mask = |secret: &mut Option<String>| {
+            if secret.is_some() {
+                *secret = Some("<set>".into());
             }
+        };
+        for settings in shown.scheduler.providers.values_mut() {
+            mask(&mut settings.api_key);
         }
+        mask(&mut shown.accounts.key_hash_secret);
+        mask(&mut shown.admin.token);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }
@@ -218,6 +270,24 @@ mod tests {
             !with_flags.redacted_toml().contains("from-file"),
             "secrets are masked"
         );
+        let secrets = Config::load(
+            None,
+            env(&[
+                ("GPUBRIDGE_ADMIN_TOKEN", "operator-token-123456"),
+                ("GPUBRIDGE_KEY_HASH_SECRET", "k".repeat(40).as_str()),
+                ("GPUBRIDGE_ACCOUNTS_ENABLED", "false"),
+                ("GPUBRIDGE_SIGNUP_CREDITS_USD", "1.5"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(!secrets.accounts.enabled);
+        assert_eq!(secrets.accounts.signup_credits_usd, 1.5);
+        let shown = secrets.redacted_toml();
+        assert!(
+            !shown.contains("operator-token") && !shown.contains("kkkk"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -243,5 +313,11 @@ mod tests {
             Config::load(Some(&path), env(&[]), &Overrides::default()).is_err(),
             "unknown keys are refused"
         );
+        let short = Config::load(
+            None,
+            env(&[("GPUBRIDGE_ADMIN_TOKEN", "short")]),
+            &Overrides::default(),
+        );
+        assert!(short.unwrap_err().to_string().contains("admin.token"));
     }
 }

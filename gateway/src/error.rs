@@ -2,7 +2,7 @@
 //! `details` and `available_services`. Every failure a client can cause ends here.
 
 use bytes::Bytes;
-use gpubridge_scheduler::SubmitError;
+use gpubridge_scheduler::{Scheduler, SubmitError};
 use http_body_util::Full;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
@@ -73,8 +73,8 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body =
-            serde_json::to_vec(&*self.0).unwrap_or_else(|_| br#"{"error":"internal error"}"#.to_vec());
+        let body = serde_json::to_vec(&*self.0)
+            .unwrap_or_else(|_| br#"{"error":"internal error"}"#.to_vec());
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = self.status;
         response
@@ -89,6 +89,15 @@ impl ApiError {
             response.headers_mut().insert(name, value);
         }
         response
+    }
+
+    /// A scheduler refusal, with the scheduler's catalog and breaker settings.
+    pub fn from_scheduler(scheduler: &Scheduler, error: SubmitError) -> ApiError {
+        ApiError::from_submit(
+            error,
+            || scheduler.catalog().service_keys(),
+            scheduler.config().breaker.open_seconds,
+        )
     }
 
     /// Maps a scheduler refusal; `available_services` names what exists.

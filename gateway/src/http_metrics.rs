@@ -16,10 +16,12 @@ pub enum RouteLabel {
     Estimate,
     Health,
     Metrics,
+    Account,
+    Admin,
     Other,
 }
 
-const ROUTES: [(RouteLabel, &str); 8] = [
+const ROUTES: [(RouteLabel, &str); 10] = [
     (RouteLabel::Run, "/run"),
     (RouteLabel::Inference, "/inference"),
     (RouteLabel::Status, "/status"),
@@ -27,6 +29,8 @@ const ROUTES: [(RouteLabel, &str); 8] = [
     (RouteLabel::Estimate, "/catalog/estimate"),
     (RouteLabel::Health, "/health"),
     (RouteLabel::Metrics, "/metrics"),
+    (RouteLabel::Account, "/account"),
+    (RouteLabel::Admin, "/admin"),
     (RouteLabel::Other, "other"),
 ];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

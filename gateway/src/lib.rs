@@ -2,6 +2,7 @@
 //! and operator endpoints into scheduler calls, with the spec's error envelope.
 
 pub mod access;
+pub mod admin_client;
 mod app;
 mod body;
 pub mod config;
@@ -12,7 +13,8 @@ mod server;
 mod views;
 
 pub use app::App;
-pub use config::{Config, ConfigError, HttpConfig, Overrides};
+pub use config::{AdminConfig, Config, ConfigError, HttpConfig, Overrides};
 pub use error::ApiError;
+pub use handlers::account::AccountRoutes;
 pub use http_metrics::HttpMetrics;
 pub use server::serve;

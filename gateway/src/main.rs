@@ -2,9 +2,12 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use gpubridge_gateway::access::OpenAccess;
-use gpubridge_gateway::{App, Config, HttpMetrics, Overrides};
-use gpubridge_scheduler::{Catalog, Scheduler};
+use gpubridge_gateway::access::{Access, AccountAccess, OpenAccess};
+use gpubridge_gateway::{admin_client, AccountRoutes, App, Config, HttpMetrics, Overrides};
+use gpubridge_scheduler::accounts::{self, Accounts};
+use gpubridge_scheduler::{Catalog, JobHooks, Scheduler, Store};
+use hyper::Method;
+use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +46,49 @@ enum Command {
     Serve(ConfigArgs),
     /// Print the effective configuration (credentials masked) and exit.
     Config(ConfigArgs),
+    /// Operator commands against a running daemon's admin API (token from
+    /// admin.token or GPUBRIDGE_ADMIN_TOKEN).
+    Admin(AdminArgs),
+    /// Recompute every balance from the ledger in the data directory, without the
+    /// daemon, and check it against the jobs it paid for. Exits 1 if the books do
+    /// not balance.
+    Audit(ConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The daemon's base URL [default: http:// + http.addr].
+    #[arg(long)]
+    url: Option<String>,
+    #[command(subcommand)]
+    action: AdminAction,
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Add credits to an account.
+    Grant {
+        /// Account id (acct_…) or email.
+        #[arg(long)]
+        account: String,
+        /// Dollars to add.
+        #[arg(long)]
+        amount: f64,
+        /// Why, kept in the ledger.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Show an account by id or email.
+    Account { query: String },
+    /// List support-assisted key recovery requests, newest first.
+    Recoveries {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Audit the running daemon's ledger at one consistent snapshot.
+    Audit,
 }
 
 impl ConfigArgs {
@@ -76,7 +122,82 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the Tokio runtime")?
                 .block_on(serve(config))
         }
+        Command::Admin(args) => {
+            let config = args.config.load()?;
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the Tokio runtime")?
+                .block_on(admin(config, args.url, args.action))
+        }
+        Command::Audit(args) => audit_offline(&args.load()?),
     }
+}
+
+async fn admin(config: Config, url: Option<String>, action: AdminAction) -> anyhow::Result<()> {
+    let token = config
+        .admin
+        .token
+        .context("no operator token: set GPUBRIDGE_ADMIN_TOKEN (or admin.token in --config)")?;
+    let base = url.unwrap_or_else(|| format!("http://{}", config.http.addr));
+    let (method, path, body) = match action {
+        AdminAction::Grant {
+            account,
+            amount,
+            note,
+        } => (
+            Method::POST,
+            "/admin/credits".to_string(),
+            Some(json!({"account": account, "amount_usd": amount, "note": note})),
+        ),
+        AdminAction::Account { query } => {
+            let encoded: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
+            (Method::GET, format!("/admin/accounts/{encoded}"), None)
+        }
+        AdminAction::Recoveries { limit } => (
+            Method::GET,
+            format!("/admin/recoveries?limit={limit}"),
+            None,
+        ),
+        AdminAction::Audit => (Method::GET, "/admin/ledger/audit".to_string(), None),
+    };
+    let (status, answer) = admin_client::call(&base, &token, method, &path, body.as_ref())
+        .await
+        .with_context(|| format!("calling {base}{path}"))?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    anyhow::ensure!(status.is_success(), "the daemon answered {status}");
+    Ok(())
+}
+
+fn audit_offline(config: &Config) -> anyhow::Result<()> {
+    let dir = &config.scheduler.data_dir;
+    let store = Store::open_read_only(dir)
+        .with_context(|| format!("opening {} read-only", dir.display()))?;
+    let report = accounts::audit(&store).context("reading the ledger")?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !report.is_clean() {
+        anyhow::bail!(
+            "the ledger does not balance: {} problem(s)",
+            report.problems.len()
+        );
+    }
+    Ok(())
+}
+
+fn open_accounts(config: &Config, store: Arc<Store>) -> anyhow::Result<Accounts> {
+    let rules = config.accounts.rules().context("accounts settings")?;
+    let secret = match &config.accounts.key_hash_secret {
+        Some(secret) => accounts::check_secret(secret)?,
+        None => {
+            let path = config
+                .accounts
+                .key_secret_file
+                .clone()
+                .unwrap_or_else(|| config.scheduler.data_dir.join("api-key.secret"));
+            accounts::load_or_create_secret(&path)?
+        }
+    };
+    Accounts::open(store, rules, &secret).context("loading accounts and replaying the ledger")
 }
 
 fn init_tracing() {
@@ -100,7 +221,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None => Catalog::builtin().context("loading the built-in catalog")?,
     };
     let registry = prometheus::Registry::new();
-    let scheduler = Scheduler::start(config.scheduler.clone(), catalog, &registry, None)
+    let data_dir = &config.scheduler.data_dir;
+    let store = Arc::new(
+        Store::open(data_dir, config.scheduler.sync_writes)
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?,
+    );
+    let accounts = match config.accounts.enabled {
+        true => Some(Arc::new(open_accounts(&config, store.clone())?)),
+        false => None,
+    };
+    let hooks = accounts.clone().map(|a| a as Arc<dyn JobHooks>);
+    let scheduler = Scheduler::start(config.scheduler.clone(), catalog, store, &registry, hooks)
         .await
         .with_context(|| {
             format!(
@@ -122,9 +253,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // One plain line on stdout so scripts and tests can find the port (port 0 works).
     println!("gpubridge listening on http://{addr}");
     let grace = Duration::from_secs(config.http.shutdown_grace_seconds);
+    let (access, account_routes): (Arc<dyn Access>, _) = match accounts {
+        Some(accounts) => {
+            spawn_idempotency_sweeper(Arc::downgrade(&accounts));
+            let access = Arc::new(AccountAccess {
+                accounts: accounts.clone(),
+            });
+            (access.clone(), Some(AccountRoutes { accounts, access }))
+        }
+        None => {
+            tracing::warn!("accounts are disabled: anyone who can reach the gateway may run jobs");
+            (Arc::new(OpenAccess), None)
+        }
+    };
     let app = Arc::new(App {
         scheduler: scheduler.clone(),
-        access: Arc::new(OpenAccess),
+        access,
+        accounts: account_routes,
+        admin_token: config.admin.token.clone(),
         http: config.http,
         registry,
         metrics,
@@ -135,6 +281,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     scheduler.shutdown(grace).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Forgets expired Idempotency-Keys once an hour.
+fn spawn_idempotency_sweeper(accounts: std::sync::Weak<Accounts>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let Some(accounts) = accounts.upgrade() else {
+                return;
+            };
+            match accounts.sweep_idempotency() {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "expired idempotency keys removed"),
+                Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -67,6 +67,45 @@ pub fn status(record: &JobRecord, full: bool) -> Value {
     if let Some(url) = &record.webhook_url {
         body.insert("webhook_url".into(), json!(url));
     }
+    insert_settlement(&mut body, record);
+    Value::Object(body)
+}
+
+/// What a billed job cost, once settled: the charge and the refund of the rest.
+fn insert_settlement(body: &mut Map<String, Value>, record: &JobRecord) {
+    let settled = record.billing.as_ref().and_then(|b| b.settled);
+    body.insert(
+        "charged_usd".into(),
+        settled.map_or(Value::Null, |s| json!(s.charged.as_dollars())),
+    );
+    body.insert(
+        "refunded_usd".into(),
+        settled.map_or(Value::Null, |s| json!(s.refunded.as_dollars())),
+    );
+}
+
+/// One row of `GET /account/jobs`.
+pub fn history_item(record: &JobRecord) -> Value {
+    let mut body = Map::new();
+    body.insert("job_id".into(), json!(record.id));
+    body.insert("service".into(), json!(record.service));
+    if let Some(model) = &record.model {
+        body.insert("model".into(), json!(model));
+    }
+    body.insert("status".into(), json!(record.status.as_str()));
+    body.insert("created_at_ms".into(), json!(record.created_ms));
+    body.insert(
+        "estimated_cost_usd".into(),
+        json!(record.estimated_cost.as_dollars()),
+    );
+    insert_settlement(&mut body, record);
+    body.insert(
+        "execution_time_seconds".into(),
+        record.execution_seconds().map_or(Value::Null, |s| json!(s)),
+    );
+    if let Some(error) = &record.error {
+        body.insert("error".into(), json!(error));
+    }
     Value::Object(body)
 }
 

@@ -1,8 +1,32 @@
 //! The job record: what was asked, where it ran, what came back, what it cost.
 //! Stored with bincode; input and output are kept as JSON text inside it.
 
+use crate::accounts::AccountId;
 use gpubridge_protocol::{JobStatus, Micros, Priority};
 use serde::{Deserialize, Serialize};
+
+/// How a job is paid for from an account's credits: the reservation made when it
+/// was accepted, the terms it was quoted, and how it was settled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobBilling {
+    pub account: AccountId,
+    pub reserved: Micros,
+    /// The quoted "from" price, after the account's discount.
+    pub from_price: Micros,
+    /// The quoted price per second, before the account's discount.
+    pub price_per_second: Micros,
+    pub discount_bps: u32,
+    /// UTC day of the reservation (days since the epoch).
+    pub job_day: u32,
+    /// Set with the terminal state, in the same write.
+    pub settled: Option<Settlement>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    pub charged: Micros,
+    pub refunded: Micros,
+}
 
 /// Which front door a job came through; decides nothing but is shown to operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +74,8 @@ pub struct JobRecord {
     pub owner: Option<String>,
     /// Times the daemon restarted while this job was unfinished.
     pub recoveries: u32,
+    /// Credits reserved for it; `None` when nobody pays (free access, x402).
+    pub billing: Option<JobBilling>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +130,7 @@ pub(crate) fn sample(id: &str) -> JobRecord {
         webhook_url: None,
         owner: None,
         recoveries: 0,
+        billing: None,
     }
 }
 

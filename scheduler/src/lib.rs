@@ -2,6 +2,7 @@
 //! bounded queues and circuit breakers, fast/cheap routing with failover, provider
 //! adapters, and jobs persisted in RocksDB.
 
+pub mod accounts;
 pub mod adapters;
 mod backend;
 mod breaker;
@@ -29,7 +30,7 @@ pub use catalog::{
 };
 pub use config::{BreakerConfig, ProviderConfig, SchedulerConfig};
 pub use hooks::{JobHooks, NoHooks};
-pub use job::{now_ms, Attempt, JobRecord, Origin};
+pub use job::{now_ms, Attempt, JobBilling, JobRecord, Origin, Settlement};
 pub use media::{is_private, MediaError, MediaFetcher};
 pub use provider::Provider;
 pub use scheduler::{Estimate, JobRequest, PreparedJob, Scheduler, StartError, SubmitError};

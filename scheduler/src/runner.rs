@@ -206,7 +206,9 @@ fn finish(inner: &Inner, live: &LiveJob, outcome: Result<Success, String>) {
         }
         record.clone()
     };
-    persist_terminal(inner, &record);
+    let mut record = record;
+    persist_terminal(inner, &mut record);
+    live.record.lock().billing = record.billing.clone();
     if let Some(seconds) = record.execution_seconds() {
         if let Some(ewma) = inner.service_seconds.get(&record.service) {
             ewma.observe(seconds, inner.cfg.ewma_alpha);
@@ -220,12 +222,15 @@ fn finish(inner: &Inner, live: &LiveJob, outcome: Result<Success, String>) {
 }
 
 /// Writes a terminal record with whatever billing adds, in one batch.
-pub(crate) fn persist_terminal(inner: &Inner, record: &JobRecord) {
+pub(crate) fn persist_terminal(inner: &Inner, record: &mut JobRecord) {
     let mut batch = Batch::default();
     inner.hooks.on_terminal(record, &mut batch);
-    if let Err(e) = inner.store.update_job(record, batch) {
+    match inner.store.update_job(record, batch) {
+        Ok(()) => inner.hooks.after_persist(record),
         // Still unfinished on disk, so the job runs again after a restart.
-        tracing::error!(job_id = %record.id, error = %e, "could not persist finished job");
+        Err(e) => {
+            tracing::error!(job_id = %record.id, error = %e, "could not persist finished job")
+        }
     }
     if let Some(m) = inner.metrics.service(&record.service) {
         match record.status {

@@ -9,7 +9,7 @@ use crate::config::SchedulerConfig;
 use crate::estimate::Ewma;
 use crate::hooks::{JobHooks, NoHooks};
 use crate::http::HttpClient;
-use crate::job::{now_ms, JobRecord, Origin};
+use crate::job::{now_ms, JobBilling, JobRecord, Origin};
 use crate::media::MediaFetcher;
 use crate::metrics::{MetricsError, SchedulerMetrics};
 use crate::provider::Provider;
@@ -74,6 +74,8 @@ pub struct JobRequest {
 
 /// A validated, priced request: what billing reserves against before `submit`.
 pub struct PreparedJob {
+    /// Assigned here so the reservation and the job are written under one id.
+    pub id: String,
     pub service: String,
     pub model: Option<String>,
     pub input: Value,
@@ -82,6 +84,11 @@ pub struct PreparedJob {
     pub webhook_url: Option<String>,
     pub estimated_cost: Micros,
     pub estimated_seconds: f64,
+    /// The quoted terms: the service's "from" price and price per second.
+    pub from_price: Micros,
+    pub price_per_second: Micros,
+    /// Set by billing before `submit`.
+    pub billing: Option<JobBilling>,
 }
 
 pub struct Estimate {
@@ -103,7 +110,7 @@ pub(crate) struct Inner {
     pub catalog: Catalog,
     pub backends: BackendSet,
     pub clients: HashMap<Provider, ProviderClient>,
-    pub store: Store,
+    pub store: Arc<Store>,
     pub live: DashMap<String, Arc<LiveJob>>,
     pub live_count: AtomicUsize,
     /// Learned execution seconds per service, for upfront prices.
@@ -120,15 +127,15 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Opens the store, restores estimates, resumes unfinished jobs and starts the
-    /// estimate flusher. Must run inside a Tokio runtime.
+    /// Restores estimates, resumes unfinished jobs (settling them through `hooks`)
+    /// and starts the estimate flusher. Must run inside a Tokio runtime.
     pub async fn start(
         cfg: SchedulerConfig,
         catalog: Catalog,
+        store: Arc<Store>,
         registry: &prometheus::Registry,
         hooks: Option<Arc<dyn JobHooks>>,
     ) -> Result<Scheduler, StartError> {
-        let store = Store::open(&cfg.data_dir, cfg.sync_writes)?;
         let backends = BackendSet::build(&catalog, &cfg);
         let metrics = SchedulerMetrics::register(registry, &catalog, &backends)?;
         let http = HttpClient::new(cfg.max_upstream_body_bytes);
@@ -173,6 +180,10 @@ impl Scheduler {
 
     pub fn config(&self) -> &SchedulerConfig {
         &self.inner.cfg
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     /// Is at least one backend of this service configured (has credentials)?
@@ -263,6 +274,7 @@ impl Scheduler {
         }
         let estimate = self.estimate(&spec.key, None)?;
         Ok(PreparedJob {
+            id: uuid::Uuid::new_v4().to_string(),
             service: spec.key.clone(),
             model,
             input: request.input,
@@ -271,6 +283,9 @@ impl Scheduler {
             webhook_url: request.webhook_url,
             estimated_cost: estimate.estimated_cost,
             estimated_seconds: estimate.estimated_seconds,
+            from_price: spec.from_price(),
+            price_per_second: spec.price_per_second(),
+            billing: None,
         })
     }
 
@@ -326,7 +341,7 @@ impl Scheduler {
         let max_seconds = spec.map_or(300, |s| s.max_seconds);
         let created_ms = now_ms();
         let record = JobRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: job.id,
             service: job.service,
             model: job.model,
             priority: job.priority,
@@ -347,6 +362,7 @@ impl Scheduler {
             webhook_url: job.webhook_url,
             owner,
             recoveries: 0,
+            billing: job.billing,
         };
         if let Err(e) = inner.store.insert_job(&record, extra) {
             inner.live_count.fetch_sub(1, Ordering::AcqRel);

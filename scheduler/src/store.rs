@@ -14,8 +14,34 @@ pub const CF_UNFINISHED: &str = "unfinished";
 pub const CF_ESTIMATES: &str = "estimates";
 /// Small daemon facts (schema version).
 pub const CF_META: &str = "meta";
+/// Account records by account id.
+pub const CF_ACCOUNTS: &str = "accounts";
+/// Account id by lower-cased email.
+pub const CF_EMAILS: &str = "emails";
+/// Account id by keyed API-key digest.
+pub const CF_API_KEYS: &str = "api_keys";
+/// The append-only money ledger: `account ‖ seq` → entry.
+pub const CF_LEDGER: &str = "ledger";
+/// Job history: `account ‖ inverted time ‖ job id`.
+pub const CF_ACCOUNT_JOBS: &str = "account_jobs";
+/// Idempotency keys: `account ‖ key` → fingerprint and job.
+pub const CF_IDEMPOTENCY: &str = "idempotency";
+/// Support-assisted key recovery requests by time.
+pub const CF_RECOVERIES: &str = "recoveries";
 
-const COLUMN_FAMILIES: [&str; 4] = [CF_JOBS, CF_UNFINISHED, CF_ESTIMATES, CF_META];
+const COLUMN_FAMILIES: [&str; 11] = [
+    CF_JOBS,
+    CF_UNFINISHED,
+    CF_ESTIMATES,
+    CF_META,
+    CF_ACCOUNTS,
+    CF_EMAILS,
+    CF_API_KEYS,
+    CF_LEDGER,
+    CF_ACCOUNT_JOBS,
+    CF_IDEMPOTENCY,
+    CF_RECOVERIES,
+];
 const SCHEMA_VERSION: &[u8] = b"1";
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +64,9 @@ pub struct Store {
 /// Extra writes that must land atomically with a job's terminal state (ledger entries).
 pub type Batch = WriteBatch;
 
+/// One key-value pair read from a column family.
+pub type Item = Result<(Box<[u8]>, Box<[u8]>), StoreError>;
+
 impl Store {
     pub fn open(dir: &Path, sync: bool) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::DataDir {
@@ -58,6 +87,20 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens a data directory for reading only (offline audits); works while a
+    /// daemon holds it, and never changes it.
+    pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join("rocksdb");
+        if !path.exists() {
+            return Err(StoreError::DataDir {
+                path: path.display().to_string(),
+                reason: "no GPU-Bridge database here".into(),
+            });
+        }
+        let db = DB::open_cf_for_read_only(&Options::default(), path, COLUMN_FAMILIES, false)?;
+        Ok(Store { db, sync: false })
+    }
+
     fn check_schema(&self) -> Result<(), StoreError> {
         let meta = self.cf(CF_META);
         match self.db.get_cf(meta, b"schema")? {
@@ -70,14 +113,14 @@ impl Store {
         }
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         // Every family is created at open; a missing one is a programming error.
         self.db
             .cf_handle(name)
             .expect("column family opened at start")
     }
 
-    fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut options = WriteOptions::default();
         options.set_sync(self.sync);
         Ok(self.db.write_opt(batch, &options)?)
@@ -155,6 +198,32 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    pub(crate) fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    /// Every pair of a column family whose key starts with `prefix`, in key order.
+    pub(crate) fn scan<'a>(
+        &'a self,
+        cf: &str,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = Item> + 'a {
+        self.db
+            .iterator_cf(
+                self.cf(cf),
+                rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward),
+            )
+            .map(|item| item.map_err(StoreError::from))
+            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+    }
+
+    /// Every pair of a column family, last key first.
+    pub(crate) fn scan_reverse(&self, cf: &str) -> impl Iterator<Item = Item> + '_ {
+        self.db
+            .iterator_cf(self.cf(cf), rocksdb::IteratorMode::End)
+            .map(|item| item.map_err(StoreError::from))
     }
 
     /// Access for components that keep their own column families' batches (billing).

@@ -46,7 +46,13 @@ pub struct DaemonOptions<'a> {
     pub env: Vec<(String, String)>,
     /// Reuse a port (restart tests); `None` picks a free one.
     pub port: Option<u16>,
+    /// Run with accounts (API keys, credits) and the admin API on [`ADMIN_TOKEN`];
+    /// off, anyone may run jobs, as routing tests want.
+    pub accounts: bool,
 }
+
+/// The operator token of daemons started with `accounts: true`.
+pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789";
 
 impl<'a> DaemonOptions<'a> {
     pub fn new(data_dir: impl AsRef<Path>) -> Self {
@@ -55,6 +61,7 @@ impl<'a> DaemonOptions<'a> {
             config: None,
             env: Vec::new(),
             port: None,
+            accounts: false,
         }
     }
 }
@@ -88,7 +95,18 @@ impl Daemon {
         }
         command
             .env_remove("REPLICATE_API_TOKEN")
-            .env_remove("GPUBRIDGE_REPLICATE_BASE_URL");
+            .env_remove("GPUBRIDGE_REPLICATE_BASE_URL")
+            .env_remove("GPUBRIDGE_KEY_HASH_SECRET")
+            .env_remove("GPUBRIDGE_SIGNUP_CREDITS_USD");
+        if options.accounts {
+            command
+                .env("GPUBRIDGE_ACCOUNTS_ENABLED", "true")
+                .env("GPUBRIDGE_ADMIN_TOKEN", ADMIN_TOKEN);
+        } else {
+            command
+                .env("GPUBRIDGE_ACCOUNTS_ENABLED", "false")
+                .env_remove("GPUBRIDGE_ADMIN_TOKEN");
+        }
         if let Some(config) = options.config {
             let path = options.data_dir.with_extension("toml");
             std::fs::write(&path, config).expect("writing daemon config");

@@ -7,7 +7,7 @@ mod daemon;
 mod standin;
 
 pub use client::{JsonClient, Reply};
-pub use daemon::{binary, Daemon, DaemonOptions};
+pub use daemon::{binary, Daemon, DaemonOptions, ADMIN_TOKEN};
 pub use standin::{Behavior, Standin};
 
 /// TOML that points every hosted provider at `base_url` with `key`, with short

@@ -119,7 +119,11 @@ pub fn catalog(app: &App) -> HttpResponse {
         },
         "payment": {
             "currency": "USD",
-            "credits": {"enabled": false, "note": "API keys and credits are not enabled on this deployment yet"},
+            "credits": {
+                "enabled": app.accounts.is_some(),
+                "auth": "Authorization: Bearer gpub_…",
+                "register": "POST /account/register",
+            },
             "x402": {"enabled": false},
         },
         "live_providers": live,

@@ -4,10 +4,13 @@
 use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
+use crate::handlers::REPLAYED;
 use crate::views;
 use gpubridge_protocol::JobStatus;
+use gpubridge_scheduler::accounts::IdempotencyClaim;
 use gpubridge_scheduler::{JobRequest, Origin, SubmitError};
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -17,10 +20,11 @@ pub const SERVICE: &str = "llm-4090";
 pub async fn handle(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let (parts, incoming) = request.into_parts();
     let priority = body::priority(&parts.headers)?;
-    body::idempotency_key(&parts.headers)?;
+    let idempotency_key = body::idempotency_key(&parts.headers)?;
     let caller = app.access.identify(&parts.headers)?;
     let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
     let input = Value::Object(body::json_object(&bytes)?);
+    let idempotency = idempotency_key.map(|key| IdempotencyClaim::new(key, "/inference", &input));
     let prepared = app
         .scheduler
         .prepare(JobRequest {
@@ -31,18 +35,17 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<HttpRespons
             webhook_url: None,
         })
         .map_err(|e| inference_error(app, e))?;
-    let admitted = app.access.admit(&caller, &prepared, &parts.headers)?;
-    let accepted = app
-        .scheduler
-        .submit(prepared, admitted.owner, admitted.batch)
-        .map_err(|e| app.submit_error(e))?;
+    let admission = app
+        .access
+        .accept(&app.scheduler, &caller, prepared, idempotency.as_ref())?;
+    let (accepted, replayed) = app.admitted(admission)?;
     let wait = Duration::from_millis(app.http.inline_wait_ms);
     let record = match app.scheduler.wait(&accepted.id, wait).await {
         Ok(Some(record)) => record,
         // The job is persisted and running; only this read failed. Point at /status.
         _ => accepted,
     };
-    Ok(match record.status {
+    let mut response = match record.status {
         JobStatus::Completed => json(StatusCode::OK, &views::inference(&record)),
         JobStatus::Failed => {
             let mut body = views::inference(&record);
@@ -53,7 +56,13 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<HttpRespons
         JobStatus::Pending | JobStatus::Running => {
             json(StatusCode::ACCEPTED, &views::inference(&record))
         }
-    })
+    };
+    if replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// Input problems are reported against the /inference body, not a nested `input`.

@@ -4,7 +4,9 @@
 use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
+use crate::handlers::REPLAYED;
 use crate::views::status_url;
+use gpubridge_scheduler::accounts::IdempotencyClaim;
 use gpubridge_scheduler::{is_private, JobRequest, Origin};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, LOCATION};
@@ -14,10 +16,12 @@ use serde_json::{json, Value};
 pub async fn handle(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let (parts, incoming) = request.into_parts();
     let priority = body::priority(&parts.headers)?;
-    body::idempotency_key(&parts.headers)?;
+    let idempotency_key = body::idempotency_key(&parts.headers)?;
     let caller = app.access.identify(&parts.headers)?;
     let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
     let mut fields = body::json_object(&bytes)?;
+    let idempotency = idempotency_key
+        .map(|key| IdempotencyClaim::new(key, "/run", &Value::Object(fields.clone())));
 
     let service = match fields.remove("service") {
         Some(Value::String(service)) => service,
@@ -81,11 +85,10 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<HttpRespons
             webhook_url,
         })
         .map_err(|e| app.submit_error(e))?;
-    let admitted = app.access.admit(&caller, &prepared, &parts.headers)?;
-    let record = app
-        .scheduler
-        .submit(prepared, admitted.owner, admitted.batch)
-        .map_err(|e| app.submit_error(e))?;
+    let admission = app
+        .access
+        .accept(&app.scheduler, &caller, prepared, idempotency.as_ref())?;
+    let (record, replayed) = app.admitted(admission)?;
     let url = status_url(&record.id);
     let mut response = json(
         StatusCode::ACCEPTED,
@@ -99,6 +102,11 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<HttpRespons
     );
     if let Ok(value) = HeaderValue::from_str(&url) {
         response.headers_mut().insert(LOCATION, value);
+    }
+    if replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)
 }
