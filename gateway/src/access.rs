@@ -60,7 +60,7 @@ impl Access for OpenAccess {
     ) -> Result<Admission, ApiError> {
         scheduler
             .submit(job, None, Batch::default())
-            .map(Admission::Accepted)
+            .map(|record| Admission::Accepted(Box::new(record)))
             .map_err(|e| ApiError::from_scheduler(scheduler, e))
     }
 }

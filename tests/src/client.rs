@@ -11,6 +11,8 @@ use serde_json::Value;
 #[derive(Clone)]
 pub struct JsonClient {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Sent as `Authorization: Bearer …` unless a request names its own.
+    bearer: Option<std::sync::Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -33,6 +35,15 @@ impl JsonClient {
         connector.set_nodelay(true);
         JsonClient {
             client: Client::builder(TokioExecutor::new()).build(connector),
+            bearer: None,
+        }
+    }
+
+    /// The same client (and connection pool), authenticating with `key`.
+    pub fn with_bearer(&self, key: &str) -> JsonClient {
+        JsonClient {
+            client: self.client.clone(),
+            bearer: Some(key.into()),
         }
     }
 
@@ -47,6 +58,14 @@ impl JsonClient {
         let mut builder = Request::builder().method(method).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
+        }
+        if let Some(key) = &self.bearer {
+            if !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            {
+                builder = builder.header("authorization", format!("Bearer {key}"));
+            }
         }
         let response = self
             .client

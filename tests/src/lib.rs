@@ -2,6 +2,7 @@
 //! a launcher for the real daemon, and a JSON client. Shared by every test in
 //! `tests/tests/` and by the bench.
 
+pub mod accounts;
 mod client;
 mod daemon;
 mod standin;

@@ -22,7 +22,7 @@ impl App {
     /// The job an admission stands for, and whether it is an idempotent replay.
     pub(crate) fn admitted(&self, admission: Admission) -> Result<(JobRecord, bool), ApiError> {
         match admission {
-            Admission::Accepted(record) => Ok((record, false)),
+            Admission::Accepted(record) => Ok((*record, false)),
             Admission::Replayed(id) => match self.scheduler.status(&id) {
                 Ok(Some(record)) => Ok((record, true)),
                 other => {

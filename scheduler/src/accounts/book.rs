@@ -71,7 +71,7 @@ impl<E> From<AccountError> for ReserveError<E> {
 /// The outcome of an accepted request.
 pub enum Admission {
     /// A new job, persisted with its reservation.
-    Accepted(JobRecord),
+    Accepted(Box<JobRecord>),
     /// The same Idempotency-Key and request as an earlier job: that job, charged once.
     Replayed(String),
 }
@@ -310,9 +310,10 @@ impl Accounts {
             account,
             at_ms,
         };
-        let mut key = Vec::with_capacity(24);
+        let mut key = Vec::with_capacity(16);
         key.extend_from_slice(&at_ms.to_be_bytes());
-        key.extend_from_slice(&AccountId::random().0);
+        // A sequence, not randomness, so requests in one millisecond keep their order.
+        key.extend_from_slice(&self.next_seq.fetch_add(1, Ordering::AcqRel).to_be_bytes());
         let mut batch = Batch::default();
         batch.put_cf(self.store.cf(CF_RECOVERIES), key, encode(&request));
         self.store.write(batch)?;
@@ -497,7 +498,7 @@ impl Accounts {
         if let Some(entry) = &reserve {
             state.balances.apply(entry, today);
         }
-        Ok(Admission::Accepted(record))
+        Ok(Admission::Accepted(Box::new(record)))
     }
 
     /// Ids of an account's jobs, newest first.
@@ -639,4 +640,257 @@ fn history_key(id: AccountId, ms: u64, job_id: &str) -> Vec<u8> {
     key.extend_from_slice(&(u64::MAX - ms).to_be_bytes());
     key.extend_from_slice(job_id.as_bytes());
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::config::AccountsConfig;
+    use crate::hooks::JobHooks;
+    use crate::job::{sample, Origin};
+    use gpubridge_protocol::Priority;
+
+    fn open(dir: &std::path::Path) -> (Arc<Store>, Accounts) {
+        let store = Arc::new(Store::open(dir, false).unwrap());
+        let rules = AccountsConfig::default().rules().unwrap();
+        let accounts = Accounts::open(store.clone(), rules, &[42; 32]).unwrap();
+        (store, accounts)
+    }
+
+    fn prepared(cost: u64) -> PreparedJob {
+        PreparedJob {
+            id: uuid::Uuid::new_v4().to_string(),
+            service: "echo".into(),
+            model: None,
+            input: serde_json::json!({}),
+            priority: Priority::Fast,
+            origin: Origin::Run,
+            webhook_url: None,
+            estimated_cost: Micros(cost),
+            estimated_seconds: 1.0,
+            from_price: Micros(cost),
+            price_per_second: Micros(0),
+            billing: None,
+        }
+    }
+
+    /// Persists the job with the reservation batch, as the scheduler does.
+    fn submit(
+        store: &Store,
+    ) -> impl FnOnce(PreparedJob, Batch) -> Result<JobRecord, StoreError> + '_ {
+        move |job, batch| {
+            let mut record = sample(&job.id);
+            record.estimated_cost = job.estimated_cost;
+            record.billing = job.billing;
+            store.insert_job(&record, batch)?;
+            Ok(record)
+        }
+    }
+
+    fn finish(store: &Store, accounts: &Accounts, mut job: JobRecord, status: JobStatus) {
+        job.status = status;
+        job.execution_us = Some(1_000_000);
+        let mut batch = Batch::default();
+        accounts.on_terminal(&mut job, &mut batch);
+        store.update_job(&job, batch).unwrap();
+        accounts.after_persist(&job);
+    }
+
+    #[test]
+    fn racing_threads_cannot_spend_the_same_cent_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, accounts) = open(dir.path());
+        let (view, _) = accounts.register("race@example.com").unwrap();
+        let id: AccountId = view.id.parse().unwrap();
+        accounts.credit(id, Micros(100_500), "test").unwrap();
+        let accepted = std::sync::atomic::AtomicUsize::new(0);
+        let refused = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..50 {
+                        match accounts.reserve_and_submit(id, prepared(1_000), None, submit(&store))
+                        {
+                            Ok(Admission::Accepted(_)) => accepted.fetch_add(1, Ordering::Relaxed),
+                            Err(ReserveError::Account(AccountError::InsufficientCredits {
+                                ..
+                            })) => refused.fetch_add(1, Ordering::Relaxed),
+                            _ => panic!("unexpected outcome"),
+                        };
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            100,
+            "exactly what $0.1005 buys"
+        );
+        assert_eq!(refused.load(Ordering::Relaxed), 300);
+        let view = accounts.view(id).unwrap();
+        assert_eq!(
+            (view.balance, view.open_reservations),
+            (Micros(500), Micros(100_000))
+        );
+        let report = crate::accounts::audit(&store).unwrap();
+        assert!(report.is_clean(), "{:?}", report.problems);
+        assert_eq!(report.jobs_open, 100);
+    }
+
+    #[test]
+    fn settlement_charges_at_most_the_reservation_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id;
+        {
+            let (store, accounts) = open(dir.path());
+            let (view, _) = accounts.register("settle@example.com").unwrap();
+            id = view.id.parse::<AccountId>().unwrap();
+            accounts.credit(id, Micros(10_000), "test").unwrap();
+            let mut job = prepared(3_000);
+            job.from_price = Micros(1_000);
+            job.price_per_second = Micros(1_000_000_000); // a huge rate: capped at the reservation
+            let Ok(Admission::Accepted(done)) =
+                accounts.reserve_and_submit(id, job, None, submit(&store))
+            else {
+                panic!("accepted")
+            };
+            finish(&store, &accounts, *done, JobStatus::Completed);
+            let Ok(Admission::Accepted(failed)) =
+                accounts.reserve_and_submit(id, prepared(2_000), None, submit(&store))
+            else {
+                panic!("accepted")
+            };
+            finish(&store, &accounts, *failed, JobStatus::Failed);
+            let view = accounts.view(id).unwrap();
+            assert_eq!(
+                view.charges,
+                Micros(3_000),
+                "capped, and nothing for the failure"
+            );
+            assert_eq!(view.balance, Micros(7_000));
+            assert_eq!(view.open_reservations, Micros::ZERO);
+            assert_eq!(
+                view.daily_spend,
+                Micros(3_000),
+                "the refund comes off today's spend"
+            );
+        }
+        let (store, accounts) = open(dir.path());
+        let view = accounts.view(id).unwrap();
+        assert_eq!(
+            (view.balance, view.charges),
+            (Micros(7_000), Micros(3_000)),
+            "replayed"
+        );
+        assert!(crate::accounts::audit(&store).unwrap().is_clean());
+    }
+
+    #[test]
+    fn one_idempotency_key_makes_one_job_however_many_race() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, accounts) = open(dir.path());
+        let (view, _) = accounts.register("idem@example.com").unwrap();
+        let id: AccountId = view.id.parse().unwrap();
+        accounts.credit(id, Micros(1_000_000), "test").unwrap();
+        let claim = IdempotencyClaim::new("req_001".into(), "/run", &serde_json::json!({"a": 1}));
+        let ids = parking_lot::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    let id = match accounts.reserve_and_submit(
+                        id,
+                        prepared(1_000),
+                        Some(&claim),
+                        submit(&store),
+                    ) {
+                        Ok(Admission::Accepted(record)) => record.id,
+                        Ok(Admission::Replayed(job)) => job,
+                        Err(_) => panic!("refused"),
+                    };
+                    ids.lock().push(id);
+                });
+            }
+        });
+        let ids = ids.into_inner();
+        assert!(ids.iter().all(|j| *j == ids[0]), "{ids:?}");
+        assert_eq!(
+            accounts.view(id).unwrap().open_reservations,
+            Micros(1_000),
+            "reserved once"
+        );
+        let other = IdempotencyClaim::new("req_001".into(), "/run", &serde_json::json!({"a": 2}));
+        assert!(matches!(
+            accounts.reserve_and_submit(id, prepared(1_000), Some(&other), submit(&store)),
+            Err(ReserveError::Account(
+                AccountError::IdempotencyConflict { .. }
+            ))
+        ));
+    }
+
+    #[test]
+    fn rotation_retires_the_old_key_and_limits_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, accounts) = open(dir.path());
+        let (view, old) = accounts.register("keys@example.com").unwrap();
+        let id: AccountId = view.id.parse().unwrap();
+        assert_eq!(accounts.authenticate(&old), Some(id));
+        assert!(matches!(
+            accounts.register("KEYS@example.com"),
+            Err(AccountError::EmailTaken(_))
+        ));
+        let new = accounts.rotate_key(id).unwrap();
+        assert_eq!(accounts.authenticate(&old), None);
+        assert_eq!(accounts.authenticate(&new), Some(id));
+        assert_eq!(
+            accounts.authenticate("gpub_notakeyatall_0000000000000000000000"),
+            None
+        );
+
+        accounts.credit(id, Micros(5_000_000), "test").unwrap();
+        accounts.set_daily_limit(id, Micros(1_000_000)).unwrap();
+        assert!(matches!(
+            accounts.set_daily_limit(id, Micros(999_999)),
+            Err(AccountError::LimitOutOfRange)
+        ));
+        assert!(accounts
+            .reserve_and_submit(id, prepared(600_000), None, submit(&store))
+            .is_ok());
+        assert!(matches!(
+            accounts.reserve_and_submit(id, prepared(600_000), None, submit(&store)),
+            Err(ReserveError::Account(AccountError::DailyLimit { .. }))
+        ));
+        drop((accounts, store));
+        let (_, accounts) = open(dir.path());
+        assert_eq!(accounts.authenticate(&old), None, "rotation persisted");
+        assert_eq!(accounts.authenticate(&new), Some(id));
+    }
+
+    #[test]
+    fn the_audit_catches_a_forged_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, accounts) = open(dir.path());
+        let (view, _) = accounts.register("audit@example.com").unwrap();
+        let id: AccountId = view.id.parse().unwrap();
+        accounts.credit(id, Micros(1_000), "test").unwrap();
+        let Ok(Admission::Accepted(job)) =
+            accounts.reserve_and_submit(id, prepared(400), None, submit(&store))
+        else {
+            panic!("accepted")
+        };
+        assert!(crate::accounts::audit(&store).unwrap().is_clean());
+        // A release nobody settled: money appears from nowhere.
+        let forged = accounts.entry(id, EntryKind::Release, Micros(400), Some(&job.id), 0, None);
+        let mut batch = Batch::default();
+        accounts.put_entry(&mut batch, &forged);
+        store.write(batch).unwrap();
+        let report = crate::accounts::audit(&store).unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("unfinished but already settled")),
+            "{:?}",
+            report.problems
+        );
+    }
 }

@@ -168,8 +168,10 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused() {
-        let mut cfg = AccountsConfig::default();
-        cfg.default_daily_limit_usd = 0.5;
+        let cfg = AccountsConfig {
+            default_daily_limit_usd: 0.5,
+            ..Default::default()
+        };
         assert!(cfg.rules().is_err());
         let mut cfg = AccountsConfig::default();
         cfg.discount_tiers.remove(0);
@@ -177,8 +179,10 @@ mod tests {
         let mut cfg = AccountsConfig::default();
         cfg.discount_tiers[1].discount_percent = 120.0;
         assert!(cfg.rules().is_err());
-        let mut cfg = AccountsConfig::default();
-        cfg.signup_credits_usd = -1.0;
+        let cfg = AccountsConfig {
+            signup_credits_usd: -1.0,
+            ..Default::default()
+        };
         assert!(cfg.rules().is_err());
     }
 

@@ -1,0 +1,101 @@
+//! Account helpers for tests: register, grant credits through the admin API or
+//! the `gpubridge admin` command, and run the offline ledger audit.
+
+use crate::{binary, JsonClient, ADMIN_TOKEN};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+
+/// A registered account: its id and API key.
+pub struct TestAccount {
+    pub id: String,
+    pub key: String,
+}
+
+pub async fn register(client: &JsonClient, base: &str, email: &str) -> anyhow::Result<TestAccount> {
+    let reply = client
+        .post_json(
+            &format!("{base}/account/register"),
+            &json!({"email": email}),
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(
+        reply.status == 201,
+        "register {email}: {} {}",
+        reply.status,
+        reply.body
+    );
+    Ok(TestAccount {
+        id: reply.body["account_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        key: reply.body["api_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    })
+}
+
+/// Adds credits through `POST /admin/credits`.
+pub async fn grant(
+    client: &JsonClient,
+    base: &str,
+    account: &str,
+    dollars: f64,
+) -> anyhow::Result<Value> {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let reply = client
+        .post_json(
+            &format!("{base}/admin/credits"),
+            &json!({"account": account, "amount_usd": dollars, "note": "test grant"}),
+            &[("authorization", &auth)],
+        )
+        .await?;
+    anyhow::ensure!(
+        reply.status == 200,
+        "grant: {} {}",
+        reply.status,
+        reply.body
+    );
+    Ok(reply.body)
+}
+
+/// Runs `gpubridge admin --url BASE ARGS…` as an operator would; returns whether it
+/// succeeded and what it printed.
+pub fn admin_cli(base: &str, args: &[&str]) -> (bool, Value) {
+    let output = Command::new(binary("gpubridge"))
+        .arg("admin")
+        .arg("--url")
+        .arg(base)
+        .args(args)
+        .env("GPUBRIDGE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env_remove("GPUBRIDGE_CONFIG")
+        .output()
+        .expect("running gpubridge admin");
+    (
+        output.status.success(),
+        serde_json::from_slice(&output.stdout).unwrap_or(Value::Null),
+    )
+}
+
+/// Runs `gpubridge audit --data-dir DIR`: the ledger recomputed from disk alone.
+pub fn audit_offline(data_dir: &Path) -> (bool, Value) {
+    let output = Command::new(binary("gpubridge"))
+        .arg("audit")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("GPUBRIDGE_CONFIG")
+        .output()
+        .expect("running gpubridge audit");
+    (
+        output.status.success(),
+        serde_json::from_slice(&output.stdout).unwrap_or(Value::Null),
+    )
+}
+
+/// Dollars in a JSON reply as exact micro-dollars.
+pub fn micros(value: &Value) -> i64 {
+    (value.as_f64().unwrap_or(f64::NAN) * 1e6).round() as i64
+}
