@@ -7,7 +7,7 @@ mod load;
 
 use anyhow::Context;
 use clap::Parser;
-use gpubridge_tests::{providers_config, Daemon, DaemonOptions, JsonClient, Standin};
+use gpubridge_tests::{accounts, providers_config, Daemon, DaemonOptions, JsonClient, Standin};
 use load::{LoadResult, LoadSpec};
 use serde_json::json;
 use std::time::Duration;
@@ -27,8 +27,8 @@ struct Args {
     /// Requests in flight at most; scheduled requests beyond it count as dropped.
     #[arg(long, default_value_t = 4096)]
     max_in_flight: u64,
-    /// Scenarios to run, comma separated: direct, inference, run, echo.
-    #[arg(long, default_value = "direct,inference,run,echo")]
+    /// Scenarios to run, comma separated: direct, inference, run, echo, paid.
+    #[arg(long, default_value = "direct,inference,run,echo,paid")]
     scenarios: String,
     /// Use an already running gateway (its Groq base URL must point at --upstream).
     #[arg(long)]
@@ -36,6 +36,10 @@ struct Args {
     /// Stand-in address when --gateway is given.
     #[arg(long, default_value = "127.0.0.1:9100")]
     upstream: std::net::SocketAddr,
+    /// Run the daemon with accounts: every request carries an API key and every
+    /// job reserves credits (ignored with --gateway).
+    #[arg(long)]
+    accounts: bool,
 }
 
 const KEY: &str = "bench-key";
@@ -59,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         None => {
             let mut options = DaemonOptions::new(dir.path().join("data"));
             options.config = Some(&config);
+            options.accounts = args.accounts;
             options.env.push(("GPUBRIDGE_LOG".into(), "warn".into()));
             let daemon = Daemon::start(options);
             let base = daemon.base.clone();
@@ -70,15 +75,20 @@ async fn main() -> anyhow::Result<()> {
         duration: Duration::from_secs(args.seconds),
         max_in_flight: args.max_in_flight,
     };
+    let mut client = JsonClient::new();
+    if args.accounts && args.gateway.is_none() {
+        client = funded_client(&client, &gateway).await?;
+    }
     println!(
-        "gpubridge-bench: {} req/s for {} s per scenario, open loop, latency from scheduled send time (µs)",
-        args.rate, args.seconds
+        "gpubridge-bench: {} req/s for {} s per scenario, open loop, latency from scheduled send time (µs), accounts {}",
+        args.rate,
+        args.seconds,
+        if args.accounts { "on" } else { "off" }
     );
     println!(
         "{:<28} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "scenario", "ok", "errors", "dropped", "p50", "p90", "p99", "p99.9", "max"
     );
-    let client = JsonClient::new();
     // Warm connection pools and estimates so the first scenario is not penalised.
     let _ = client.get(&format!("{gateway}/health")).await;
     for scenario in args.scenarios.split(',').map(str::trim) {
@@ -86,7 +96,8 @@ async fn main() -> anyhow::Result<()> {
             "direct" => direct(&client, &standin, &spec).await?,
             "inference" => inference(&client, &gateway, &spec).await?,
             "run" => run_and_poll(&client, &gateway, &spec, "llm-4090").await?,
-            "echo" => run_accept(&client, &gateway, &spec).await?,
+            "echo" => run_accept(&client, &gateway, &spec, "echo").await?,
+            "paid" => run_accept(&client, &gateway, &spec, "llm-4090").await?,
             other => anyhow::bail!("unknown scenario {other:?}"),
         };
         report(scenario_name(scenario), &result);
@@ -94,11 +105,32 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Registers a bench account with ample credits and limit; returns a client using its key.
+async fn funded_client(client: &JsonClient, gateway: &str) -> anyhow::Result<JsonClient> {
+    let account = accounts::register(client, gateway, "bench@example.com").await?;
+    accounts::grant(client, gateway, &account.id, 100_000.0).await?;
+    let funded = client.with_bearer(&account.key);
+    let limit = funded
+        .post_json(
+            &format!("{gateway}/account/spending-limit"),
+            &json!({"daily_limit": 10_000}),
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(
+        limit.status == 200,
+        "setting the daily limit: {}",
+        limit.body
+    );
+    Ok(funded)
+}
+
 fn scenario_name(scenario: &str) -> &'static str {
     match scenario {
         "direct" => "direct upstream (baseline)",
         "inference" => "POST /inference",
         "run" => "POST /run + poll /status",
+        "paid" => "POST /run llm (accept)",
         _ => "POST /run echo (accept)",
     }
 }
@@ -173,16 +205,22 @@ async fn run_and_poll(
     .await
 }
 
+/// `/run` until the 202 only: validation, pricing, (reservation,) persistence.
 async fn run_accept(
     client: &JsonClient,
     gateway: &str,
     spec: &LoadSpec,
+    service: &'static str,
 ) -> anyhow::Result<LoadResult> {
     let (client, url) = (client.clone(), format!("{gateway}/run"));
     load::run(spec, move |n| {
         let (client, url) = (client.clone(), url.clone());
         async move {
-            let body = json!({"service": "echo", "input": {"n": n}});
+            let input = match service {
+                "echo" => json!({"n": n}),
+                _ => json!({"prompt": format!("request {n}"), "max_tokens": 16}),
+            };
+            let body = json!({"service": service, "input": input});
             matches!(client.post_json(&url, &body, &[]).await, Ok(r) if r.status == 202)
         }
     })

@@ -182,12 +182,7 @@ pub fn account_error(error: AccountError) -> ApiError {
         AccountError::ZeroCredit => ApiError::bad_request(message, "Send a positive amount_usd."),
         AccountError::Store(e) => {
             tracing::error!(error = %e, "account storage failure");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Storage is unavailable",
-                "Nothing was charged; retry shortly.",
-            )
-            .retry_after(5)
+            ApiError::storage_unavailable("Nothing was charged; retry shortly.")
         }
         AccountError::Key(e) => {
             tracing::error!(error = %e, "API key generation failed");

@@ -58,6 +58,16 @@ impl ApiError {
         }))
     }
 
+    /// The store failed; the request changed nothing and may be retried.
+    pub fn storage_unavailable(hint: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Storage is unavailable",
+            hint,
+        )
+        .retry_after(1)
+    }
+
     pub fn bad_request(error: impl Into<String>, hint: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, error, hint)
     }

@@ -162,12 +162,7 @@ pub fn jobs(
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "reading job history");
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Storage is unavailable",
-                    "Retry shortly.",
-                )
-                .retry_after(1));
+                return Err(ApiError::storage_unavailable("Retry shortly."));
             }
         }
     }

@@ -108,11 +108,7 @@ pub fn recoveries(routes: &AccountRoutes, query: Option<&str>) -> Result<HttpRes
 pub fn audit(app: &App) -> Result<HttpResponse, ApiError> {
     let report = accounts::audit(app.scheduler.store()).map_err(|e| {
         tracing::error!(error = %e, "ledger audit failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Storage is unavailable",
-            "Retry shortly.",
-        )
+        ApiError::storage_unavailable("Retry shortly.")
     })?;
     Ok(json(StatusCode::OK, &report))
 }

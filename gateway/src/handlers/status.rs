@@ -23,12 +23,7 @@ pub fn handle(app: &App, headers: &HeaderMap, id: &str) -> Result<HttpResponse, 
         .status(id)
         .map_err(|e| {
             tracing::error!(error = %e, "reading job status");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Storage is unavailable",
-                "Retry shortly.",
-            )
-            .retry_after(1)
+            ApiError::storage_unavailable("Retry shortly.")
         })?
         .ok_or_else(not_found)?;
     let full = app.access.may_read_output(&caller, &record);
