@@ -866,6 +866,21 @@ mod tests {
     }
 
     #[test]
+    fn signup_credits_are_a_ledger_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), false).unwrap());
+        let config = AccountsConfig {
+            signup_credits_usd: 2.0,
+            ..Default::default()
+        };
+        let accounts = Accounts::open(store.clone(), config.rules().unwrap(), &[1; 32]).unwrap();
+        let (view, _) = accounts.register("new@example.com").unwrap();
+        assert_eq!((view.balance, view.credits), (Micros(2_000_000), Micros(2_000_000)));
+        let report = crate::accounts::audit(&store).unwrap();
+        assert_eq!((report.entries, report.total_credits_micros), (1, 2_000_000));
+    }
+
+    #[test]
     fn the_audit_catches_a_forged_entry() {
         let dir = tempfile::tempdir().unwrap();
         let (store, accounts) = open(dir.path());
