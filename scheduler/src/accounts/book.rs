@@ -875,9 +875,15 @@ mod tests {
         };
         let accounts = Accounts::open(store.clone(), config.rules().unwrap(), &[1; 32]).unwrap();
         let (view, _) = accounts.register("new@example.com").unwrap();
-        assert_eq!((view.balance, view.credits), (Micros(2_000_000), Micros(2_000_000)));
+        assert_eq!(
+            (view.balance, view.credits),
+            (Micros(2_000_000), Micros(2_000_000))
+        );
         let report = crate::accounts::audit(&store).unwrap();
-        assert_eq!((report.entries, report.total_credits_micros), (1, 2_000_000));
+        assert_eq!(
+            (report.entries, report.total_credits_micros),
+            (1, 2_000_000)
+        );
     }
 
     #[test]
