@@ -40,6 +40,16 @@ pub async fn read_limited(
     }
 }
 
+/// Reads a request whose body must be one JSON object, within `max` bytes.
+pub async fn json_request(
+    request: hyper::Request<Incoming>,
+    max: usize,
+) -> Result<Map<String, Value>, ApiError> {
+    let (parts, incoming) = request.into_parts();
+    let bytes = read_limited(incoming, &parts.headers, max).await?;
+    json_object(&bytes)
+}
+
 /// Parses a body that must be one JSON object.
 pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -42,9 +42,7 @@ pub fn account_json(view: &AccountView) -> Value {
 }
 
 async fn email_field(app: &App, request: Request<Incoming>) -> Result<String, ApiError> {
-    let (parts, incoming) = request.into_parts();
-    let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
-    let mut fields = body::json_object(&bytes)?;
+    let mut fields = body::json_request(request, app.http.max_body_bytes).await?;
     match fields.remove("email") {
         Some(Value::String(email)) => Ok(email),
         Some(other) => Err(ApiError::bad_request(
@@ -124,9 +122,7 @@ pub async fn spending_limit(
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
     let account = routes.access.require(request.headers())?;
-    let (parts, incoming) = request.into_parts();
-    let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
-    let fields = body::json_object(&bytes)?;
+    let fields = body::json_request(request, app.http.max_body_bytes).await?;
     let hint = "Send {\"daily_limit\": 100}: dollars per UTC day, from 1 to 10000.";
     let limit = fields
         .get("daily_limit")

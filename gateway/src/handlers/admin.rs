@@ -55,9 +55,7 @@ pub async fn grant(
     routes: &AccountRoutes,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let (parts, incoming) = request.into_parts();
-    let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
-    let fields = body::json_object(&bytes)?;
+    let fields = body::json_request(request, app.http.max_body_bytes).await?;
     let hint = "Send {\"account\": \"acct_… or email\", \"amount_usd\": 25, \"note\": \"why\"}.";
     let query = fields
         .get("account")

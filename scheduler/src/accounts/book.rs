@@ -176,10 +176,6 @@ impl Accounts {
         Ok(())
     }
 
-    pub fn rules(&self) -> &AccountRules {
-        &self.rules
-    }
-
     fn state(&self, id: AccountId) -> Result<Arc<Mutex<AccountState>>, AccountError> {
         self.accounts
             .get(&id)
@@ -516,7 +512,10 @@ impl Accounts {
             .take(limit)
         {
             let (key, _) = item?;
-            if let Some(job_id) = key.get(24..).and_then(|b| std::str::from_utf8(b).ok()) {
+            if let Some(job_id) = key
+                .get(HISTORY_PREFIX..)
+                .and_then(|b| std::str::from_utf8(b).ok())
+            {
                 ids.push(job_id.to_string());
             }
         }
@@ -633,9 +632,12 @@ impl crate::hooks::JobHooks for Accounts {
     }
 }
 
+/// Bytes before the job id in a history key: account id and inverted time.
+const HISTORY_PREFIX: usize = 16 + 8;
+
 /// `account ‖ (u64::MAX − ms) ‖ job id`: an account's jobs, newest first.
 fn history_key(id: AccountId, ms: u64, job_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(24 + job_id.len());
+    let mut key = Vec::with_capacity(HISTORY_PREFIX + job_id.len());
     key.extend_from_slice(&id.0);
     key.extend_from_slice(&(u64::MAX - ms).to_be_bytes());
     key.extend_from_slice(job_id.as_bytes());
