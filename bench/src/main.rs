@@ -1,13 +1,18 @@
 //! `gpubridge-bench`: open-loop load against GPU-Bridge on loopback. Starts a
 //! provider stand-in and (unless `--gateway` is given) the real daemon, then
 //! measures the same LLM request sent directly to the upstream, through
-//! `/inference`, and through `/run` + `/status`, plus `/run` for `echo`.
+//! `/inference`, and through `/run` + `/status`, plus `/run` for `echo`. With
+//! `--agents N` it also starts N `gpubridge-agent` processes and `echo` runs on
+//! them: scheduler → QUIC → agent and back.
 
 mod load;
 
 use anyhow::Context;
 use clap::Parser;
-use gpubridge_tests::{accounts, providers_config, Daemon, DaemonOptions, JsonClient, Standin};
+use gpubridge_tests::{
+    accounts, echo_service, providers_config, AgentProcess, Daemon, DaemonOptions, JsonClient,
+    Standin,
+};
 use load::{LoadResult, LoadSpec};
 use serde_json::json;
 use std::time::Duration;
@@ -27,7 +32,8 @@ struct Args {
     /// Requests in flight at most; scheduled requests beyond it count as dropped.
     #[arg(long, default_value_t = 4096)]
     max_in_flight: u64,
-    /// Scenarios to run, comma separated: direct, inference, run, echo, paid.
+    /// Scenarios to run, comma separated: direct, inference, run, echo, paid,
+    /// echo-run (echo jobs until completed: through agents with --agents).
     #[arg(long, default_value = "direct,inference,run,echo,paid")]
     scenarios: String,
     /// Use an already running gateway (its Groq base URL must point at --upstream).
@@ -40,6 +46,12 @@ struct Args {
     /// job reserves credits (ignored with --gateway).
     #[arg(long)]
     accounts: bool,
+    /// Start this many node agents serving echo (the built-in echo is then off).
+    #[arg(long, default_value_t = 0)]
+    agents: usize,
+    /// Echo slots per agent.
+    #[arg(long, default_value_t = 1024)]
+    agent_slots: u32,
 }
 
 const KEY: &str = "bench-key";
@@ -57,7 +69,11 @@ async fn main() -> anyhow::Result<()> {
     }
     .context("starting the provider stand-in")?;
     let dir = tempfile::tempdir().context("temporary data directory")?;
-    let config = providers_config(&standin.base_url(), KEY, &["groq"]);
+    let mut config = providers_config(&standin.base_url(), KEY, &["groq"]);
+    if args.agents > 0 {
+        config = config.replacen("[scheduler]\n", "[scheduler]\nbuiltin_echo = false\n", 1);
+    }
+    let mut agents = Vec::new();
     let (_daemon, gateway) = match &args.gateway {
         Some(url) => (None, url.trim_end_matches('/').to_string()),
         None => {
@@ -66,6 +82,19 @@ async fn main() -> anyhow::Result<()> {
             options.accounts = args.accounts;
             options.env.push(("GPUBRIDGE_LOG".into(), "warn".into()));
             let daemon = Daemon::start(options);
+            let token = daemon.join_token();
+            let nodes = daemon.nodes_addr.clone().context("node listener")?;
+            for n in 0..args.agents {
+                let agent = AgentProcess::start(
+                    dir.path(),
+                    &format!("bench-{n}"),
+                    &nodes,
+                    &token,
+                    &echo_service(args.agent_slots, 0),
+                );
+                agent.wait_joined();
+                agents.push(agent);
+            }
             let base = daemon.base.clone();
             (Some(daemon), base)
         }
@@ -80,10 +109,11 @@ async fn main() -> anyhow::Result<()> {
         client = funded_client(&client, &gateway).await?;
     }
     println!(
-        "gpubridge-bench: {} req/s for {} s per scenario, open loop, latency from scheduled send time (µs), accounts {}",
+        "gpubridge-bench: {} req/s for {} s per scenario, open loop, latency from scheduled send time (µs), accounts {}, agents {}",
         args.rate,
         args.seconds,
-        if args.accounts { "on" } else { "off" }
+        if args.accounts { "on" } else { "off" },
+        args.agents
     );
     println!(
         "{:<28} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -98,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
             "run" => run_and_poll(&client, &gateway, &spec, "llm-4090").await?,
             "echo" => run_accept(&client, &gateway, &spec, "echo").await?,
             "paid" => run_accept(&client, &gateway, &spec, "llm-4090").await?,
+            "echo-run" => run_and_poll(&client, &gateway, &spec, "echo").await?,
             other => anyhow::bail!("unknown scenario {other:?}"),
         };
         report(scenario_name(scenario), &result);
@@ -131,6 +162,7 @@ fn scenario_name(scenario: &str) -> &'static str {
         "inference" => "POST /inference",
         "run" => "POST /run + poll /status",
         "paid" => "POST /run llm (accept)",
+        "echo-run" => "POST /run echo + poll",
         _ => "POST /run echo (accept)",
     }
 }

@@ -72,6 +72,8 @@ enum Route<'a> {
     AdminAccount(&'a str),
     AdminRecoveries,
     AdminAudit,
+    AdminNodes,
+    AdminNodeDrain(&'a str),
 }
 
 fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
@@ -101,6 +103,7 @@ fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         "/admin/credits" => (Route::AdminCredits, POST),
         "/admin/recoveries" => (Route::AdminRecoveries, GET),
         "/admin/ledger/audit" => (Route::AdminAudit, GET),
+        "/admin/nodes" => (Route::AdminNodes, GET),
         other => {
             let segment = |prefix: &str| {
                 other
@@ -111,6 +114,12 @@ fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
                 (Route::Status(id), GET)
             } else if let Some(query) = segment("/admin/accounts/") {
                 (Route::AdminAccount(query), GET)
+            } else if let Some(node) = other
+                .strip_prefix("/admin/nodes/")
+                .and_then(|rest| rest.strip_suffix("/drain"))
+                .filter(|node| !node.is_empty() && !node.contains('/'))
+            {
+                (Route::AdminNodeDrain(node), POST)
             } else {
                 return None;
             }
@@ -155,7 +164,9 @@ impl App {
             Route::AdminCredits
             | Route::AdminAccount(_)
             | Route::AdminRecoveries
-            | Route::AdminAudit => RouteLabel::Admin,
+            | Route::AdminAudit
+            | Route::AdminNodes
+            | Route::AdminNodeDrain(_) => RouteLabel::Admin,
         };
         if !methods.contains(request.method()) {
             let allow = methods
@@ -182,6 +193,12 @@ impl App {
             Route::Estimate => handlers::catalog::estimate(self, request.uri().query()),
             Route::Health => Ok(handlers::ops::health(self)),
             Route::Metrics => Ok(handlers::ops::metrics(self)),
+            Route::AdminNodes => handlers::admin::authorize(self, request.headers())
+                .map(|()| handlers::nodes::list(self)),
+            Route::AdminNodeDrain(node) => handlers::admin::authorize(self, request.headers())
+                .and_then(|()| {
+                    handlers::nodes::drain(self, &percent_decode_str(node).decode_utf8_lossy())
+                }),
             Route::NotYet(what) => Err(ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,
                 format!("{what} are not available on this deployment yet"),
@@ -253,5 +270,11 @@ mod tests {
         assert!(route("/status/a/b").is_none());
         assert!(route("/runs").is_none());
         assert!(route("/").is_none());
+        assert!(matches!(
+            route("/admin/nodes/gpu-1/drain"),
+            Some((Route::AdminNodeDrain("gpu-1"), _))
+        ));
+        assert!(route("/admin/nodes//drain").is_none());
+        assert!(route("/admin/nodes/a/b/drain").is_none());
     }
 }

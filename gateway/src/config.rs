@@ -80,6 +80,8 @@ pub enum ConfigError {
 pub struct Overrides {
     pub http_addr: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    pub nodes_addr: Option<SocketAddr>,
+    pub local_agent: bool,
 }
 
 impl Config {
@@ -107,6 +109,21 @@ impl Config {
         }
         if let Some(dir) = &flags.data_dir {
             config.scheduler.data_dir = dir.clone();
+        }
+        if let Some(addr) = flags.nodes_addr {
+            config.scheduler.nodes.addr = addr;
+        }
+        if flags.local_agent {
+            config.scheduler.nodes.local_agent = true;
+        }
+        if config.scheduler.nodes.local_agent {
+            if !config.scheduler.nodes.enabled {
+                return Err(ConfigError::Invalid(
+                    "nodes.local_agent needs nodes.enabled = true".into(),
+                ));
+            }
+            // The in-process agent serves echo; the built-in one would always win.
+            config.scheduler.builtin_echo = false;
         }
         if config
             .admin
@@ -136,6 +153,19 @@ impl Config {
         }
         if let Some(value) = get("GPUBRIDGE_DATA_DIR") {
             self.scheduler.data_dir = PathBuf::from(value);
+        }
+        if let Some(value) = get("GPUBRIDGE_NODES_ADDR") {
+            self.scheduler.nodes.addr = value.parse().map_err(|_| ConfigError::Env {
+                name: "GPUBRIDGE_NODES_ADDR".into(),
+                value: value.clone(),
+                reason: "expected host:port, like 0.0.0.0:7443".into(),
+            })?;
+        }
+        if let Some(value) = get("GPUBRIDGE_NODES_ENABLED") {
+            self.scheduler.nodes.enabled = parse_bool("GPUBRIDGE_NODES_ENABLED", &value)?;
+        }
+        if let Some(value) = get("GPUBRIDGE_LOCAL_AGENT") {
+            self.scheduler.nodes.local_agent = parse_bool("GPUBRIDGE_LOCAL_AGENT", &value)?;
         }
         if let Some(value) = get("GPUBRIDGE_ALLOW_PRIVATE_URLS") {
             self.scheduler.allow_private_urls = parse_bool("GPUBRIDGE_ALLOW_PRIVATE_URLS", &value)?;
@@ -261,6 +291,7 @@ mod tests {
         let flags = Overrides {
             http_addr: Some("127.0.0.1:3333".parse().unwrap()),
             data_dir: Some("/flag".into()),
+            ..Default::default()
         };
         let with_flags =
             Config::load(Some(&path), env(&[("GPUBRIDGE_DATA_DIR", "/env")]), &flags).unwrap();

@@ -4,7 +4,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gpubridge_gateway::access::{Access, AccountAccess, OpenAccess};
 use gpubridge_gateway::{admin_client, AccountRoutes, App, Config, HttpMetrics, Overrides};
+use gpubridge_node_agent::{Agent, AgentConfig, Telemetry};
 use gpubridge_scheduler::accounts::{self, Accounts};
+use gpubridge_scheduler::nodes::Identity;
 use gpubridge_scheduler::{Catalog, JobHooks, Scheduler, Store};
 use hyper::Method;
 use serde_json::json;
@@ -38,6 +40,12 @@ struct ConfigArgs {
     /// Where RocksDB keeps jobs and estimates [default: ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// UDP address node agents connect to [default: 127.0.0.1:7443].
+    #[arg(long)]
+    nodes_addr: Option<SocketAddr>,
+    /// Also run a node agent in-process over QUIC on loopback, serving `echo`.
+    #[arg(long)]
+    local_agent: bool,
 }
 
 #[derive(Subcommand)]
@@ -53,6 +61,18 @@ enum Command {
     /// daemon, and check it against the jobs it paid for. Exits 1 if the books do
     /// not balance.
     Audit(ConfigArgs),
+    /// Join tokens for node agents.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Print a new join token for `gpubridge-agent`. It pins this scheduler's
+    /// certificate (made in the data directory if missing); no daemon is needed.
+    Create(ConfigArgs),
 }
 
 #[derive(clap::Args)]
@@ -96,6 +116,8 @@ impl ConfigArgs {
         let overrides = Overrides {
             http_addr: self.http_addr,
             data_dir: self.data_dir.clone(),
+            nodes_addr: self.nodes_addr,
+            local_agent: self.local_agent,
         };
         Config::load(
             self.config.as_deref(),
@@ -131,7 +153,87 @@ fn main() -> anyhow::Result<()> {
                 .block_on(admin(config, args.url, args.action))
         }
         Command::Audit(args) => audit_offline(&args.load()?),
+        Command::Token {
+            action: TokenAction::Create(args),
+        } => {
+            let config = args.load()?;
+            let identity = node_identity(&config)?;
+            println!("{}", identity.create_token());
+            eprintln!(
+                "agents connect to {} (scheduler.nodes.addr); give them this token as GPUBRIDGE_AGENT_TOKEN",
+                config.scheduler.nodes.addr
+            );
+            Ok(())
+        }
     }
+}
+
+fn node_identity(config: &Config) -> anyhow::Result<Identity> {
+    let dir = config.scheduler.data_dir.join("node");
+    Identity::load_or_create(&dir)
+        .with_context(|| format!("loading the node identity in {}", dir.display()))
+}
+
+/// Starts the agents' QUIC listener (and the in-process agent, if asked);
+/// returns the endpoint to close at shutdown.
+async fn start_nodes(
+    config: &Config,
+    scheduler: &Scheduler,
+) -> anyhow::Result<Option<quinn::Endpoint>> {
+    let nodes = &config.scheduler.nodes;
+    if !nodes.enabled {
+        return Ok(None);
+    }
+    let identity = Arc::new(node_identity(config)?);
+    let pool = scheduler.nodes().clone();
+    let endpoint = gpubridge_scheduler::nodes::endpoint(&identity, &pool)
+        .context("starting the node listener")?;
+    let addr = endpoint.local_addr().context("reading the node address")?;
+    tracing::info!(%addr, "listening for node agents");
+    println!("gpubridge nodes listening on quic://{addr}");
+    if nodes.local_agent {
+        start_local_agent(&identity, addr)?;
+    }
+    tokio::spawn(gpubridge_scheduler::nodes::serve(
+        pool.clone(),
+        identity,
+        endpoint.clone(),
+    ));
+    if nodes.local_agent {
+        // Let echo be live before the first request arrives.
+        let joined = async {
+            while pool.sessions().is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), joined)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the local agent has not joined yet");
+        }
+    }
+    Ok(Some(endpoint))
+}
+
+fn start_local_agent(identity: &Identity, addr: SocketAddr) -> anyhow::Result<()> {
+    let mut agent_config = AgentConfig {
+        scheduler: SocketAddr::from(([127, 0, 0, 1], addr.port())).to_string(),
+        token: Some(identity.create_token().to_string()),
+        node_id: "local".into(),
+        ..AgentConfig::default()
+    };
+    agent_config.services.insert(
+        "echo".into(),
+        toml::from_str("runtime = \"echo\"\nslots = 1024").context("local agent service")?,
+    );
+    let agent = Agent::new(agent_config, Telemetry::none()).context("starting the local agent")?;
+    tokio::spawn(async move {
+        if let Err(e) = agent.run().await {
+            tracing::error!(error = %e, "the local agent stopped");
+        }
+    });
+    Ok(())
 }
 
 async fn admin(config: Config, url: Option<String>, action: AdminAction) -> anyhow::Result<()> {
@@ -239,6 +341,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 config.scheduler.data_dir.display()
             )
         })?;
+    let nodes_endpoint = start_nodes(&config, &scheduler).await?;
     let metrics = HttpMetrics::register(&registry).context("registering HTTP metrics")?;
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
@@ -279,6 +382,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     gpubridge_gateway::serve(listener, app, shutdown_signal()).await;
     tracing::info!("HTTP closed; finishing running jobs");
     scheduler.shutdown(grace).await;
+    if let Some(endpoint) = nodes_endpoint {
+        endpoint.close(
+            gpubridge_protocol::node::close::SHUTDOWN.into(),
+            b"scheduler shutting down",
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,14 +1,20 @@
 //! Types shared by every GPU-Bridge component: money in integer micro-dollars,
-//! routing priorities, job states, and the messages and frames between the
-//! scheduler and node agents. Nothing here does I/O.
+//! routing priorities, job states, join tokens, and the messages and frames between
+//! the scheduler and node agents. Nothing here opens a connection: `stream` reads and
+//! writes frames on whatever byte stream it is given.
 
 mod job;
 mod money;
 pub mod node;
+pub mod openai;
 mod priority;
+pub mod stream;
+pub mod token;
 pub mod wire;
 
 pub use job::{JobStatus, UnknownStatus};
 pub use money::{Micros, MoneyError};
 pub use priority::{Priority, UnknownPriority};
+pub use stream::{write_frame, FrameReader, StreamError};
+pub use token::{JoinToken, TokenError};
 pub use wire::{WireError, PROTOCOL_VERSION};

@@ -6,8 +6,31 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The ALPN both sides require: a QUIC peer speaking anything else is not an agent.
+pub const ALPN: &[u8] = b"gpubridge-node/1";
+
+/// Application close codes of a scheduler ↔ agent connection; the close reason
+/// carries the human-readable why.
+pub mod close {
+    /// Registration refused: bad token, unknown service, wrong first message.
+    pub const REFUSED: u32 = 1;
+    /// The peer sent a frame that does not decode, is too large, or is out of place.
+    pub const PROTOCOL: u32 = 2;
+    /// No heartbeat within the dead-after window.
+    pub const DEAD: u32 = 3;
+    /// A new session of the same node id took over.
+    pub const REPLACED: u32 = 4;
+    /// The agent drained and left.
+    pub const DRAINED: u32 = 5;
+    /// The scheduler is shutting down.
+    pub const SHUTDOWN: u32 = 6;
+    /// Stream code: the scheduler cancelled this job.
+    pub const CANCELLED: u32 = 7;
+}
+
 /// GPU tiers the router prices and routes by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum GpuTier {
     Rtx4090,
     L4,
@@ -15,6 +38,25 @@ pub enum GpuTier {
 }
 
 impl GpuTier {
+    pub const ALL: [GpuTier; 3] = [GpuTier::Rtx4090, GpuTier::L4, GpuTier::Other];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuTier::Rtx4090 => "rtx4090",
+            GpuTier::L4 => "l4",
+            GpuTier::Other => "other",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<GpuTier> {
+        GpuTier::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The tier of a set of GPUs: the first one's, `Other` without any.
+    pub fn of(gpus: &[Gpu]) -> GpuTier {
+        gpus.first().map_or(GpuTier::Other, |g| g.tier)
+    }
+
     /// The tier of a GPU by its marketing name, as NVML reports it.
     pub fn from_model(model: &str) -> GpuTier {
         let model = model.to_ascii_lowercase();
@@ -44,6 +86,8 @@ pub struct Gpu {
 pub struct ServiceSlots {
     pub service: String,
     pub slots: u32,
+    /// Catalog model ids it serves, for services with a model list; empty: any.
+    pub models: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,6 +98,8 @@ pub struct Registration {
     /// The join token from `gpubridge token create`.
     pub join_token: String,
     pub gpus: Vec<Gpu>,
+    /// The tier it is priced and routed as: its GPUs', unless the operator says.
+    pub tier: GpuTier,
     pub services: Vec<ServiceSlots>,
 }
 
@@ -102,6 +148,8 @@ pub enum SchedulerMessage {
 pub struct Assignment {
     pub job_id: String,
     pub service: String,
+    /// The catalog model asked for, for services with a model list.
+    pub model: Option<String>,
     /// The validated input, as JSON text.
     pub input_json: String,
     /// Wall-clock deadline, milliseconds since the Unix epoch.
@@ -156,9 +204,11 @@ mod tests {
                 memory_mib: 24_564,
                 tier: GpuTier::Rtx4090,
             }],
+            tier: GpuTier::Rtx4090,
             services: vec![ServiceSlots {
                 service: "llm-4090".into(),
                 slots: 8,
+                models: vec!["meta-llama/Llama-3.3-70B-Instruct".into()],
             }],
         }));
         round_trip(AgentMessage::Heartbeat(Heartbeat {
@@ -183,6 +233,7 @@ mod tests {
         round_trip(Assignment {
             job_id: "j".into(),
             service: "echo".into(),
+            model: None,
             input_json: r#"{"a":[1,2]}"#.into(),
             deadline_unix_ms: u64::MAX,
         });

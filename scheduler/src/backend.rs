@@ -6,10 +6,11 @@ use crate::catalog::{BackendSpec, Catalog, Operation, ServiceSpec};
 use crate::config::{BackendLimits, SchedulerConfig};
 use crate::estimate::Ewma;
 use crate::provider::Provider;
+use gpubridge_protocol::node::GpuTier;
 use gpubridge_protocol::Micros;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -19,8 +20,11 @@ pub struct Backend {
     pub provider: Provider,
     pub model: String,
     pub cost_per_second: Micros,
-    pub live: bool,
+    /// Configured (hosted), or served by at least one agent (fleets).
+    live: AtomicBool,
     pub limits: BackendLimits,
+    /// Jobs it runs at once: the in-flight limit, or a fleet's agents' slots.
+    capacity: AtomicU32,
     pub breaker: Breaker,
     /// Wall time of a successful attempt, in milliseconds.
     pub latency_ms: Ewma,
@@ -54,13 +58,30 @@ impl Drop for InFlight<'_> {
 
 impl Backend {
     fn new(provider: Provider, spec_model: &str, cost: u64, cfg: &SchedulerConfig) -> Backend {
+        Backend::with_id(
+            format!("{provider}:{spec_model}"),
+            provider,
+            spec_model,
+            cost,
+            cfg,
+        )
+    }
+
+    fn with_id(
+        id: String,
+        provider: Provider,
+        spec_model: &str,
+        cost: u64,
+        cfg: &SchedulerConfig,
+    ) -> Backend {
         let limits = cfg.limits(provider);
         Backend {
-            id: format!("{provider}:{spec_model}"),
+            id,
             provider,
             model: spec_model.to_string(),
             cost_per_second: Micros(cost),
-            live: cfg.is_live(provider),
+            live: AtomicBool::new(cfg.is_live(provider)),
+            capacity: AtomicU32::new(limits.max_in_flight),
             limits,
             breaker: Breaker::new(cfg.breaker.failure_threshold, cfg.breaker.open_seconds),
             latency_ms: Ewma::default(),
@@ -68,6 +89,18 @@ impl Backend {
             waiting: AtomicU32::new(0),
             in_flight: AtomicU32::new(0),
         }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_live(&self, live: bool) {
+        self.live.store(live, Ordering::Release);
+    }
+
+    pub(crate) fn set_capacity(&self, jobs: u32) {
+        self.capacity.store(jobs.max(1), Ordering::Release);
     }
 
     pub fn waiting(&self) -> u32 {
@@ -80,7 +113,7 @@ impl Backend {
 
     /// Can this backend take one more job right now (live, circuit allows, queue has room)?
     pub fn is_available(&self) -> bool {
-        self.live && self.breaker.is_available() && self.has_queue_room()
+        self.is_live() && self.breaker.is_available() && self.has_queue_room()
     }
 
     fn has_queue_room(&self) -> bool {
@@ -118,7 +151,7 @@ impl Backend {
     /// Expected milliseconds from now to a result: latency plus the wait for a slot.
     pub fn expected_ms(&self, default_ms: f64) -> f64 {
         let latency = self.latency_ms.get().unwrap_or(default_ms);
-        let max = self.limits.max_in_flight as f64;
+        let max = self.capacity.load(Ordering::Acquire).max(1) as f64;
         let ahead = (self.waiting() as f64 + self.in_flight() as f64 + 1.0 - max).max(0.0);
         latency * (1.0 + ahead / max)
     }
@@ -161,12 +194,36 @@ impl BackendSet {
         };
         let mut by_service = HashMap::new();
         let mut by_model: HashMap<String, HashMap<String, Vec<Route>>> = HashMap::new();
+        let mut fleets: Vec<Arc<Backend>> = Vec::new();
         for service in catalog.services() {
+            let fleet_routes: Vec<Route> = GpuTier::ALL
+                .into_iter()
+                .map(|tier| {
+                    let cost = cfg.nodes.cost_per_second_micros.of(tier);
+                    let backend = Arc::new(Backend::with_id(
+                        crate::nodes::fleet_backend_id(tier, &service.key),
+                        Provider::Node,
+                        tier.name(),
+                        cost,
+                        cfg,
+                    ));
+                    fleets.push(backend.clone());
+                    let spec = BackendSpec {
+                        provider: Provider::Node,
+                        model: tier.name().to_string(),
+                        cost_per_second_micros: cost,
+                        input_map: HashMap::new(),
+                        defaults: Map::new(),
+                    };
+                    route(service, &spec, backend)
+                })
+                .collect();
             let mut routes = Vec::new();
             for spec in &service.backends {
                 let backend = backend_for(spec.provider, &spec.model, spec.cost_per_second_micros);
                 routes.push(route(service, spec, backend));
             }
+            routes.extend(fleet_routes.iter().cloned());
             routes.truncate(MAX_ROUTES);
             by_service.insert(service.key.clone(), routes);
             if let Some(kind) = service.models {
@@ -189,12 +246,13 @@ impl BackendSet {
                         .collect();
                     // HashMap order is random; keep route order stable for ties.
                     routes.sort_by(|a, b| a.backend.id.cmp(&b.backend.id));
+                    routes.extend(fleet_routes.iter().cloned());
                     routes.truncate(MAX_ROUTES);
                     per_model.insert(model.id.clone(), routes);
                 }
             }
         }
-        let mut backends: Vec<Arc<Backend>> = backends.into_values().collect();
+        let mut backends: Vec<Arc<Backend>> = backends.into_values().chain(fleets).collect();
         backends.sort_by(|a, b| a.id.cmp(&b.id));
         BackendSet {
             backends,
@@ -254,9 +312,17 @@ mod tests {
             .routes("llm-4090", Some("meta-llama/Llama-3.3-70B-Instruct"))
             .unwrap();
         assert!(llm.len() >= 4);
-        assert!(llm.iter().all(|r| !r.backend.live), "no keys, nothing live");
+        assert!(
+            llm.iter().all(|r| !r.backend.is_live()),
+            "no keys, nothing live"
+        );
         let echo = set.routes("echo", None).unwrap();
-        assert!(echo[0].backend.live, "echo is always live");
+        assert!(echo[0].backend.is_live(), "echo is live by default");
+        assert!(
+            echo.iter()
+                .any(|r| r.backend.id == "node:rtx4090:echo" && !r.backend.is_live()),
+            "every service has agent fleets, dead until an agent joins"
+        );
         // Each service has at least one route.
         for service in catalog.services() {
             let model = service.models.map(|k| catalog.default_model(k));

@@ -1,6 +1,7 @@
 //! Typed scheduler settings. Every field has a default that runs; the daemon fills
 //! them from TOML, then the environment, then flags.
 
+use crate::nodes::NodesConfig;
 use crate::provider::Provider;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,7 +31,11 @@ pub struct SchedulerConfig {
     pub max_upstream_body_bytes: usize,
     /// Catalog file replacing the built-in one.
     pub catalog_path: Option<PathBuf>,
+    /// Serve `echo` inside the daemon. Off, `echo` runs only on node agents (load
+    /// tests of the agent path turn it off).
+    pub builtin_echo: bool,
     pub providers: BTreeMap<Provider, ProviderConfig>,
+    pub nodes: NodesConfig,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -88,7 +93,9 @@ impl Default for SchedulerConfig {
             max_media_bytes: 25 * 1024 * 1024,
             max_upstream_body_bytes: 64 * 1024 * 1024,
             catalog_path: None,
+            builtin_echo: true,
             providers: BTreeMap::new(),
+            nodes: NodesConfig::default(),
         }
     }
 }
@@ -102,7 +109,8 @@ impl SchedulerConfig {
         let cfg = self.providers.get(&provider);
         let pick =
             |f: fn(&ProviderConfig) -> Option<u32>, default| cfg.and_then(f).unwrap_or(default);
-        let local = provider == Provider::Local;
+        // In-process and agent fleets queue in their own way: no HTTP-style cap.
+        let local = matches!(provider, Provider::Local | Provider::Node);
         BackendLimits {
             max_in_flight: pick(|c| c.max_in_flight, if local { 4096 } else { 64 }).max(1),
             queue_limit: pick(|c| c.queue_limit, if local { 100_000 } else { 1024 }),
@@ -123,14 +131,18 @@ impl SchedulerConfig {
             .to_string()
     }
 
-    /// A hosted provider is live only with a credential; `local` always is.
+    /// A hosted provider is live only with a credential; `local` unless turned
+    /// off; agent fleets only while agents serve them (the node pool says).
     pub fn is_live(&self, provider: Provider) -> bool {
-        provider == Provider::Local
-            || self
-                .providers
-                .get(&provider)
-                .and_then(|c| c.api_key.as_deref())
-                .is_some_and(|k| !k.trim().is_empty())
+        match provider {
+            Provider::Local => return self.builtin_echo,
+            Provider::Node => return false,
+            _ => {}
+        }
+        self.providers
+            .get(&provider)
+            .and_then(|c| c.api_key.as_deref())
+            .is_some_and(|k| !k.trim().is_empty())
     }
 }
 

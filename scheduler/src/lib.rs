@@ -1,6 +1,6 @@
 //! The GPU-Bridge scheduler: the service catalog and its prices, backends with
 //! bounded queues and circuit breakers, fast/cheap routing with failover, provider
-//! adapters, and jobs persisted in RocksDB.
+//! adapters, node-agent fleets over QUIC, and jobs persisted in RocksDB.
 
 pub mod accounts;
 pub mod adapters;
@@ -15,6 +15,7 @@ mod http;
 mod job;
 mod media;
 mod metrics;
+pub mod nodes;
 mod provider;
 mod recovery;
 mod router;

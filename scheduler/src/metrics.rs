@@ -154,7 +154,7 @@ impl SchedulerMetrics {
 
     /// Refreshes the gauges that are read off the backends; called at scrape time only.
     pub fn refresh(&self, backends: &BackendSet) {
-        for backend in backends.all().iter().filter(|b| b.live) {
+        for backend in backends.all().iter().filter(|b| b.is_live()) {
             let id = [backend.id.as_str()];
             self.circuit_state
                 .with_label_values(&id)

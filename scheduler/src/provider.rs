@@ -14,6 +14,8 @@ pub enum Provider {
     Jina,
     /// Built into the daemon (the `echo` service); always live, needs no key.
     Local,
+    /// Operators' own GPU hosts running `gpubridge-agent`: live while agents are.
+    Node,
 }
 
 impl Provider {
@@ -35,6 +37,7 @@ impl Provider {
             Provider::Replicate => "replicate",
             Provider::Jina => "jina",
             Provider::Local => "local",
+            Provider::Node => "node",
         }
     }
 
@@ -48,6 +51,7 @@ impl Provider {
             Provider::Replicate => "https://api.replicate.com/v1",
             Provider::Jina => "https://api.jina.ai/v1",
             Provider::Local => "local:",
+            Provider::Node => "quic:",
         }
     }
 
@@ -60,14 +64,14 @@ impl Provider {
             Provider::Fireworks => Some("FIREWORKS_API_KEY"),
             Provider::Replicate => Some("REPLICATE_API_TOKEN"),
             Provider::Jina => Some("JINA_API_KEY"),
-            Provider::Local => None,
+            Provider::Local | Provider::Node => None,
         }
     }
 
     /// Environment variable that points the provider at another server.
     pub fn base_url_env(self) -> Option<String> {
         match self {
-            Provider::Local => None,
+            Provider::Local | Provider::Node => None,
             other => Some(format!(
                 "GPUBRIDGE_{}_BASE_URL",
                 other.name().to_uppercase()

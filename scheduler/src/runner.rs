@@ -4,9 +4,12 @@
 
 use crate::adapters::{self, AttemptError, Call};
 use crate::job::{now_ms, Attempt, JobRecord};
+use crate::nodes::NodeJob;
+use crate::provider::Provider;
 use crate::router::{self, Tried};
 use crate::scheduler::{Inner, LiveJob};
 use crate::store::Batch;
+use gpubridge_protocol::node::GpuTier;
 use gpubridge_protocol::JobStatus;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -41,9 +44,10 @@ async fn run(inner: Arc<Inner>, live: Arc<LiveJob>) {
 }
 
 async fn attempt_all(inner: &Inner, live: &LiveJob) -> Result<Success, String> {
-    let (service, model, priority, deadline_ms) = {
+    let (job_id, service, model, priority, deadline_ms) = {
         let r = live.record.lock();
         (
+            r.id.clone(),
             r.service.clone(),
             r.model.clone(),
             r.priority,
@@ -110,11 +114,31 @@ async fn attempt_all(inner: &Inner, live: &LiveJob) -> Result<Success, String> {
             binding: &route.binding,
             deadline: started + budget,
         };
-        let result = match inner.clients.get(&backend.provider) {
-            Some(client) => tokio::time::timeout(budget, adapters::invoke(client, &call))
+        let result = if backend.provider == Provider::Node {
+            let job = NodeJob {
+                tier: GpuTier::from_name(&backend.model).unwrap_or(GpuTier::Other),
+                job_id: &job_id,
+                service: &service,
+                model: model.as_deref(),
+                input: &live.input,
+                deadline_unix_ms: deadline_ms,
+                default_ms,
+            };
+            tokio::time::timeout(budget, inner.nodes.run(&job))
                 .await
-                .unwrap_or(Err(AttemptError::Timeout)),
-            None => Err(AttemptError::Connect("provider has no client".into())),
+                .unwrap_or(Err(AttemptError::Timeout))
+                .map(|done| {
+                    live.record.lock().attempts.extend(done.earlier);
+                    (done.output, format!("{}@{}", backend.id, done.node_id))
+                })
+        } else {
+            match inner.clients.get(&backend.provider) {
+                Some(client) => tokio::time::timeout(budget, adapters::invoke(client, &call))
+                    .await
+                    .unwrap_or(Err(AttemptError::Timeout))
+                    .map(|output| (output, backend.id.clone())),
+                None => Err(AttemptError::Connect("provider has no client".into())),
+            }
         };
         drop(slot);
         let elapsed = started.elapsed();
@@ -126,7 +150,7 @@ async fn attempt_all(inner: &Inner, live: &LiveJob) -> Result<Success, String> {
             error: None,
         };
         match result {
-            Ok(output) => {
+            Ok((output, served_by)) => {
                 backend.breaker.record_success(admission);
                 backend
                     .latency_ms
@@ -134,10 +158,11 @@ async fn attempt_all(inner: &Inner, live: &LiveJob) -> Result<Success, String> {
                 if let Some(m) = metrics {
                     m.success_seconds.observe(elapsed.as_secs_f64());
                 }
+                attempt.backend.clone_from(&served_by);
                 live.record.lock().attempts.push(attempt);
                 return Ok(Success {
                     output,
-                    backend: backend.id.clone(),
+                    backend: served_by,
                     execution_us: elapsed.as_micros() as u64,
                 });
             }

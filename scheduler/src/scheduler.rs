@@ -12,6 +12,7 @@ use crate::http::HttpClient;
 use crate::job::{now_ms, JobBilling, JobRecord, Origin};
 use crate::media::MediaFetcher;
 use crate::metrics::{MetricsError, SchedulerMetrics};
+use crate::nodes::NodePool;
 use crate::provider::Provider;
 use crate::router::{self, Tried};
 use crate::store::{Batch, Store, StoreError};
@@ -110,6 +111,7 @@ pub(crate) struct Inner {
     pub catalog: Catalog,
     pub backends: BackendSet,
     pub clients: HashMap<Provider, ProviderClient>,
+    pub nodes: Arc<NodePool>,
     pub store: Arc<Store>,
     pub live: DashMap<String, Arc<LiveJob>>,
     pub live_count: AtomicUsize,
@@ -150,11 +152,13 @@ impl Scheduler {
             .iter()
             .map(|s| (s.key.clone(), Ewma::default()))
             .collect();
+        let nodes = Arc::new(NodePool::new(cfg.nodes.clone(), &backends, cfg.ewma_alpha));
         let inner = Arc::new(Inner {
             cfg,
             catalog,
             backends,
             clients,
+            nodes,
             store,
             live: DashMap::new(),
             live_count: AtomicUsize::new(0),
@@ -178,6 +182,11 @@ impl Scheduler {
         &self.inner.backends
     }
 
+    /// Connected node agents and their fleets.
+    pub fn nodes(&self) -> &Arc<NodePool> {
+        &self.inner.nodes
+    }
+
     pub fn config(&self) -> &SchedulerConfig {
         &self.inner.cfg
     }
@@ -193,14 +202,14 @@ impl Scheduler {
             self.inner.catalog.models_of(kind).any(|m| {
                 self.routes(&service.key, Some(&m.id))
                     .iter()
-                    .any(|r| r.backend.live)
+                    .any(|r| r.backend.is_live())
             })
         });
         any_model
             || self
                 .routes(&service.key, model)
                 .iter()
-                .any(|r| r.backend.live)
+                .any(|r| r.backend.is_live())
     }
 
     fn routes(&self, service: &str, model: Option<&str>) -> &[Route] {
@@ -258,7 +267,7 @@ impl Scheduler {
             None => (None, self.exclude_other_models(spec, asked_model)?),
         };
         let routes = self.routes(&spec.key, model.as_deref());
-        if !routes.iter().any(|r| r.backend.live) {
+        if !routes.iter().any(|r| r.backend.is_live()) {
             return Err(SubmitError::NoLiveBackend {
                 service: spec.key.clone(),
                 providers: self

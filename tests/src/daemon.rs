@@ -2,9 +2,10 @@
 //! with its own data directory and configuration, and stops it (gently or by
 //! SIGKILL) on request.
 
+use crate::process::ChildProcess;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -32,11 +33,12 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 pub struct Daemon {
-    child: Option<Child>,
+    process: ChildProcess,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// Where node agents connect (`127.0.0.1:PORT`, UDP).
+    pub nodes_addr: Option<String>,
     pub data_dir: PathBuf,
-    pub log: PathBuf,
 }
 
 pub struct DaemonOptions<'a> {
@@ -86,6 +88,9 @@ impl Daemon {
             .arg(&options.data_dir)
             .env_remove("GPUBRIDGE_CONFIG")
             .env("GPUBRIDGE_LOG", "info")
+            // Parallel tests each get their own node port.
+            .env("GPUBRIDGE_NODES_ADDR", "127.0.0.1:0")
+            .env_remove("GPUBRIDGE_LOCAL_AGENT")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file));
@@ -119,14 +124,19 @@ impl Daemon {
         let stdout = child.stdout.take().expect("piped stdout");
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
+            // The node listener's line, if any, comes before the HTTP one.
+            let mut nodes = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("gpubridge nodes listening on quic://") {
+                    nodes = Some(addr.trim().to_string());
+                }
                 if let Some(addr) = line.strip_prefix("gpubridge listening on ") {
-                    let _ = sender.send(addr.trim().to_string());
+                    let _ = sender.send((addr.trim().to_string(), nodes.take()));
                 }
             }
         });
-        let base = match receiver.recv_timeout(Duration::from_secs(60)) {
-            Ok(base) => base,
+        let (base, nodes_addr) = match receiver.recv_timeout(Duration::from_secs(60)) {
+            Ok(found) => found,
             Err(_) => {
                 let _ = child.kill();
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -134,10 +144,10 @@ impl Daemon {
             }
         };
         Daemon {
-            child: Some(child),
+            process: ChildProcess::new(child, log),
             base,
+            nodes_addr,
             data_dir: options.data_dir.clone(),
-            log,
         }
     }
 
@@ -155,39 +165,36 @@ impl Daemon {
 
     /// SIGKILL: no shutdown code runs, as in a crash.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill9();
     }
 
     /// SIGTERM, then wait for a clean exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return false;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        for _ in 0..600 {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        self.process.terminate()
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
+    }
+
+    /// A join token for this daemon's node listener, made by `gpubridge token create`.
+    pub fn join_token(&self) -> String {
+        create_token(&self.data_dir)
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+/// Runs `gpubridge token create` on a data directory and returns the token.
+pub fn create_token(data_dir: &Path) -> String {
+    let output = Command::new(binary("gpubridge"))
+        .args(["token", "create", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("GPUBRIDGE_CONFIG")
+        .output()
+        .expect("running gpubridge token create");
+    assert!(
+        output.status.success(),
+        "token create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }

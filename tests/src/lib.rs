@@ -1,14 +1,18 @@
 //! Integration-test support for GPU-Bridge: a stand-in for the hosted providers,
-//! a launcher for the real daemon, and a JSON client. Shared by every test in
+//! launchers for the real daemon and node agents, and a JSON client. Shared by every test in
 //! `tests/tests/` and by the bench.
 
 pub mod accounts;
+mod agent;
 mod client;
 mod daemon;
+mod process;
 mod standin;
 
+pub use agent::{echo_service, AgentProcess};
 pub use client::{JsonClient, Reply};
-pub use daemon::{binary, Daemon, DaemonOptions, ADMIN_TOKEN};
+pub use daemon::{binary, create_token, Daemon, DaemonOptions, ADMIN_TOKEN};
+pub use process::ChildProcess;
 pub use standin::{Behavior, Standin};
 
 /// TOML that points every hosted provider at `base_url` with `key`, with short
@@ -23,6 +27,17 @@ pub fn providers_config(base_url: &str, key: &str, providers: &[&str]) -> String
         ));
     }
     text
+}
+
+/// `POST /run` of `service` with `input`, no extra headers.
+pub async fn submit(
+    client: &JsonClient,
+    base: &str,
+    service: &str,
+    input: serde_json::Value,
+) -> anyhow::Result<Reply> {
+    let body = serde_json::json!({"service": service, "input": input});
+    client.post_json(&format!("{base}/run"), &body, &[]).await
 }
 
 /// Polls `GET /status/:id` until the job is terminal or `seconds` pass.

@@ -1,7 +1,7 @@
 //! The whole path with the free `echo` service: accept, persist, run, read back.
 //! Also the public read-only endpoints.
 
-use gpubridge_tests::{wait_terminal, Daemon, DaemonOptions, JsonClient};
+use gpubridge_tests::{submit, wait_terminal, Daemon, DaemonOptions, JsonClient};
 use serde_json::json;
 
 #[tokio::test]
@@ -85,12 +85,7 @@ async fn catalog_estimate_health_and_metrics() {
     assert_eq!(health.status, 200);
     assert_eq!(health.body["status"], "ok");
 
-    client
-        .post_json(
-            &daemon.url("/run"),
-            &json!({"service": "echo", "input": {}}),
-            &[],
-        )
+    submit(&client, &daemon.base, "echo", json!({}))
         .await
         .unwrap();
     let metrics = client.get(&daemon.url("/metrics")).await.unwrap();

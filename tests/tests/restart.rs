@@ -2,7 +2,7 @@
 //! SIGTERM keeps learned estimates.
 
 use gpubridge_tests::{
-    providers_config, wait_terminal, Behavior, Daemon, DaemonOptions, JsonClient, Standin,
+    providers_config, submit, wait_terminal, Behavior, Daemon, DaemonOptions, JsonClient, Standin,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -89,12 +89,7 @@ async fn clean_shutdown_keeps_learned_estimates() {
     let client = JsonClient::new();
     let mut ids = Vec::new();
     for _ in 0..20 {
-        let reply = client
-            .post_json(
-                &daemon.url("/run"),
-                &json!({"service": "echo", "input": {"x": 1}}),
-                &[],
-            )
+        let reply = submit(&client, &daemon.base, "echo", json!({"x": 1}))
             .await
             .unwrap();
         ids.push(reply.body["job_id"].as_str().unwrap().to_string());

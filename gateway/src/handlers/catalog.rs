@@ -11,7 +11,7 @@ fn backend_view(route: &Route) -> Value {
     json!({
         "provider": route.backend.provider.name(),
         "model": route.backend.model,
-        "live": route.backend.live,
+        "live": route.backend.is_live(),
         "circuit": route.backend.breaker.state().as_str(),
     })
 }
@@ -77,7 +77,7 @@ fn models_view(app: &App, kind: ModelKind, service: &str) -> Value {
             json!({
                 "id": model.id,
                 "name": model.name,
-                "available": routes.iter().any(|r| r.backend.live),
+                "available": routes.iter().any(|r| r.backend.is_live()),
                 "backends": routes.iter().map(backend_view).collect::<Vec<_>>(),
             })
         })
@@ -96,7 +96,7 @@ pub fn catalog(app: &App) -> HttpResponse {
         .backends()
         .all()
         .iter()
-        .filter(|b| b.live)
+        .filter(|b| b.is_live())
         .map(|b| b.provider.name())
         .collect();
     live.sort_unstable();

@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod catalog;
 pub mod inference;
+pub mod nodes;
 pub mod ops;
 pub mod run;
 pub mod status;

@@ -10,10 +10,10 @@ use serde_json::json;
 
 pub fn health(app: &App) -> HttpResponse {
     let backends = app.scheduler.backends().all();
-    let live = backends.iter().filter(|b| b.live).count();
+    let live = backends.iter().filter(|b| b.is_live()).count();
     let open = backends
         .iter()
-        .filter(|b| b.live && b.breaker.state() != gpubridge_scheduler::CircuitState::Closed)
+        .filter(|b| b.is_live() && b.breaker.state() != gpubridge_scheduler::CircuitState::Closed)
         .count();
     json(
         StatusCode::OK,

@@ -4,120 +4,38 @@
 use super::{AttemptError, Call, ProviderClient};
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
+use gpubridge_protocol::openai;
 use hyper::header::CONTENT_TYPE;
 use hyper::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-/// Optional sampling fields passed through unchanged when present.
-const PASS_THROUGH: [&str; 4] = ["max_tokens", "temperature", "top_p", "stop"];
-
-/// Chat messages from either `messages` or `system` + `prompt`.
-pub fn messages(input: &Value) -> Value {
-    if let Some(messages) = input.get("messages") {
-        return messages.clone();
-    }
-    let mut list = Vec::with_capacity(2);
-    if let Some(system) = input.get("system").and_then(Value::as_str) {
-        list.push(json!({"role": "system", "content": system}));
-    }
-    let prompt = input
-        .get("prompt")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    list.push(json!({"role": "user", "content": prompt}));
-    Value::Array(list)
-}
-
-fn chat_body(call: &Call<'_>, messages: Value) -> Value {
-    let mut body = Map::new();
-    body.insert("model".into(), json!(call.binding.provider_model));
-    body.insert("messages".into(), messages);
-    for field in PASS_THROUGH {
-        if let Some(value) = call.input.get(field) {
-            body.insert(field.into(), value.clone());
-        }
-    }
-    body.insert("stream".into(), json!(false));
-    Value::Object(body)
-}
-
-/// `{text, model, finish_reason, usage}` from a chat completion.
-fn chat_output(response: Value) -> Result<Value, AttemptError> {
-    let choice = response
-        .get("choices")
-        .and_then(|c| c.get(0))
-        .ok_or_else(|| AttemptError::BadResponse("chat completion without choices".into()))?;
-    let message = choice.get("message").unwrap_or(&Value::Null);
-    // Reasoning models may put everything in `reasoning_content` and leave content null.
-    let text = message
-        .get("content")
-        .and_then(Value::as_str)
-        .or_else(|| message.get("reasoning_content").and_then(Value::as_str))
-        .ok_or_else(|| {
-            AttemptError::BadResponse("chat completion without message content".into())
-        })?;
-    let mut output = Map::new();
-    output.insert("text".into(), json!(text));
-    for field in ["model", "usage"] {
-        if let Some(value) = response.get(field) {
-            output.insert(field.into(), value.clone());
-        }
-    }
-    if let Some(reason) = choice.get("finish_reason") {
-        output.insert("finish_reason".into(), reason.clone());
-    }
-    Ok(Value::Object(output))
+fn bad(reason: String) -> AttemptError {
+    AttemptError::BadResponse(reason)
 }
 
 pub async fn chat(client: &ProviderClient, call: &Call<'_>) -> Result<Value, AttemptError> {
-    let body = chat_body(call, messages(call.input));
-    chat_output(client.post_json("/chat/completions", &body).await?)
+    let body = openai::chat_request(
+        call.input,
+        &call.binding.provider_model,
+        openai::messages(call.input),
+    );
+    openai::chat_output(client.post_json("/chat/completions", &body).await?).map_err(bad)
 }
 
 pub async fn vision(client: &ProviderClient, call: &Call<'_>) -> Result<Value, AttemptError> {
-    let content = json!([
-        {"type": "text", "text": call.str_field("prompt").unwrap_or("Describe this image.")},
-        {"type": "image_url", "image_url": {"url": call.str_field("image_url").unwrap_or_default()}},
-    ]);
-    let body = chat_body(call, json!([{"role": "user", "content": content}]));
-    chat_output(client.post_json("/chat/completions", &body).await?)
+    let body = openai::chat_request(
+        call.input,
+        &call.binding.provider_model,
+        openai::vision_messages(call.input),
+    );
+    openai::chat_output(client.post_json("/chat/completions", &body).await?).map_err(bad)
 }
 
 pub async fn embeddings(client: &ProviderClient, call: &Call<'_>) -> Result<Value, AttemptError> {
-    let text = call.input.get("text").cloned().unwrap_or(Value::Null);
-    let body = json!({"model": call.binding.provider_model, "input": text});
+    let model = &call.binding.provider_model;
+    let body = openai::embeddings_request(call.input, model);
     let response = client.post_json("/embeddings", &body).await?;
-    let data = response
-        .get("data")
-        .and_then(Value::as_array)
-        .ok_or_else(|| AttemptError::BadResponse("embeddings response without data".into()))?;
-    let mut vectors = Vec::with_capacity(data.len());
-    for item in data {
-        let vector = item
-            .get("embedding")
-            .filter(|v| v.as_array().is_some_and(|a| a.iter().all(Value::is_number)))
-            .ok_or_else(|| {
-                AttemptError::BadResponse("embedding is not a list of numbers".into())
-            })?;
-        vectors.push(vector.clone());
-    }
-    let dimensions = vectors
-        .first()
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let model = response
-        .get("model")
-        .cloned()
-        .unwrap_or(json!(call.binding.provider_model));
-    Ok(if text.is_array() {
-        json!({"embeddings": vectors, "dimensions": dimensions, "model": model})
-    } else {
-        let first = vectors
-            .into_iter()
-            .next()
-            .ok_or_else(|| AttemptError::BadResponse("no embedding returned".into()))?;
-        json!({"embedding": first, "dimensions": dimensions, "model": model})
-    })
+    openai::embeddings_output(call.input, model, response).map_err(bad)
 }
 
 pub async fn transcription(
@@ -249,28 +167,6 @@ impl Multipart {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prompt_and_system_become_messages() {
-        let m = messages(&json!({"prompt": "hi", "system": "be brief"}));
-        assert_eq!(
-            m,
-            json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}])
-        );
-        let given = json!([{"role": "user", "content": "x"}]);
-        assert_eq!(messages(&json!({"messages": given.clone()})), given);
-    }
-
-    #[test]
-    fn chat_output_requires_content() {
-        let ok = chat_output(json!({"model": "m", "choices": [{"message": {"content": "yo"}, "finish_reason": "stop"}]})).unwrap();
-        assert_eq!(
-            ok,
-            json!({"text": "yo", "model": "m", "finish_reason": "stop"})
-        );
-        assert!(chat_output(json!({"choices": []})).is_err());
-        assert!(chat_output(json!({"choices": [{"message": {}}]})).is_err());
-    }
 
     #[test]
     fn multipart_is_well_formed() {

@@ -85,7 +85,7 @@ fn provider_input(call: &Call<'_>) -> Value {
     let mut input: Map<String, Value> = call.binding.defaults.clone();
     match call.binding.operation {
         Operation::Chat => {
-            let messages = super::openai::messages(call.input);
+            let messages = gpubridge_protocol::openai::messages(call.input);
             let mut prompt = String::new();
             let mut system = None;
             for m in messages.as_array().into_iter().flatten() {

@@ -1,0 +1,84 @@
+//! `gpubridge-agent`: the node agent beside a GPU host.
+
+use anyhow::Context;
+use clap::Parser;
+use gpubridge_node_agent::{Agent, AgentConfig, Telemetry};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "gpubridge-agent",
+    version,
+    about = "GPU-Bridge node agent: serves this host's GPUs to a scheduler over QUIC"
+)]
+struct Cli {
+    /// TOML configuration (see node-agent/agent.example.toml).
+    #[arg(long, env = "GPUBRIDGE_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Scheduler node address, host:port (overrides the file and environment).
+    #[arg(long)]
+    scheduler: Option<String>,
+    /// Stable node id (overrides the file and environment).
+    #[arg(long)]
+    node_id: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = AgentConfig::load(cli.config.as_deref(), |name| std::env::var(name).ok())
+        .context("loading the agent configuration")?;
+    if let Some(scheduler) = cli.scheduler {
+        config.scheduler = scheduler;
+    }
+    if let Some(node_id) = cli.node_id {
+        config.node_id = node_id;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GPUBRIDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")?
+        .block_on(run(config))
+}
+
+async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    let agent = Agent::new(config, Telemetry::init()).context("starting the agent")?;
+    let drainer = agent.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: draining (a second signal exits at once)");
+        drainer.drain();
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting with jobs running");
+        std::process::exit(1);
+    });
+    let exit = agent.run().await.context("agent stopped")?;
+    tracing::info!(?exit, "agent finished");
+    Ok(())
+}
+
+/// SIGTERM (systemd stop) or Ctrl-C.
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

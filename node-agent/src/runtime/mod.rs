@@ -1,0 +1,169 @@
+//! Where a job actually runs on the host. One runtime per configured service;
+//! every failure is classified for the scheduler (`FailureKind`) so it knows
+//! whether another agent could do better.
+
+mod command;
+mod http;
+
+use crate::config::{RuntimeKind, ServiceConfig};
+use gpubridge_protocol::node::FailureKind;
+use gpubridge_protocol::openai;
+use http::JsonPoster;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct RuntimeFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl RuntimeFailure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        RuntimeFailure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+pub struct Runtime {
+    service: String,
+    cfg: ServiceConfig,
+    http: JsonPoster,
+    max_output_bytes: usize,
+}
+
+impl Runtime {
+    pub fn new(service: &str, cfg: &ServiceConfig, max_output_bytes: usize) -> Runtime {
+        Runtime {
+            service: service.to_string(),
+            cfg: cfg.clone(),
+            http: JsonPoster::new(max_output_bytes),
+            max_output_bytes,
+        }
+    }
+
+    pub fn kind(&self) -> RuntimeKind {
+        self.cfg.runtime
+    }
+
+    /// Runs one job. The caller enforces the deadline by dropping the future,
+    /// which also kills a command's process.
+    pub async fn run(&self, model: Option<&str>, input: Value) -> Result<Value, RuntimeFailure> {
+        let url = self.cfg.url.as_deref().unwrap_or_default();
+        match self.cfg.runtime {
+            RuntimeKind::Echo => {
+                if self.cfg.delay_ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(self.cfg.delay_ms)).await;
+                }
+                Ok(input)
+            }
+            RuntimeKind::Http => self.http.post(url, &input).await,
+            RuntimeKind::Cog => {
+                let body = json!({"input": without_model(input)});
+                let prediction = self
+                    .http
+                    .post(&format!("{}/predictions", url.trim_end_matches('/')), &body)
+                    .await?;
+                cog_output(prediction)
+            }
+            RuntimeKind::Openai => self.openai(url, model, &input).await,
+            RuntimeKind::Command => {
+                command::run(&self.cfg, &self.service, &input, self.max_output_bytes).await
+            }
+        }
+    }
+
+    async fn openai(
+        &self,
+        root: &str,
+        model: Option<&str>,
+        input: &Value,
+    ) -> Result<Value, RuntimeFailure> {
+        let root = root.trim_end_matches('/');
+        let asked = model.or_else(|| input.get("model").and_then(Value::as_str));
+        // The local server's own name for the model, else the catalog id as is.
+        let local_model = asked
+            .map(|m| self.cfg.model_map.get(m).map_or(m, String::as_str))
+            .unwrap_or("default");
+        let bad = |e: String| RuntimeFailure::new(FailureKind::Runtime, e);
+        if self.cfg.api.as_deref() == Some("embeddings") {
+            let body = openai::embeddings_request(input, local_model);
+            let response = self.http.post(&format!("{root}/embeddings"), &body).await?;
+            return openai::embeddings_output(input, local_model, response).map_err(bad);
+        }
+        let messages = match input.get("image_url") {
+            Some(_) => openai::vision_messages(input),
+            None => openai::messages(input),
+        };
+        let body = openai::chat_request(input, local_model, messages);
+        let response = self
+            .http
+            .post(&format!("{root}/chat/completions"), &body)
+            .await?;
+        openai::chat_output(response).map_err(bad)
+    }
+}
+
+fn without_model(mut input: Value) -> Value {
+    if let Some(map) = input.as_object_mut() {
+        map.remove("model");
+    }
+    input
+}
+
+/// `{output, metrics?}` from a Cog prediction response.
+fn cog_output(prediction: Value) -> Result<Value, RuntimeFailure> {
+    match prediction.get("status").and_then(Value::as_str) {
+        Some("succeeded") | None if prediction.get("output").is_some() => {
+            let mut output = json!({"output": prediction["output"].clone()});
+            if let Some(metrics) = prediction.get("metrics") {
+                output["metrics"] = metrics.clone();
+            }
+            Ok(output)
+        }
+        Some("failed") | Some("canceled") => Err(RuntimeFailure::new(
+            FailureKind::Runtime,
+            format!(
+                "prediction failed: {}",
+                prediction
+                    .get("error")
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+            ),
+        )),
+        other => Err(RuntimeFailure::new(
+            FailureKind::Runtime,
+            format!("prediction answered status {other:?} without output"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cog_predictions_become_output_or_failures() {
+        let ok = cog_output(
+            json!({"status": "succeeded", "output": ["u"], "metrics": {"predict_time": 1.5}}),
+        );
+        assert_eq!(
+            ok.unwrap(),
+            json!({"output": ["u"], "metrics": {"predict_time": 1.5}})
+        );
+        let failed = cog_output(json!({"status": "failed", "error": "CUDA OOM"})).unwrap_err();
+        assert_eq!(failed.kind, FailureKind::Runtime);
+        assert!(failed.message.contains("CUDA OOM"));
+        assert!(cog_output(json!({"status": "processing"})).is_err());
+    }
+
+    #[tokio::test]
+    async fn echo_returns_its_input() {
+        let cfg: ServiceConfig = toml::from_str("runtime = \"echo\"").unwrap();
+        let runtime = Runtime::new("echo", &cfg, 1024);
+        let input = json!({"a": [1, 2, {"b": null}]});
+        assert_eq!(runtime.run(None, input.clone()).await.unwrap(), input);
+    }
+}

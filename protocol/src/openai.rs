@@ -1,0 +1,147 @@
+//! The OpenAI-compatible JSON shapes, as pure functions: a GPU-Bridge input to a
+//! chat or embeddings request, and the response back to GPU-Bridge output. Hosted
+//! adapters and agents' local model servers share them, so a job's output has one
+//! shape wherever it ran.
+
+use serde_json::{json, Map, Value};
+
+/// Optional sampling fields passed through unchanged when present.
+const PASS_THROUGH: [&str; 4] = ["max_tokens", "temperature", "top_p", "stop"];
+
+/// Chat messages from either `messages` or `system` + `prompt`.
+pub fn messages(input: &Value) -> Value {
+    if let Some(messages) = input.get("messages") {
+        return messages.clone();
+    }
+    let mut list = Vec::with_capacity(2);
+    if let Some(system) = input.get("system").and_then(Value::as_str) {
+        list.push(json!({"role": "system", "content": system}));
+    }
+    let prompt = input
+        .get("prompt")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    list.push(json!({"role": "user", "content": prompt}));
+    Value::Array(list)
+}
+
+/// Messages for a vision request: the prompt and the image as one user turn.
+pub fn vision_messages(input: &Value) -> Value {
+    let text = |name: &str| input.get(name).and_then(Value::as_str);
+    json!([{"role": "user", "content": [
+        {"type": "text", "text": text("prompt").unwrap_or("Describe this image.")},
+        {"type": "image_url", "image_url": {"url": text("image_url").unwrap_or_default()}},
+    ]}])
+}
+
+/// A non-streaming chat completion request.
+pub fn chat_request(input: &Value, model: &str, messages: Value) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(model));
+    body.insert("messages".into(), messages);
+    for field in PASS_THROUGH {
+        if let Some(value) = input.get(field) {
+            body.insert(field.into(), value.clone());
+        }
+    }
+    body.insert("stream".into(), json!(false));
+    Value::Object(body)
+}
+
+/// `{text, model, finish_reason, usage}` from a chat completion.
+pub fn chat_output(response: Value) -> Result<Value, String> {
+    let choice = response
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .ok_or("chat completion without choices")?;
+    let message = choice.get("message").unwrap_or(&Value::Null);
+    // Reasoning models may put everything in `reasoning_content` and leave content null.
+    let text = message
+        .get("content")
+        .and_then(Value::as_str)
+        .or_else(|| message.get("reasoning_content").and_then(Value::as_str))
+        .ok_or("chat completion without message content")?;
+    let mut output = Map::new();
+    output.insert("text".into(), json!(text));
+    for field in ["model", "usage"] {
+        if let Some(value) = response.get(field) {
+            output.insert(field.into(), value.clone());
+        }
+    }
+    if let Some(reason) = choice.get("finish_reason") {
+        output.insert("finish_reason".into(), reason.clone());
+    }
+    Ok(Value::Object(output))
+}
+
+pub fn embeddings_request(input: &Value, model: &str) -> Value {
+    json!({"model": model, "input": input.get("text").cloned().unwrap_or(Value::Null)})
+}
+
+/// `{embedding | embeddings, dimensions, model}`: one vector for one text, a list
+/// for a list.
+pub fn embeddings_output(input: &Value, model: &str, response: Value) -> Result<Value, String> {
+    let data = response
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or("embeddings response without data")?;
+    let mut vectors = Vec::with_capacity(data.len());
+    for item in data {
+        let vector = item
+            .get("embedding")
+            .filter(|v| v.as_array().is_some_and(|a| a.iter().all(Value::is_number)))
+            .ok_or("embedding is not a list of numbers")?;
+        vectors.push(vector.clone());
+    }
+    let dimensions = vectors
+        .first()
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let model = response.get("model").cloned().unwrap_or(json!(model));
+    Ok(if input.get("text").is_some_and(Value::is_array) {
+        json!({"embeddings": vectors, "dimensions": dimensions, "model": model})
+    } else {
+        let first = vectors.into_iter().next().ok_or("no embedding returned")?;
+        json!({"embedding": first, "dimensions": dimensions, "model": model})
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_and_system_become_messages() {
+        let m = messages(&json!({"prompt": "hi", "system": "be brief"}));
+        assert_eq!(
+            m,
+            json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}])
+        );
+        let given = json!([{"role": "user", "content": "x"}]);
+        assert_eq!(messages(&json!({"messages": given.clone()})), given);
+    }
+
+    #[test]
+    fn chat_output_requires_content() {
+        let ok = chat_output(json!({"model": "m", "choices": [{"message": {"content": "yo"}, "finish_reason": "stop"}]})).unwrap();
+        assert_eq!(
+            ok,
+            json!({"text": "yo", "model": "m", "finish_reason": "stop"})
+        );
+        assert!(chat_output(json!({"choices": []})).is_err());
+        assert!(chat_output(json!({"choices": [{"message": {}}]})).is_err());
+    }
+
+    #[test]
+    fn embeddings_keep_the_input_shape() {
+        let response = json!({"data": [{"embedding": [0.5, 1.0]}]});
+        let one = embeddings_output(&json!({"text": "a"}), "m", response.clone()).unwrap();
+        assert_eq!(
+            one,
+            json!({"embedding": [0.5, 1.0], "dimensions": 2, "model": "m"})
+        );
+        let many = embeddings_output(&json!({"text": ["a"]}), "m", response).unwrap();
+        assert_eq!(many["embeddings"], json!([[0.5, 1.0]]));
+        assert!(embeddings_output(&json!({}), "m", json!({"data": [{"embedding": "x"}]})).is_err());
+    }
+}
