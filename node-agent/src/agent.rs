@@ -6,6 +6,7 @@ use crate::config::{AgentConfig, ConfigError};
 use crate::runtime::Runtime;
 use crate::telemetry::Telemetry;
 use crate::transport::{client_endpoint, PinnedCertificate, TransportError};
+use gpubridge_protocol::media::MediaFetcher;
 use gpubridge_protocol::node::{
     close, AgentMessage, Assignment, FailureKind, GpuTier, Heartbeat, JobEvent, Registration,
     SchedulerMessage, ServiceSlots,
@@ -70,6 +71,7 @@ impl Agent {
         cfg.validate()?;
         let token = JoinToken::parse(&cfg.token()?)
             .map_err(|e| AgentError::Config(ConfigError::Invalid(e.to_string())))?;
+        let media = MediaFetcher::new(cfg.allow_private_urls, cfg.max_media_bytes);
         let services = cfg
             .services
             .iter()
@@ -77,7 +79,7 @@ impl Agent {
                 (
                     name.clone(),
                     ServiceState {
-                        runtime: Runtime::new(name, service, cfg.max_output_bytes),
+                        runtime: Runtime::new(name, service, cfg.max_output_bytes, media.clone()),
                         slots: service.slots,
                         running: AtomicU32::new(0),
                         models: service.models.clone(),

@@ -26,6 +26,10 @@ pub struct AgentConfig {
     pub drain_grace_seconds: u64,
     /// Largest response read from a local runtime.
     pub max_output_bytes: usize,
+    /// Largest file fetched for a `fetch_inputs` field.
+    pub max_media_bytes: usize,
+    /// Let `fetch_inputs` URLs point at private, loopback and link-local addresses.
+    pub allow_private_urls: bool,
     pub services: BTreeMap<String, ServiceConfig>,
 }
 
@@ -61,9 +65,13 @@ pub struct ServiceConfig {
     /// root, like `http://127.0.0.1:5000`; `http`: the full URL posted to.
     #[serde(default)]
     pub url: Option<String>,
-    /// `openai`: `chat` (default) or `embeddings`.
+    /// `openai`: `chat` (default, also vision), `completions` or `embeddings`.
     #[serde(default)]
     pub api: Option<String>,
+    /// Sent as `Authorization: Bearer` to servers started with a key (vLLM
+    /// `--api-key`); prefer the agent's environment file for it.
+    #[serde(default)]
+    pub api_key: Option<String>,
     /// `command`: program and arguments.
     #[serde(default)]
     pub command: Vec<String>,
@@ -73,6 +81,11 @@ pub struct ServiceConfig {
     /// Longest a job may run here, below the scheduler's deadline.
     #[serde(default)]
     pub timeout_seconds: Option<f64>,
+    /// Input fields holding http(s) URLs the agent fetches itself (size and time
+    /// limited, private addresses refused) and hands to the runtime as `data:` URLs,
+    /// for runtimes that cannot or should not reach the Internet.
+    #[serde(default)]
+    pub fetch_inputs: Vec<String>,
     /// `echo`: wait this long before answering, to stand in for real work.
     #[serde(default)]
     pub delay_ms: u64,
@@ -94,6 +107,8 @@ impl Default for AgentConfig {
             reconnect_max_seconds: 10,
             drain_grace_seconds: 600,
             max_output_bytes: 64 * 1024 * 1024,
+            max_media_bytes: 25 * 1024 * 1024,
+            allow_private_urls: false,
             services: BTreeMap::new(),
         }
     }
@@ -202,8 +217,8 @@ impl AgentConfig {
                 _ => {}
             }
             if let Some(api) = &service.api {
-                if !["chat", "embeddings"].contains(&api.as_str()) {
-                    return Err(invalid("api is chat or embeddings"));
+                if !["chat", "completions", "embeddings"].contains(&api.as_str()) {
+                    return Err(invalid("api is chat, completions or embeddings"));
                 }
             }
         }
@@ -235,6 +250,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let example: AgentConfig = toml::from_str(include_str!("../agent.example.toml")).unwrap();
+        example.validate().unwrap();
+        assert_eq!(example.services["ocr"].fetch_inputs, ["image_url"]);
+        assert_eq!(example.services["llm-4090"].runtime, RuntimeKind::Openai);
+    }
+
+    #[test]
     fn services_need_what_their_runtime_needs() {
         let mut config = AgentConfig::default();
         assert!(config.validate().is_err(), "no services");
@@ -245,9 +268,11 @@ mod tests {
             model_map: BTreeMap::new(),
             url: None,
             api: None,
+            api_key: None,
             command: vec![],
             env: BTreeMap::new(),
             timeout_seconds: None,
+            fetch_inputs: vec![],
             delay_ms: 0,
         };
         config

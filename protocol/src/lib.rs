@@ -1,9 +1,12 @@
 //! Types shared by every GPU-Bridge component: money in integer micro-dollars,
 //! routing priorities, job states, join tokens, and the messages and frames between
-//! the scheduler and node agents. Nothing here opens a connection: `stream` reads and
-//! writes frames on whatever byte stream it is given.
+//! the scheduler and node agents. Nothing here opens a connection but the media
+//! fetcher (feature `media`); `stream` reads and writes frames on whatever byte
+//! stream it is given.
 
 mod job;
+#[cfg(feature = "media")]
+pub mod media;
 mod money;
 pub mod node;
 pub mod openai;

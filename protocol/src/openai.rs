@@ -61,6 +61,11 @@ pub fn chat_output(response: Value) -> Result<Value, String> {
         .and_then(Value::as_str)
         .or_else(|| message.get("reasoning_content").and_then(Value::as_str))
         .ok_or("chat completion without message content")?;
+    Ok(text_output(text, &response, choice))
+}
+
+/// The generated text with the response's model, usage and finish reason.
+fn text_output(text: &str, response: &Value, choice: &Value) -> Value {
     let mut output = Map::new();
     output.insert("text".into(), json!(text));
     for field in ["model", "usage"] {
@@ -71,7 +76,33 @@ pub fn chat_output(response: Value) -> Result<Value, String> {
     if let Some(reason) = choice.get("finish_reason") {
         output.insert("finish_reason".into(), reason.clone());
     }
-    Ok(Value::Object(output))
+    Value::Object(output)
+}
+
+/// A legacy text completion request: the prompt as is, for base models.
+pub fn completion_request(input: &Value, model: &str) -> Value {
+    let mut body = chat_request(input, model, Value::Null);
+    if let Some(map) = body.as_object_mut() {
+        map.remove("messages");
+        map.insert(
+            "prompt".into(),
+            input.get("prompt").cloned().unwrap_or(json!("")),
+        );
+    }
+    body
+}
+
+/// `{text, model, finish_reason, usage}` from a text completion.
+pub fn completion_output(response: Value) -> Result<Value, String> {
+    let choice = response
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .ok_or("completion without choices")?;
+    let text = choice
+        .get("text")
+        .and_then(Value::as_str)
+        .ok_or("completion without text")?;
+    Ok(text_output(text, &response, choice))
 }
 
 pub fn embeddings_request(input: &Value, model: &str) -> Value {
@@ -130,6 +161,22 @@ mod tests {
         );
         assert!(chat_output(json!({"choices": []})).is_err());
         assert!(chat_output(json!({"choices": [{"message": {}}]})).is_err());
+    }
+
+    #[test]
+    fn completions_take_the_prompt_as_is() {
+        let body = completion_request(&json!({"prompt": "Once", "max_tokens": 5}), "base");
+        assert_eq!(
+            body,
+            json!({"model": "base", "prompt": "Once", "max_tokens": 5, "stream": false})
+        );
+        let out =
+            completion_output(json!({"choices": [{"text": " upon", "finish_reason": "length"}]}));
+        assert_eq!(
+            out.unwrap(),
+            json!({"text": " upon", "finish_reason": "length"})
+        );
+        assert!(completion_output(json!({"choices": [{}]})).is_err());
     }
 
     #[test]

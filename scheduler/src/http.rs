@@ -2,6 +2,7 @@
 
 use crate::adapters::AttemptError;
 use bytes::Bytes;
+use gpubridge_protocol::media::{error_chain, https_connector};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_rustls::HttpsConnector;
@@ -37,14 +38,8 @@ pub struct HttpClient {
 impl HttpClient {
     pub fn new(max_body: usize) -> HttpClient {
         let mut http = HttpConnector::new();
-        http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let https = https_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
@@ -69,16 +64,4 @@ impl HttpClient {
             body,
         })
     }
-}
-
-/// The error and its sources on one line: hyper's top-level messages alone are vague.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -13,7 +13,6 @@ mod estimates;
 mod hooks;
 mod http;
 mod job;
-mod media;
 mod metrics;
 pub mod nodes;
 mod provider;
@@ -30,9 +29,9 @@ pub use catalog::{
     DEFAULT_CATALOG_JSON,
 };
 pub use config::{BreakerConfig, ProviderConfig, SchedulerConfig};
+pub use gpubridge_protocol::media::{is_private, MediaError, MediaFetcher};
 pub use hooks::{JobHooks, NoHooks};
 pub use job::{now_ms, Attempt, JobBilling, JobRecord, Origin, Settlement};
-pub use media::{is_private, MediaError, MediaFetcher};
 pub use provider::Provider;
 pub use scheduler::{Estimate, JobRequest, PreparedJob, Scheduler, StartError, SubmitError};
 pub use store::{Batch, Store, StoreError};

@@ -3,6 +3,7 @@
 //! expected time breaking ties. Allocation-free: one pass over the routes.
 
 use crate::backend::Route;
+use crate::provider::Provider;
 use gpubridge_protocol::Priority;
 
 /// Indices of routes already tried for a job.
@@ -52,7 +53,8 @@ pub fn exclusions(routes: &[Route], model: Option<&str>) -> Option<Tried> {
     for (index, route) in routes.iter().enumerate() {
         if route.backend.model == model {
             any = true;
-        } else {
+        } else if route.backend.provider != Provider::Node {
+            // Agent fleets stay: the pool picks an agent that serves the model.
             excluded.insert(index);
         }
     }

@@ -119,7 +119,10 @@ async fn attempt_all(inner: &Inner, live: &LiveJob) -> Result<Success, String> {
                 tier: GpuTier::from_name(&backend.model).unwrap_or(GpuTier::Other),
                 job_id: &job_id,
                 service: &service,
-                model: model.as_deref(),
+                // Services without a model list may still name one for agents to match.
+                model: model
+                    .as_deref()
+                    .or_else(|| live.input.get("model").and_then(Value::as_str)),
                 input: &live.input,
                 deadline_unix_ms: deadline_ms,
                 default_ms,

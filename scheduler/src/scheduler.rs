@@ -10,13 +10,13 @@ use crate::estimate::Ewma;
 use crate::hooks::{JobHooks, NoHooks};
 use crate::http::HttpClient;
 use crate::job::{now_ms, JobBilling, JobRecord, Origin};
-use crate::media::MediaFetcher;
 use crate::metrics::{MetricsError, SchedulerMetrics};
 use crate::nodes::NodePool;
 use crate::provider::Provider;
 use crate::router::{self, Tried};
 use crate::store::{Batch, Store, StoreError};
 use dashmap::DashMap;
+use gpubridge_protocol::media::MediaFetcher;
 use gpubridge_protocol::{JobStatus, Micros, Priority};
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -152,7 +152,10 @@ impl Scheduler {
             .iter()
             .map(|s| (s.key.clone(), Ewma::default()))
             .collect();
-        let nodes = Arc::new(NodePool::new(cfg.nodes.clone(), &backends, cfg.ewma_alpha));
+        let nodes = Arc::new(
+            NodePool::new(cfg.nodes.clone(), &backends, cfg.ewma_alpha, registry)
+                .map_err(MetricsError::from)?,
+        );
         let inner = Arc::new(Inner {
             cfg,
             catalog,
@@ -413,6 +416,7 @@ impl Scheduler {
     /// Refreshes scrape-time gauges.
     pub fn refresh_metrics(&self) {
         self.inner.metrics.refresh(&self.inner.backends);
+        self.inner.nodes.refresh_metrics();
     }
 
     /// Stops accepting jobs, waits up to `grace` for running ones, then saves

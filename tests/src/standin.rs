@@ -214,6 +214,12 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Byte
     };
     match (method, path.as_str()) {
         (Method::POST, "/v1/chat/completions") => chat(&input),
+        (Method::POST, "/v1/completions") => completion(&input),
+        // Cog's own HTTP API, as a model container on a GPU host serves it.
+        (Method::POST, "/cog/predictions") => json_response(
+            StatusCode::OK,
+            json!({"status": "succeeded", "output": {"echo": input["input"].clone()}, "metrics": {"predict_time": 0.01}}),
+        ),
         (Method::POST, "/v1/embeddings") => embeddings(&input),
         (Method::POST, "/v1/rerank") => rerank(&input),
         (Method::POST, "/v1/images/generations") => images(&input),
@@ -341,6 +347,15 @@ fn transcription(body: &[u8]) -> Response<Full<Bytes>> {
     json_response(
         StatusCode::OK,
         json!({"text": format!("transcribed {} bytes", body.len())}),
+    )
+}
+
+/// OpenAI legacy completions: the prompt continued.
+fn completion(body: &Value) -> Response<Full<Bytes>> {
+    let prompt = body["prompt"].as_str().unwrap_or_default();
+    json_response(
+        StatusCode::OK,
+        json!({"model": body["model"].clone(), "choices": [{"text": format!("{prompt} … continued"), "finish_reason": "stop"}]}),
     )
 }
 

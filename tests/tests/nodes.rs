@@ -4,7 +4,7 @@
 
 use gpubridge_tests::{
     create_token, echo_service, submit, wait_terminal, AgentProcess, Daemon, DaemonOptions,
-    JsonClient, ADMIN_TOKEN,
+    JsonClient, Standin, ADMIN_TOKEN,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -90,6 +90,13 @@ async fn echo_runs_through_an_agent_and_admin_lists_it() {
     // /inference-style inline wait works through an agent too, and the catalog says echo is live.
     let catalog = client.get(&daemon.url("/catalog")).await.unwrap();
     assert!(catalog.raw.len() > 100);
+    let metrics = client.get(&daemon.url("/metrics")).await.unwrap();
+    let text = String::from_utf8_lossy(&metrics.raw);
+    assert!(text.contains("gpubridge_nodes_connected 1"), "{text}");
+    assert!(
+        text.contains("gpubridge_node_free_slots{node=\"gpu-a\",service=\"echo\"} 8"),
+        "{text}"
+    );
     let nodes = admin_nodes(&daemon).await;
     assert_eq!(nodes["nodes"][0]["completed"], 1);
     assert!(nodes["nodes"][0]["latency_ms"].as_f64().is_some());
@@ -328,4 +335,123 @@ async fn a_crashing_runtime_fails_over_to_a_healthy_agent() {
         "some jobs went to the crashing agent first and moved"
     );
     drop((bad, good));
+}
+
+#[tokio::test]
+async fn agent_runtimes_speak_openai_cog_http_and_command() {
+    let standin = Standin::start("local-key").await.unwrap();
+    let v1 = standin.base_url();
+    let root = v1.trim_end_matches("/v1");
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = agent_daemon(&dir.path().join("data"), "");
+    let services = format!(
+        r#"
+# The media URL below is on loopback.
+allow_private_urls = true
+
+[services.llm-4090]
+runtime = "openai"
+url = "{v1}"
+api_key = "local-key"
+slots = 4
+model_map = {{ "meta-llama/Llama-3.3-70B-Instruct" = "llama-local" }}
+
+[services.embedding-l4]
+runtime = "openai"
+api = "embeddings"
+url = "{v1}"
+api_key = "local-key"
+
+[services.image-4090]
+runtime = "cog"
+url = "{root}/cog"
+api_key = "local-key"
+
+[services.rembg-l4]
+runtime = "http"
+url = "{root}/cog/predictions"
+api_key = "local-key"
+
+[services.ocr]
+runtime = "command"
+command = ["/bin/cat"]
+fetch_inputs = ["image_url"]
+"#
+    );
+    let agent = AgentProcess::start(
+        dir.path(),
+        "gpu-host",
+        &nodes_addr(&daemon),
+        &daemon.join_token(),
+        &services,
+    );
+    agent.wait_joined();
+    wait_for_nodes(&daemon, 1).await;
+    let client = JsonClient::new();
+    let run = |service: &'static str, input: Value| {
+        let (client, base) = (client.clone(), daemon.base.clone());
+        async move {
+            let reply = submit(&client, &base, service, input).await.unwrap();
+            assert_eq!(reply.status, 202, "{service}: {}", reply.body);
+            let id = reply.body["job_id"].as_str().unwrap().to_string();
+            let done = wait_terminal(&client, &base, &id, 20).await.unwrap();
+            assert_eq!(done["status"], "completed", "{service}: {done}");
+            assert!(
+                done["backend"].as_str().unwrap().ends_with("@gpu-host"),
+                "{done}"
+            );
+            done["output"].clone()
+        }
+    };
+    let chat = run(
+        "llm-4090",
+        json!({"prompt": "hi", "model": "meta-llama/Llama-3.3-70B-Instruct"}),
+    )
+    .await;
+    assert_eq!(chat["text"], "stand-in reply to: hi", "{chat}");
+    assert_eq!(
+        chat["model"], "llama-local",
+        "the local server's own model name"
+    );
+    let embedding = run("embedding-l4", json!({"text": "a"})).await;
+    assert!(embedding["embedding"].is_array(), "{embedding}");
+    let image = run("image-4090", json!({"prompt": "a red fox"})).await;
+    assert_eq!(image["output"]["echo"]["prompt"], "a red fox", "{image}");
+    assert!(image["metrics"]["predict_time"].is_number());
+    let http = run(
+        "rembg-l4",
+        json!({"image_url": "https://example.com/x.png"}),
+    )
+    .await;
+    assert_eq!(http["status"], "succeeded", "the raw answer: {http}");
+    // The agent fetched the URL itself and the command got the file inline.
+    let media = format!("{root}/media/clip.wav");
+    let ocr = run("ocr", json!({"image_url": media})).await;
+    assert_eq!(
+        ocr["image_url"], "data:audio/wav;base64,UklGRiQAAABXQVZFZm10IA==",
+        "{ocr}"
+    );
+    assert_eq!(standin.requests_to("/media/clip.wav"), 1);
+    assert!(standin.requests_to("/v1/chat/completions") >= 1);
+    assert!(standin.requests_to("/cog/predictions") >= 2);
+}
+
+#[tokio::test]
+async fn serve_with_a_local_agent_runs_echo_over_quic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = DaemonOptions::new(dir.path().join("data"));
+    options
+        .env
+        .push(("GPUBRIDGE_LOCAL_AGENT".into(), "true".into()));
+    let daemon = Daemon::start(options);
+    let client = JsonClient::new();
+    let reply = submit(&client, &daemon.base, "echo", json!({"via": "quic"}))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.body["job_id"].as_str().unwrap();
+    let done = wait_terminal(&client, &daemon.base, id, 20).await.unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output"], json!({"via": "quic"}));
+    assert_eq!(done["backend"], "node:other:echo@local");
 }

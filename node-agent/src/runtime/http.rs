@@ -5,7 +5,7 @@ use super::RuntimeFailure;
 use bytes::Bytes;
 use gpubridge_protocol::node::FailureKind;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -27,15 +27,25 @@ impl JsonPoster {
         }
     }
 
-    /// POSTs `body` as JSON; a 2xx JSON answer is the result.
-    pub async fn post(&self, url: &str, body: &Value) -> Result<Value, RuntimeFailure> {
+    /// POSTs `body` as JSON (with `Authorization: Bearer` when the server wants a
+    /// key); a 2xx JSON answer is the result.
+    pub async fn post(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+        body: &Value,
+    ) -> Result<Value, RuntimeFailure> {
         let failure = |kind, message: String| RuntimeFailure::new(kind, message);
         let bytes = serde_json::to_vec(body)
             .map_err(|e| failure(FailureKind::Rejected, format!("input: {e}")))?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(url)
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(key) = bearer {
+            request = request.header(AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let request = request
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| failure(FailureKind::Runtime, format!("bad runtime URL {url}: {e}")))?;
         let response = self.client.request(request).await.map_err(|e| {

@@ -6,6 +6,8 @@ mod command;
 mod http;
 
 use crate::config::{RuntimeKind, ServiceConfig};
+use base64::Engine;
+use gpubridge_protocol::media::MediaFetcher;
 use gpubridge_protocol::node::FailureKind;
 use gpubridge_protocol::openai;
 use http::JsonPoster;
@@ -31,17 +33,48 @@ pub struct Runtime {
     service: String,
     cfg: ServiceConfig,
     http: JsonPoster,
+    media: MediaFetcher,
     max_output_bytes: usize,
 }
 
 impl Runtime {
-    pub fn new(service: &str, cfg: &ServiceConfig, max_output_bytes: usize) -> Runtime {
+    pub fn new(
+        service: &str,
+        cfg: &ServiceConfig,
+        max_output_bytes: usize,
+        media: MediaFetcher,
+    ) -> Runtime {
         Runtime {
             service: service.to_string(),
             cfg: cfg.clone(),
             http: JsonPoster::new(max_output_bytes),
+            media,
             max_output_bytes,
         }
+    }
+
+    /// Replaces each `fetch_inputs` URL with the fetched file as a `data:` URL. A
+    /// URL that cannot be fetched fails the same on every agent: the job is rejected.
+    async fn fetch_inputs(&self, input: &mut Value) -> Result<(), RuntimeFailure> {
+        for field in &self.cfg.fetch_inputs {
+            let Some(url) = input.get(field).and_then(Value::as_str) else {
+                continue;
+            };
+            if url.starts_with("data:") {
+                continue;
+            }
+            let media =
+                self.media.fetch(url).await.map_err(|e| {
+                    RuntimeFailure::new(FailureKind::Rejected, format!("{field}: {e}"))
+                })?;
+            let content_type = media
+                .content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream");
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&media.bytes);
+            input[field] = json!(format!("data:{content_type};base64,{encoded}"));
+        }
+        Ok(())
     }
 
     pub fn kind(&self) -> RuntimeKind {
@@ -50,7 +83,12 @@ impl Runtime {
 
     /// Runs one job. The caller enforces the deadline by dropping the future,
     /// which also kills a command's process.
-    pub async fn run(&self, model: Option<&str>, input: Value) -> Result<Value, RuntimeFailure> {
+    pub async fn run(
+        &self,
+        model: Option<&str>,
+        mut input: Value,
+    ) -> Result<Value, RuntimeFailure> {
+        self.fetch_inputs(&mut input).await?;
         let url = self.cfg.url.as_deref().unwrap_or_default();
         match self.cfg.runtime {
             RuntimeKind::Echo => {
@@ -59,11 +97,10 @@ impl Runtime {
                 }
                 Ok(input)
             }
-            RuntimeKind::Http => self.http.post(url, &input).await,
+            RuntimeKind::Http => self.post(url, &input).await,
             RuntimeKind::Cog => {
                 let body = json!({"input": without_model(input)});
                 let prediction = self
-                    .http
                     .post(&format!("{}/predictions", url.trim_end_matches('/')), &body)
                     .await?;
                 cog_output(prediction)
@@ -73,6 +110,10 @@ impl Runtime {
                 command::run(&self.cfg, &self.service, &input, self.max_output_bytes).await
             }
         }
+    }
+
+    async fn post(&self, url: &str, body: &Value) -> Result<Value, RuntimeFailure> {
+        self.http.post(url, self.cfg.api_key.as_deref(), body).await
     }
 
     async fn openai(
@@ -88,10 +129,18 @@ impl Runtime {
             .map(|m| self.cfg.model_map.get(m).map_or(m, String::as_str))
             .unwrap_or("default");
         let bad = |e: String| RuntimeFailure::new(FailureKind::Runtime, e);
-        if self.cfg.api.as_deref() == Some("embeddings") {
-            let body = openai::embeddings_request(input, local_model);
-            let response = self.http.post(&format!("{root}/embeddings"), &body).await?;
-            return openai::embeddings_output(input, local_model, response).map_err(bad);
+        match self.cfg.api.as_deref() {
+            Some("embeddings") => {
+                let body = openai::embeddings_request(input, local_model);
+                let response = self.post(&format!("{root}/embeddings"), &body).await?;
+                return openai::embeddings_output(input, local_model, response).map_err(bad);
+            }
+            Some("completions") => {
+                let body = openai::completion_request(input, local_model);
+                let response = self.post(&format!("{root}/completions"), &body).await?;
+                return openai::completion_output(response).map_err(bad);
+            }
+            _ => {}
         }
         let messages = match input.get("image_url") {
             Some(_) => openai::vision_messages(input),
@@ -99,7 +148,6 @@ impl Runtime {
         };
         let body = openai::chat_request(input, local_model, messages);
         let response = self
-            .http
             .post(&format!("{root}/chat/completions"), &body)
             .await?;
         openai::chat_output(response).map_err(bad)
@@ -160,9 +208,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn fetched_inputs_become_data_urls_and_private_ones_are_refused() {
+        let cfg: ServiceConfig =
+            toml::from_str("runtime = \"echo\"\nfetch_inputs = [\"image_url\"]").unwrap();
+        let strict = Runtime::new("ocr", &cfg, 1024, MediaFetcher::new(false, 1024));
+        let refused = strict
+            .run(None, json!({"image_url": "http://127.0.0.1:9/x.png"}))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind, FailureKind::Rejected);
+        assert!(refused.message.contains("image_url"), "{}", refused.message);
+        // data: URLs are already inline and pass untouched.
+        let inline = json!({"image_url": "data:image/png;base64,iVBORw0K"});
+        assert_eq!(strict.run(None, inline.clone()).await.unwrap(), inline);
+    }
+
+    #[tokio::test]
     async fn echo_returns_its_input() {
         let cfg: ServiceConfig = toml::from_str("runtime = \"echo\"").unwrap();
-        let runtime = Runtime::new("echo", &cfg, 1024);
+        let runtime = Runtime::new("echo", &cfg, 1024, MediaFetcher::new(false, 1024));
         let input = json!({"a": [1, 2, {"b": null}]});
         assert_eq!(runtime.run(None, input.clone()).await.unwrap(), input);
     }

@@ -7,6 +7,7 @@
 mod config;
 mod dispatch;
 mod identity;
+mod metrics;
 mod server;
 mod session;
 
@@ -40,6 +41,7 @@ pub struct NodePool {
     fleets: HashMap<(GpuTier, String), Fleet>,
     next_session: AtomicU64,
     ewma_alpha: f64,
+    metrics: metrics::NodeMetrics,
 }
 
 /// A job done by an agent.
@@ -62,7 +64,12 @@ pub struct NodeJob<'a> {
 }
 
 impl NodePool {
-    pub fn new(cfg: NodesConfig, backends: &BackendSet, ewma_alpha: f64) -> NodePool {
+    pub fn new(
+        cfg: NodesConfig,
+        backends: &BackendSet,
+        ewma_alpha: f64,
+        registry: &prometheus::Registry,
+    ) -> Result<NodePool, prometheus::Error> {
         let fleets = backends
             .all()
             .iter()
@@ -78,13 +85,19 @@ impl NodePool {
                 ))
             })
             .collect();
-        NodePool {
+        Ok(NodePool {
             cfg,
             sessions: DashMap::new(),
             fleets,
             next_session: AtomicU64::new(1),
             ewma_alpha,
-        }
+            metrics: metrics::NodeMetrics::register(registry)?,
+        })
+    }
+
+    /// Refreshes the node gauges; scrape time only.
+    pub fn refresh_metrics(&self) {
+        self.metrics.refresh(&self.sessions(), now_ms());
     }
 
     /// Is `service` one the catalog knows (so agents may offer it)?
@@ -135,7 +148,9 @@ impl NodePool {
         true
     }
 
-    /// Recomputes each fleet's liveness and capacity from its sessions.
+    /// Recomputes each fleet's liveness and capacity from its sessions, and wakes
+    /// jobs waiting for a slot: the agent they wait on may have left, or a new one
+    /// may serve them.
     pub(crate) fn refresh(&self) {
         let sessions = self.sessions();
         for ((tier, service), fleet) in &self.fleets {
@@ -146,6 +161,7 @@ impl NodePool {
                 .sum();
             fleet.backend.set_live(slots > 0);
             fleet.backend.set_capacity(slots);
+            fleet.released.notify_waiters();
         }
     }
 

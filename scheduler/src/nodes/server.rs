@@ -3,6 +3,7 @@
 //! registration carrying a valid join token. Heartbeats keep the session; silence
 //! past `dead_after_ms` ends it, and its running jobs move elsewhere.
 
+use super::config::NodesConfig;
 use super::identity::Identity;
 use super::session::Session;
 use super::NodePool;
@@ -33,6 +34,20 @@ pub enum EndpointError {
 
 /// Binds the agents' QUIC endpoint.
 pub fn endpoint(identity: &Identity, pool: &NodePool) -> Result<quinn::Endpoint, EndpointError> {
+    let cfg = &pool.cfg;
+    quinn::Endpoint::server(server_config(identity, cfg)?, cfg.addr).map_err(|source| {
+        EndpointError::Bind {
+            addr: cfg.addr,
+            source,
+        }
+    })
+}
+
+/// TLS 1.3 with the scheduler's certificate, the node ALPN, and transport limits.
+pub(crate) fn server_config(
+    identity: &Identity,
+    cfg: &NodesConfig,
+) -> Result<quinn::ServerConfig, EndpointError> {
     let tls = |e: &dyn std::fmt::Display| EndpointError::Tls(e.to_string());
     let cert = rustls::pki_types::CertificateDer::from(identity.cert_der.clone());
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(identity.key_der().to_vec().into());
@@ -47,7 +62,6 @@ pub fn endpoint(identity: &Identity, pool: &NodePool) -> Result<quinn::Endpoint,
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(|e| tls(&e))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    let cfg = &pool.cfg;
     // QUIC's own idle timeout backs up the heartbeat watchdog.
     let idle = Duration::from_millis(cfg.dead_after_ms.saturating_mul(3).max(1000));
     transport.max_idle_timeout(idle.try_into().ok());
@@ -58,10 +72,7 @@ pub fn endpoint(identity: &Identity, pool: &NodePool) -> Result<quinn::Endpoint,
     transport.max_concurrent_bidi_streams(4u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
     server.transport_config(Arc::new(transport));
-    quinn::Endpoint::server(server, cfg.addr).map_err(|source| EndpointError::Bind {
-        addr: cfg.addr,
-        source,
-    })
+    Ok(server)
 }
 
 /// Accepts agents until the endpoint closes.

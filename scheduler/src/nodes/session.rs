@@ -180,3 +180,97 @@ impl Session {
             .map(|_| SlotGuard { slots, on_release })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpubridge_protocol::node::ServiceSlots as Offered;
+    use std::time::Duration;
+
+    fn registration() -> Registration {
+        Registration {
+            node_id: "n".into(),
+            agent_version: "t".into(),
+            join_token: String::new(),
+            gpus: vec![],
+            tier: GpuTier::L4,
+            services: vec![
+                Offered {
+                    service: "llm-4090".into(),
+                    slots: 2,
+                    models: vec!["m1".into()],
+                },
+                Offered {
+                    service: "echo".into(),
+                    slots: 1,
+                    models: vec![],
+                },
+            ],
+        }
+    }
+
+    /// A session needs a live connection: one on loopback, as an agent makes it.
+    async fn session() -> Session {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = crate::nodes::Identity::load_or_create(dir.path()).unwrap();
+        let cfg = crate::nodes::NodesConfig::default();
+        let config = crate::nodes::server::server_config(&identity, &cfg).unwrap();
+        let server = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let accept = tokio::spawn(async move { server.accept().await.unwrap().await });
+        let pin = gpubridge_node_agent::PinnedCertificate::new(identity.fingerprint);
+        let client =
+            gpubridge_node_agent::client_endpoint(addr, pin, 4, Duration::from_secs(1)).unwrap();
+        let _agent_side = client
+            .connect(addr, crate::nodes::SERVER_NAME)
+            .unwrap()
+            .await
+            .unwrap();
+        let connection = accept.await.unwrap().unwrap();
+        Session::new(7, &registration(), addr, connection, 1_000)
+    }
+
+    #[tokio::test]
+    async fn slots_models_draining_and_benching() {
+        let session = session().await;
+        let released = tokio::sync::Notify::new();
+        assert!(session.serves("llm-4090", Some("m1")));
+        assert!(!session.serves("llm-4090", Some("m2")), "models are listed");
+        assert!(
+            session.serves("echo", Some("anything")),
+            "no list: any model"
+        );
+        assert!(!session.serves("rerank", None));
+
+        let a = session.take_slot("llm-4090", &released).unwrap();
+        let b = session.take_slot("llm-4090", &released).unwrap();
+        assert!(session.take_slot("llm-4090", &released).is_none());
+        assert_eq!(
+            session.score("llm-4090", 10.0),
+            None,
+            "full: not a candidate"
+        );
+        assert_eq!(session.running(), 2);
+        drop(a);
+        assert!(session.score("llm-4090", 10.0).is_some());
+        drop(b);
+        assert_eq!(session.running(), 0);
+
+        assert!(!session.is_benched(1_000));
+        session.record_failure(1_000);
+        session.record_failure(1_000);
+        assert!(!session.is_benched(1_000), "two failures are bad luck");
+        session.record_failure(1_000);
+        assert!(session.is_benched(1_001));
+        assert!(
+            !session.is_benched(1_000 + BENCH_MS + 1),
+            "benched for a while only"
+        );
+        session.record_success();
+        session.record_failure(2_000_000);
+        assert!(!session.is_benched(2_000_000), "a success resets the count");
+
+        session.draining.store(true, Ordering::Release);
+        assert!(!session.serves("echo", None), "draining takes no jobs");
+    }
+}

@@ -1,8 +1,9 @@
-//! Fetches user-supplied media URLs (audio to transcribe) with size and time limits,
-//! refusing private, loopback and link-local addresses unless configured to allow
-//! them. The check happens in the resolver, so a name cannot rebind past it.
+//! Fetches user-supplied media URLs (audio to transcribe, images for an agent's
+//! runtime) with size and time limits, refusing private, loopback and link-local
+//! addresses unless configured to allow them. The check happens in the resolver,
+//! so a name cannot rebind past it. Shared by the scheduler's adapters and the
+//! node agents, behind the `media` feature.
 
-use crate::http::error_chain;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -52,17 +53,10 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl MediaFetcher {
     pub fn new(allow_private: bool, max_bytes: usize) -> MediaFetcher {
-        let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+        let https = https_connector(HttpConnector::new_with_resolver(GuardedResolver {
             inner: GaiResolver::new(),
             allow_private,
-        });
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        }));
         MediaFetcher {
             client: Client::builder(TokioExecutor::new()).build(https),
             allow_private,
@@ -195,6 +189,30 @@ impl tower_service::Service<Name> for GuardedResolver {
             Ok(addrs.into_iter())
         })
     }
+}
+
+/// HTTP and HTTPS (public web roots) over `http`, with a connect timeout.
+pub fn https_connector<R>(mut http: HttpConnector<R>) -> HttpsConnector<HttpConnector<R>> {
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
+
+/// An error with its causes, `outer: inner: innermost`: hyper's own messages
+/// say little without them.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Addresses a user must not be able to make us fetch from.
