@@ -21,6 +21,8 @@ pub struct LoadResult {
     pub errors: u64,
     pub dropped: u64,
     pub elapsed: Duration,
+    /// Jobs' own execution time, where the scenario reads it from `/status`.
+    pub execution_us: Option<Histogram<u64>>,
 }
 
 /// Runs `request` at the spec's rate; it returns whether the request succeeded.
@@ -69,5 +71,6 @@ where
         errors,
         dropped,
         elapsed: start.elapsed(),
+        execution_us: None,
     })
 }

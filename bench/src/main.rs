@@ -13,8 +13,10 @@ use gpubridge_tests::{
     accounts, echo_service, providers_config, AgentProcess, Daemon, DaemonOptions, JsonClient,
     Standin,
 };
+use hdrhistogram::Histogram;
 use load::{LoadResult, LoadSpec};
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -202,6 +204,10 @@ async fn inference(
     .await
 }
 
+/// `/run` then poll `/status` until completed. Also records each job's own
+/// execution time — from the scheduler handing it to a backend to the result
+/// coming back — which for agents is the QUIC dispatch round trip, free of the
+/// polling's granularity.
 async fn run_and_poll(
     client: &JsonClient,
     gateway: &str,
@@ -209,8 +215,14 @@ async fn run_and_poll(
     service: &'static str,
 ) -> anyhow::Result<LoadResult> {
     let (client, gateway) = (client.clone(), gateway.to_string());
-    load::run(spec, move |_| {
-        let (client, gateway) = (client.clone(), gateway.clone());
+    let execution = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1,
+        120_000_000,
+        3,
+    )?));
+    let recorded = execution.clone();
+    let result = load::run(spec, move |_| {
+        let (client, gateway, execution) = (client.clone(), gateway.clone(), recorded.clone());
         async move {
             let body = json!({"service": service, "input": llm_body()});
             let Ok(reply) = client
@@ -225,7 +237,14 @@ async fn run_and_poll(
             let status_url = format!("{gateway}/status/{id}");
             for _ in 0..10_000 {
                 match client.get(&status_url).await {
-                    Ok(r) if r.body["status"] == "completed" => return true,
+                    Ok(r) if r.body["status"] == "completed" => {
+                        if let Some(seconds) = r.body["execution_time_seconds"].as_f64() {
+                            if let Ok(mut h) = execution.lock() {
+                                h.saturating_record(((seconds * 1e6) as u64).max(1));
+                            }
+                        }
+                        return true;
+                    }
                     Ok(r) if r.body["status"] == "failed" => return false,
                     Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
                     Err(_) => return false,
@@ -234,7 +253,10 @@ async fn run_and_poll(
             false
         }
     })
-    .await
+    .await?;
+    let mut result = result;
+    result.execution_us = execution.lock().ok().map(|h| h.clone());
+    Ok(result)
 }
 
 /// `/run` until the 202 only: validation, pricing, (reservation,) persistence.
@@ -273,6 +295,20 @@ fn report(name: &str, result: &LoadResult) {
         h.value_at_quantile(0.999),
         h.max(),
     );
+    if let Some(h) = &result.execution_us {
+        println!(
+            "{:<28} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "  of which job execution",
+            h.len(),
+            "",
+            "",
+            h.value_at_quantile(0.50),
+            h.value_at_quantile(0.90),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max(),
+        );
+    }
     let throughput = result.ok as f64 / result.elapsed.as_secs_f64();
     println!(
         "{:<28} {:>8.0} ok/s over {:.1} s",
