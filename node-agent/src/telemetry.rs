@@ -22,7 +22,12 @@ impl Telemetry {
                 None
             }
         };
-        Telemetry { nvml }
+        let telemetry = Telemetry { nvml };
+        if telemetry.nvml.is_some() {
+            let gpus: Vec<String> = telemetry.gpus().into_iter().map(|g| g.model).collect();
+            tracing::info!(?gpus, "GPUs found through NVML");
+        }
+        telemetry
     }
 
     /// A stand-in with no driver, for tests and CPU-only hosts.

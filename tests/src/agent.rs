@@ -20,6 +20,18 @@ impl AgentProcess {
         token: &str,
         services: &str,
     ) -> AgentProcess {
+        Self::start_with_env(dir, node_id, scheduler, token, services, &[])
+    }
+
+    /// [`AgentProcess::start`] with extra environment variables.
+    pub fn start_with_env(
+        dir: &Path,
+        node_id: &str,
+        scheduler: &str,
+        token: &str,
+        services: &str,
+        env: &[(&str, &str)],
+    ) -> AgentProcess {
         let config = dir.join(format!("agent-{node_id}.toml"));
         let text = format!(
             "scheduler = \"{scheduler}\"\nnode_id = \"{node_id}\"\nreconnect_max_seconds = 1\ndrain_grace_seconds = 60\n{services}"
@@ -35,6 +47,7 @@ impl AgentProcess {
             .env_remove("GPUBRIDGE_AGENT_CONFIG")
             .env_remove("GPUBRIDGE_AGENT_SCHEDULER")
             .env_remove("GPUBRIDGE_AGENT_NODE_ID")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))

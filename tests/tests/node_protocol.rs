@@ -215,3 +215,63 @@ async fn an_agent_that_never_answers_meets_the_deadline_and_a_silent_one_is_drop
     assert!(reason.contains("no heartbeat"), "{reason}");
     assert_healthy(&daemon).await;
 }
+
+/// The agent's side of a version mismatch: a scheduler that answers in another
+/// protocol version is refused with a message naming both versions.
+#[tokio::test]
+async fn an_agent_refuses_a_scheduler_of_another_protocol_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // `token create` makes the scheduler identity this fake scheduler then uses.
+    let token = gpubridge_tests::create_token(&data);
+    let cert = std::fs::read(data.join("node/cert.der")).unwrap();
+    let key = std::fs::read(data.join("node/key.der")).unwrap();
+    let mut tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.into()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+    )
+    .unwrap();
+    tls.alpn_protocols = vec![gpubridge_protocol::node::ALPN.to_vec()];
+    let server = quinn::ServerConfig::with_crypto(std::sync::Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap(),
+    ));
+    let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = endpoint.local_addr().unwrap().to_string();
+    let mut agent = gpubridge_tests::AgentProcess::start(
+        dir.path(),
+        "future-agent",
+        &addr,
+        &token,
+        &gpubridge_tests::echo_service(1, 0),
+    );
+    let connection = endpoint.accept().await.unwrap().await.unwrap();
+    let (mut send, recv) = connection.accept_bi().await.unwrap();
+    let mut reader = FrameReader::new(recv, DEFAULT_MAX_FRAME);
+    let register: AgentMessage = reader.next().await.unwrap().unwrap();
+    assert!(matches!(register, AgentMessage::Register(_)));
+    let mut welcome = encode(
+        &SchedulerMessage::Welcome {
+            session: 1,
+            heartbeat_interval_ms: 250,
+            dead_after_ms: 1000,
+        },
+        DEFAULT_MAX_FRAME,
+    )
+    .unwrap();
+    welcome[4..6].copy_from_slice(&99u16.to_be_bytes());
+    send.write_all(&welcome).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = agent.process.wait_exit(Duration::from_secs(20));
+        (status, agent.process.log_text())
+    })
+    .await
+    .unwrap();
+    assert!(status.0.is_some_and(|s| !s.success()), "{status:?}");
+    assert!(status.1.contains("version 99"), "{}", status.1);
+}

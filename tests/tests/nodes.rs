@@ -455,3 +455,67 @@ async fn serve_with_a_local_agent_runs_echo_over_quic() {
     assert_eq!(done["output"], json!({"via": "quic"}));
     assert_eq!(done["backend"], "node:other:echo@local");
 }
+
+#[tokio::test]
+async fn gpu_inventory_and_telemetry_come_from_nvml() {
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in NVML library with one RTX 4090, loaded by the agent as the real one would be.
+    let lib_dir = dir.path().join("nvml");
+    std::fs::create_dir_all(&lib_dir).unwrap();
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/fake-nvml.c");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(lib_dir.join("libnvidia-ml.so.1"))
+        .arg(source)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(built.success());
+    let daemon = agent_daemon(&dir.path().join("data"), "");
+    let mut agent = AgentProcess::start_with_env(
+        dir.path(),
+        "gpu-4090",
+        &nodes_addr(&daemon),
+        &daemon.join_token(),
+        &echo_service(2, 0),
+        &[("LD_LIBRARY_PATH", lib_dir.to_str().unwrap())],
+    );
+    agent.wait_joined();
+    let nodes = wait_for_nodes(&daemon, 1).await;
+    let node = &nodes["nodes"][0];
+    assert_eq!(
+        node["tier"], "rtx4090",
+        "priced and routed as its GPU: {node}"
+    );
+    let gpu = &node["gpus"][0];
+    assert_eq!(gpu["model"], "NVIDIA GeForce RTX 4090");
+    assert_eq!(gpu["memory_mib"], 24564);
+    // Telemetry arrives with the heartbeats.
+    let mut gpu = gpu.clone();
+    for _ in 0..100 {
+        if gpu["utilization_percent"] == 42 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        gpu = admin_nodes(&daemon).await["nodes"][0]["gpus"][0].clone();
+    }
+    assert_eq!(gpu["utilization_percent"], 42, "{gpu}");
+    assert_eq!(gpu["memory_used_mib"], 20000);
+    assert_eq!(gpu["temperature_celsius"], 61);
+    let client = JsonClient::new();
+    let done = submit(&client, &daemon.base, "echo", json!({"on": "gpu"}))
+        .await
+        .unwrap();
+    let id = done.body["job_id"].as_str().unwrap();
+    let done = wait_terminal(&client, &daemon.base, id, 20).await.unwrap();
+    assert_eq!(done["backend"], "node:rtx4090:echo@gpu-4090");
+    let metrics = client.get(&daemon.url("/metrics")).await.unwrap();
+    let text = String::from_utf8_lossy(&metrics.raw);
+    assert!(
+        text.contains("gpubridge_node_gpu_temperature_celsius{gpu=\"0\",node=\"gpu-4090\"} 61"),
+        "{text}"
+    );
+    assert!(
+        agent.process.terminate(),
+        "SIGTERM drains and exits cleanly"
+    );
+}
