@@ -73,6 +73,16 @@ enum TokenAction {
     /// Print a new join token for `gpubridge-agent`. It pins this scheduler's
     /// certificate (made in the data directory if missing); no daemon is needed.
     Create(ConfigArgs),
+    /// List issued tokens (ids and dates, never secrets).
+    List(ConfigArgs),
+    /// Refuse a token from now on (agents already connected stay until they
+    /// reconnect: drain them with POST /admin/nodes/:id/drain).
+    Revoke {
+        /// The token id: the part after `gbj1.`.
+        id: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -153,19 +163,39 @@ fn main() -> anyhow::Result<()> {
                 .block_on(admin(config, args.url, args.action))
         }
         Command::Audit(args) => audit_offline(&args.load()?),
-        Command::Token {
-            action: TokenAction::Create(args),
-        } => {
+        Command::Token { action } => token(action),
+    }
+}
+
+fn token(action: TokenAction) -> anyhow::Result<()> {
+    match action {
+        TokenAction::Create(args) => {
             let config = args.load()?;
-            let identity = node_identity(&config)?;
-            println!("{}", identity.create_token());
+            let token = node_identity(&config)?
+                .issue_token()
+                .context("recording the new token")?;
+            println!("{token}");
             eprintln!(
                 "agents connect to {} (scheduler.nodes.addr); give them this token as GPUBRIDGE_AGENT_TOKEN",
                 config.scheduler.nodes.addr
             );
-            Ok(())
+        }
+        TokenAction::List(args) => {
+            let issued = node_identity(&args.load()?)?
+                .issued()
+                .context("reading issued tokens")?;
+            println!("{}", serde_json::to_string_pretty(&issued)?);
+        }
+        TokenAction::Revoke { id, config } => {
+            let identity = node_identity(&config.load()?)?;
+            anyhow::ensure!(
+                identity.revoke(&id).context("recording the revocation")?,
+                "no token {id} was issued here (see gpubridge token list)"
+            );
+            eprintln!("token {id} revoked: agents presenting it are refused from now on");
         }
     }
+    Ok(())
 }
 
 fn node_identity(config: &Config) -> anyhow::Result<Identity> {

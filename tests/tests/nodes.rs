@@ -274,6 +274,24 @@ async fn bad_tokens_and_a_foreign_scheduler_are_refused_clearly() {
     // Not a token at all.
     let log = refused("garbled", "gpub_not-a-join-token");
     assert!(log.contains("not a join token"), "{log}");
+    // A revoked token, while the daemon runs: no restart needed.
+    let revoked = daemon.join_token();
+    let id = revoked.split('.').nth(1).unwrap().to_string();
+    let token_cli = |args: &[&str]| {
+        std::process::Command::new(gpubridge_tests::binary("gpubridge"))
+            .arg("token")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&daemon.data_dir)
+            .output()
+            .unwrap()
+    };
+    let listed = token_cli(&["list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
+    assert!(token_cli(&["revoke", &id]).status.success());
+    assert!(!token_cli(&["revoke", "0123456789abcdef"]).status.success());
+    let log = refused("revoked", &revoked);
+    assert!(log.contains("revoked"), "{log}");
     // None of them joined.
     assert_eq!(admin_nodes(&daemon).await["count"], 0);
 }

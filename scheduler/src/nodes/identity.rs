@@ -1,8 +1,9 @@
 //! The scheduler's identity towards node agents: a self-made certificate and key
 //! (created on first start, kept in the data directory) and the secret join tokens
 //! are keyed with. Tokens are stateless: `id` plus HMAC(secret, id), so issuing one
-//! needs no running daemon and checking one needs no lookup. Replacing
-//! `token.secret` revokes every token issued so far.
+//! needs no running daemon and checking one needs no lookup. Issued token ids
+//! (never their secrets) are listed in `issued-tokens`; ids in `revoked-tokens` are
+//! refused at registration; replacing `token.secret` revokes every token at once.
 
 use gpubridge_protocol::token::{to_hex, JoinToken, ID_HEX};
 use ring::hmac;
@@ -12,6 +13,8 @@ use std::path::{Path, PathBuf};
 const CERT_FILE: &str = "cert.der";
 const KEY_FILE: &str = "key.der";
 const SECRET_FILE: &str = "token.secret";
+const ISSUED_FILE: &str = "issued-tokens";
+const REVOKED_FILE: &str = "revoked-tokens";
 /// The name agents expect in the certificate; pinning, not the name, is what counts.
 pub const SERVER_NAME: &str = "gpubridge-scheduler";
 
@@ -34,9 +37,20 @@ pub enum TokenRefusal {
     OtherScheduler { theirs: String, ours: String },
     #[error("this join token is not valid here: create one with `gpubridge token create`")]
     Invalid,
+    #[error("join token {0} was revoked: create a new one with `gpubridge token create`")]
+    Revoked(String),
+}
+
+/// An issued token as `gpubridge token list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IssuedToken {
+    pub id: String,
+    pub created_unix_ms: u64,
+    pub revoked: bool,
 }
 
 pub struct Identity {
+    dir: PathBuf,
     pub cert_der: Vec<u8>,
     key_der: Vec<u8>,
     key: hmac::Key,
@@ -57,15 +71,19 @@ impl Identity {
         if !cert_path.exists() || !key_path.exists() {
             let made = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])
                 .map_err(|e| IdentityError::Certificate(e.to_string()))?;
-            write_private(&key_path, &made.signing_key.serialize_der())?;
-            write_private(&cert_path, made.cert.der())?;
+            write_private(
+                &key_path,
+                &made.signing_key.serialize_der(),
+                FileMode::Create,
+            )?;
+            write_private(&cert_path, made.cert.der(), FileMode::Create)?;
             tracing::info!(dir = %dir.display(), "created the scheduler's node certificate");
         }
         let secret_path = dir.join(SECRET_FILE);
         if !secret_path.exists() {
             let mut secret = [0u8; 32];
             rand::fill(&mut secret);
-            write_private(&secret_path, &secret)?;
+            write_private(&secret_path, &secret, FileMode::Create)?;
         }
         let cert_der = std::fs::read(&cert_path).map_err(io(&cert_path))?;
         let key_der = std::fs::read(&key_path).map_err(io(&key_path))?;
@@ -77,6 +95,7 @@ impl Identity {
             return Err(IdentityError::Damaged(cert_path));
         }
         Ok(Identity {
+            dir: dir.to_path_buf(),
             fingerprint: sha256(&cert_der),
             cert_der,
             key_der,
@@ -100,7 +119,55 @@ impl Identity {
         }
     }
 
-    /// Checks a token in constant time.
+    /// A new join token, its id recorded for `gpubridge token list`.
+    pub fn issue_token(&self) -> Result<JoinToken, IdentityError> {
+        let token = self.create_token();
+        let line = format!("{} {}\n", token.id, crate::job::now_ms());
+        write_private(
+            &self.dir.join(ISSUED_FILE),
+            line.as_bytes(),
+            FileMode::Append,
+        )?;
+        Ok(token)
+    }
+
+    /// Refuses `id` from now on; `false` if it was never issued here.
+    pub fn revoke(&self, id: &str) -> Result<bool, IdentityError> {
+        let id = id.trim().to_ascii_lowercase();
+        if !self.issued()?.iter().any(|t| t.id == id) {
+            return Ok(false);
+        }
+        write_private(
+            &self.dir.join(REVOKED_FILE),
+            format!("{id}\n").as_bytes(),
+            FileMode::Append,
+        )?;
+        Ok(true)
+    }
+
+    /// Every token issued with `issue_token`, oldest first.
+    pub fn issued(&self) -> Result<Vec<IssuedToken>, IdentityError> {
+        let revoked = self.revoked()?;
+        Ok(read_lines(&self.dir.join(ISSUED_FILE))?
+            .iter()
+            .filter_map(|line| {
+                let (id, ms) = line.split_once(' ')?;
+                Some(IssuedToken {
+                    id: id.to_string(),
+                    created_unix_ms: ms.trim().parse().ok()?,
+                    revoked: revoked.iter().any(|r| r == id),
+                })
+            })
+            .collect())
+    }
+
+    fn revoked(&self) -> Result<Vec<String>, IdentityError> {
+        read_lines(&self.dir.join(REVOKED_FILE))
+    }
+
+    /// Checks a token: this scheduler's, its secret right (in constant time), and
+    /// not revoked. Registrations are rare, so the revocation list is read each time
+    /// and a revocation needs no restart.
     pub fn verify(&self, token: &JoinToken) -> Result<(), TokenRefusal> {
         if token.fingerprint != self.fingerprint {
             return Err(TokenRefusal::OtherScheduler {
@@ -109,7 +176,18 @@ impl Identity {
             });
         }
         let tag = from_hex(&token.secret).ok_or(TokenRefusal::Invalid)?;
-        hmac::verify(&self.key, token.id.as_bytes(), &tag).map_err(|_| TokenRefusal::Invalid)
+        hmac::verify(&self.key, token.id.as_bytes(), &tag).map_err(|_| TokenRefusal::Invalid)?;
+        match self.revoked() {
+            Ok(revoked) if revoked.contains(&token.id) => {
+                Err(TokenRefusal::Revoked(token.id.clone()))
+            }
+            Ok(_) => Ok(()),
+            // Unreadable list: refuse rather than let a revoked token in.
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the revoked-token list");
+                Err(TokenRefusal::Invalid)
+            }
+        }
     }
 }
 
@@ -130,14 +208,39 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Creates a file only its owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
+fn read_lines(path: &Path) -> Result<Vec<String>, IdentityError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(IdentityError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum FileMode {
+    /// A new file; an existing one is an error.
+    Create,
+    Append,
+}
+
+/// Writes to a file only its owner can read, and syncs it.
+fn write_private(path: &Path, bytes: &[u8], how: FileMode) -> Result<(), IdentityError> {
     let io = |source| IdentityError::Io {
         path: path.to_path_buf(),
         source,
     };
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    match how {
+        FileMode::Create => options.write(true).create_new(true),
+        FileMode::Append => options.append(true).create(true),
+    };
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(io)?;
@@ -166,6 +269,27 @@ mod tests {
         let mut renamed = token.clone();
         renamed.id = "ffffffffffffffff".into();
         assert_eq!(identity.verify(&renamed), Err(TokenRefusal::Invalid));
+
+        // Issued tokens are listed and can be revoked one by one.
+        let issued = identity.issue_token().unwrap();
+        assert_eq!(identity.verify(&issued), Ok(()));
+        let listed = identity.issued().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].id.as_str(), listed[0].revoked),
+            (issued.id.as_str(), false)
+        );
+        assert!(
+            !identity.revoke("0123456789abcdef").unwrap(),
+            "never issued"
+        );
+        assert!(identity.revoke(&issued.id).unwrap());
+        assert_eq!(
+            identity.verify(&issued),
+            Err(TokenRefusal::Revoked(issued.id.clone()))
+        );
+        assert!(identity.issued().unwrap()[0].revoked);
+        assert_eq!(identity.verify(&token), Ok(()), "other tokens stay valid");
 
         let other_dir = tempfile::tempdir().unwrap();
         let other = Identity::load_or_create(other_dir.path()).unwrap();

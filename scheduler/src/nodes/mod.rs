@@ -12,7 +12,7 @@ mod server;
 mod session;
 
 pub use config::{NodesConfig, TierCosts};
-pub use identity::{Identity, IdentityError, TokenRefusal, SERVER_NAME};
+pub use identity::{Identity, IdentityError, IssuedToken, TokenRefusal, SERVER_NAME};
 pub use server::{endpoint, serve, EndpointError};
 pub use session::Session;
 
@@ -122,11 +122,6 @@ impl NodePool {
             .sessions
             .insert(session.node_id.clone(), session.clone());
         self.refresh();
-        for service in session.services.keys() {
-            if let Some(fleet) = self.fleets.get(&(session.tier, service.clone())) {
-                fleet.released.notify_waiters();
-            }
-        }
         old
     }
 
