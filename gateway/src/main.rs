@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gpubridge_gateway::access::{Access, AccountAccess, OpenAccess};
 use gpubridge_gateway::{admin_client, AccountRoutes, App, Config, HttpMetrics, Overrides};
-use gpubridge_node_agent::{Agent, AgentConfig, Telemetry};
+use gpubridge_node_agent::{init_logging, Agent, AgentConfig, Telemetry};
 use gpubridge_scheduler::accounts::{self, Accounts};
 use gpubridge_scheduler::nodes::Identity;
 use gpubridge_scheduler::{Catalog, JobHooks, Scheduler, Store};
@@ -147,7 +147,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let config = args.load()?;
-            init_tracing();
+            init_logging();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -330,18 +330,6 @@ fn open_accounts(config: &Config, store: Arc<Store>) -> anyhow::Result<Accounts>
         }
     };
     Accounts::open(store, rules, &secret).context("loading accounts and replaying the ledger")
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GPUBRIDGE_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not for journald or files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -6,12 +6,14 @@
 
 mod agent;
 mod config;
+mod logging;
 mod runtime;
 mod telemetry;
 mod transport;
 
 pub use agent::{Agent, AgentError, Exit};
 pub use config::{AgentConfig, ConfigError, RuntimeKind, ServiceConfig};
+pub use logging::init_logging;
 pub use runtime::{Runtime, RuntimeFailure};
 pub use telemetry::Telemetry;
 pub use transport::{client_endpoint, PinnedCertificate, TransportError};

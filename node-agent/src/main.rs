@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use gpubridge_node_agent::{Agent, AgentConfig, Telemetry};
+use gpubridge_node_agent::{init_logging, Agent, AgentConfig, Telemetry};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -33,14 +33,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(node_id) = cli.node_id {
         config.node_id = node_id;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GPUBRIDGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not for journald or files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
