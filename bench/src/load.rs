@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[derive(Clone, Copy)]
 pub struct LoadSpec {
     pub rate_per_second: f64,
     pub duration: Duration,
@@ -70,6 +71,59 @@ where
         ok,
         errors,
         dropped,
+        elapsed: start.elapsed(),
+        execution_us: None,
+    })
+}
+
+/// Closed loop: `clients` callers, each sending its next request as soon as the
+/// last one answered, for `duration`. Latency is each request's own time; the
+/// throughput is what the server sustained.
+pub async fn run_closed<F, Fut>(
+    clients: usize,
+    duration: Duration,
+    request: F,
+) -> anyhow::Result<LoadResult>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let request = Arc::new(request);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let request = request.clone();
+            tokio::spawn(async move {
+                let mut latency = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+                let (mut ok, mut errors, mut n) = (0u64, 0u64, 0u64);
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    if request(client, n).await {
+                        ok += 1;
+                        latency.saturating_record((sent.elapsed().as_micros() as u64).max(1));
+                    } else {
+                        errors += 1;
+                    }
+                    n += 1;
+                }
+                anyhow::Ok((latency, ok, errors))
+            })
+        })
+        .collect();
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+    let (mut ok, mut errors) = (0u64, 0u64);
+    for task in tasks {
+        let (h, o, e) = task.await??;
+        latency_us.add(h)?;
+        ok += o;
+        errors += e;
+    }
+    Ok(LoadResult {
+        latency_us,
+        ok,
+        errors,
+        dropped: 0,
         elapsed: start.elapsed(),
         execution_us: None,
     })

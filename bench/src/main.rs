@@ -1,9 +1,11 @@
-//! `gpubridge-bench`: open-loop load against GPU-Bridge on loopback. Starts a
-//! provider stand-in and (unless `--gateway` is given) the real daemon, then
-//! measures the same LLM request sent directly to the upstream, through
-//! `/inference`, and through `/run` + `/status`, plus `/run` for `echo`. With
-//! `--agents N` it also starts N `gpubridge-agent` processes and `echo` runs on
-//! them: scheduler → QUIC → agent and back.
+//! `gpubridge-bench`: load against GPU-Bridge on loopback. Starts a provider
+//! stand-in and (unless `--gateway` is given) the real daemon, then measures the
+//! same LLM request sent directly to the upstream, through `/inference`, and
+//! through `/run` + `/status`, plus `/run` for `echo`. Open loop at `--rate` by
+//! default; closed loop with `--clients N`; `--capacity` finds the highest rate
+//! whose p99 stays under `--p99-ms`. With `--agents N` it also starts N
+//! `gpubridge-agent` processes and `echo` runs on them: scheduler → QUIC →
+//! agent and back. `history` measures `/account/jobs` paging at depth.
 
 mod load;
 
@@ -15,8 +17,9 @@ use gpubridge_tests::{
 };
 use hdrhistogram::Histogram;
 use load::{LoadResult, LoadSpec};
+use parking_lot::Mutex;
 use serde_json::json;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -54,6 +57,29 @@ struct Args {
     /// Echo slots per agent.
     #[arg(long, default_value_t = 1024)]
     agent_slots: u32,
+    /// fsync before each job is acknowledged (the daemon's default), or not.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sync_writes: bool,
+    /// Closed loop: this many clients, each sending as soon as its last request
+    /// was answered (instead of --rate).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// With --clients and --accounts: one account per client (default: all on one).
+    #[arg(long)]
+    spread_accounts: bool,
+    /// Step the rate up (1000, 2000, 3000, …) and report the highest one whose
+    /// p99 stays under --p99-ms with nothing failed or dropped.
+    #[arg(long)]
+    capacity: bool,
+    /// The p99 bound of --capacity, in milliseconds.
+    #[arg(long, default_value_t = 5.0)]
+    p99_ms: f64,
+    /// Jobs the `history` scenario puts on one account before paging through them.
+    #[arg(long, default_value_t = 200_000)]
+    history_jobs: u64,
+    /// Run this gpubridge binary instead of the one built beside the bench (an older build).
+    #[arg(long)]
+    daemon_bin: Option<std::path::PathBuf>,
 }
 
 const KEY: &str = "bench-key";
@@ -72,6 +98,8 @@ async fn main() -> anyhow::Result<()> {
     .context("starting the provider stand-in")?;
     let dir = tempfile::tempdir().context("temporary data directory")?;
     let mut config = providers_config(&standin.base_url(), KEY, &["groq"]);
+    let scheduler_settings = format!("[scheduler]\nsync_writes = {}\n", args.sync_writes);
+    config = config.replacen("[scheduler]\n", &scheduler_settings, 1);
     if args.agents > 0 {
         config = config.replacen("[scheduler]\n", "[scheduler]\nbuiltin_echo = false\n", 1);
     }
@@ -81,7 +109,8 @@ async fn main() -> anyhow::Result<()> {
         None => {
             let mut options = DaemonOptions::new(dir.path().join("data"));
             options.config = Some(&config);
-            options.accounts = args.accounts;
+            options.accounts = args.accounts || args.scenarios.contains("history");
+            options.binary = args.daemon_bin.clone();
             options.env.push(("GPUBRIDGE_LOG".into(), "warn".into()));
             let daemon = Daemon::start(options);
             let token = daemon.join_token();
@@ -106,15 +135,25 @@ async fn main() -> anyhow::Result<()> {
         duration: Duration::from_secs(args.seconds),
         max_in_flight: args.max_in_flight,
     };
-    let mut client = JsonClient::new();
-    if args.accounts && args.gateway.is_none() {
-        client = funded_client(&client, &gateway).await?;
-    }
+    let accounts_on = args.accounts && args.gateway.is_none();
+    let clients = args.clients.unwrap_or(1).max(1);
+    let funded = match (accounts_on, args.spread_accounts) {
+        (true, true) => funded_clients(&gateway, clients).await?,
+        (true, false) => {
+            vec![funded_client(&JsonClient::new(), &gateway, "bench@example.com").await?]
+        }
+        (false, _) => vec![JsonClient::new()],
+    };
+    let pool = Clients(Arc::new(funded));
     println!(
-        "gpubridge-bench: {} req/s for {} s per scenario, open loop, latency from scheduled send time (µs), accounts {}, agents {}",
-        args.rate,
+        "gpubridge-bench: {}, {} s per scenario, latency in µs, accounts {}, sync_writes {}, agents {}",
+        match args.clients {
+            Some(n) => format!("closed loop, {n} clients{}", if args.spread_accounts { " on their own accounts" } else { "" }),
+            None => format!("open loop at {} req/s from the scheduled send time", args.rate),
+        },
         args.seconds,
-        if args.accounts { "on" } else { "off" },
+        if accounts_on { "on" } else { "off" },
+        args.sync_writes,
         args.agents
     );
     println!(
@@ -122,16 +161,20 @@ async fn main() -> anyhow::Result<()> {
         "scenario", "ok", "errors", "dropped", "p50", "p90", "p99", "p99.9", "max"
     );
     // Warm connection pools and estimates so the first scenario is not penalised.
-    let _ = client.get(&format!("{gateway}/health")).await;
+    let _ = pool.get(0).get(&format!("{gateway}/health")).await;
     for scenario in args.scenarios.split(',').map(str::trim) {
-        let result = match scenario {
-            "direct" => direct(&client, &standin, &spec).await?,
-            "inference" => inference(&client, &gateway, &spec).await?,
-            "run" => run_and_poll(&client, &gateway, &spec, "llm-4090").await?,
-            "echo" => run_accept(&client, &gateway, &spec, "echo").await?,
-            "paid" => run_accept(&client, &gateway, &spec, "llm-4090").await?,
-            "echo-run" => run_and_poll(&client, &gateway, &spec, "echo").await?,
-            other => anyhow::bail!("unknown scenario {other:?}"),
+        if scenario == "history" {
+            history(&pool, &gateway, args.history_jobs).await?;
+            continue;
+        }
+        let request = scenario_request(scenario, &pool, &gateway, &standin)?;
+        if args.capacity {
+            capacity(scenario, &spec, args.p99_ms, &request).await?;
+            continue;
+        }
+        let result = match args.clients {
+            Some(n) => load::run_closed(n, spec.duration, request.closed()).await?,
+            None => request.open(&spec).await?,
         };
         report(scenario_name(scenario), &result);
     }
@@ -139,8 +182,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Registers a bench account with ample credits and limit; returns a client using its key.
-async fn funded_client(client: &JsonClient, gateway: &str) -> anyhow::Result<JsonClient> {
-    let account = accounts::register(client, gateway, "bench@example.com").await?;
+async fn funded_client(
+    client: &JsonClient,
+    gateway: &str,
+    email: &str,
+) -> anyhow::Result<JsonClient> {
+    let account = accounts::register(client, gateway, email).await?;
     accounts::grant(client, gateway, &account.id, 100_000.0).await?;
     let funded = client.with_bearer(&account.key);
     let limit = funded
@@ -158,6 +205,26 @@ async fn funded_client(client: &JsonClient, gateway: &str) -> anyhow::Result<Jso
     Ok(funded)
 }
 
+/// One funded account per client.
+async fn funded_clients(gateway: &str, clients: usize) -> anyhow::Result<Vec<JsonClient>> {
+    let client = JsonClient::new();
+    let mut funded = Vec::with_capacity(clients);
+    for n in 0..clients {
+        funded.push(funded_client(&client, gateway, &format!("bench{n}@example.com")).await?);
+    }
+    Ok(funded)
+}
+
+/// The clients requests are sent with; client `i` uses account `i` when spread.
+#[derive(Clone)]
+struct Clients(Arc<Vec<JsonClient>>);
+
+impl Clients {
+    fn get(&self, index: usize) -> &JsonClient {
+        &self.0[index % self.0.len()]
+    }
+}
+
 fn scenario_name(scenario: &str) -> &'static str {
     match scenario {
         "direct" => "direct upstream (baseline)",
@@ -173,112 +240,218 @@ fn llm_body() -> serde_json::Value {
     json!({"prompt": "Summarize this changelog", "max_tokens": 64})
 }
 
-async fn direct(
-    client: &JsonClient,
+#[derive(Clone, Copy)]
+enum Kind {
+    /// The same chat completion straight to the upstream.
+    Direct,
+    Inference,
+    /// `/run`, then poll `/status` until completed.
+    RunPoll(&'static str),
+    /// `/run` until the 202: validation, pricing, reservation, persistence.
+    Accept(&'static str),
+}
+
+/// What one scenario sends, by client and sequence number.
+#[derive(Clone)]
+struct Scenario {
+    kind: Kind,
+    clients: Clients,
+    gateway: Arc<str>,
+    direct_url: Arc<str>,
+    /// Jobs' own execution time, read from `/status` (for agents: the QUIC dispatch round trip).
+    execution: Arc<Mutex<Histogram<u64>>>,
+}
+
+fn scenario_request(
+    scenario: &str,
+    clients: &Clients,
+    gateway: &str,
     standin: &Standin,
-    spec: &LoadSpec,
-) -> anyhow::Result<LoadResult> {
-    let url = format!("{}/chat/completions", standin.base_url());
-    let client = client.clone();
-    load::run(spec, move |_| {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            let body = json!({"model": "llama-3.3-70b-versatile", "messages": [{"role": "user", "content": "Summarize this changelog"}], "max_tokens": 64});
-            let auth = format!("Bearer {KEY}");
-            matches!(client.post_json(&url, &body, &[("authorization", &auth)]).await, Ok(r) if r.status == 200)
-        }
+) -> anyhow::Result<Scenario> {
+    let kind = match scenario {
+        "direct" => Kind::Direct,
+        "inference" => Kind::Inference,
+        "run" => Kind::RunPoll("llm-4090"),
+        "echo-run" => Kind::RunPoll("echo"),
+        "echo" => Kind::Accept("echo"),
+        "paid" => Kind::Accept("llm-4090"),
+        other => anyhow::bail!("unknown scenario {other:?}"),
+    };
+    Ok(Scenario {
+        kind,
+        clients: clients.clone(),
+        gateway: gateway.into(),
+        direct_url: format!("{}/chat/completions", standin.base_url()).into(),
+        execution: Arc::new(Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?)),
     })
-    .await
 }
 
-async fn inference(
-    client: &JsonClient,
-    gateway: &str,
-    spec: &LoadSpec,
-) -> anyhow::Result<LoadResult> {
-    let (client, url) = (client.clone(), format!("{gateway}/inference"));
-    load::run(spec, move |_| {
-        let (client, url) = (client.clone(), url.clone());
-        async move { matches!(client.post_json(&url, &llm_body(), &[]).await, Ok(r) if r.status == 200) }
-    })
-    .await
-}
-
-/// `/run` then poll `/status` until completed. Also records each job's own
-/// execution time — from the scheduler handing it to a backend to the result
-/// coming back — which for agents is the QUIC dispatch round trip, free of the
-/// polling's granularity.
-async fn run_and_poll(
-    client: &JsonClient,
-    gateway: &str,
-    spec: &LoadSpec,
-    service: &'static str,
-) -> anyhow::Result<LoadResult> {
-    let (client, gateway) = (client.clone(), gateway.to_string());
-    let execution = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1,
-        120_000_000,
-        3,
-    )?));
-    let recorded = execution.clone();
-    let result = load::run(spec, move |_| {
-        let (client, gateway, execution) = (client.clone(), gateway.clone(), recorded.clone());
-        async move {
-            let body = json!({"service": service, "input": llm_body()});
-            let Ok(reply) = client
-                .post_json(&format!("{gateway}/run"), &body, &[])
-                .await
-            else {
-                return false;
-            };
-            let Some(id) = reply.body["job_id"].as_str() else {
-                return false;
-            };
-            let status_url = format!("{gateway}/status/{id}");
-            for _ in 0..10_000 {
-                match client.get(&status_url).await {
-                    Ok(r) if r.body["status"] == "completed" => {
-                        if let Some(seconds) = r.body["execution_time_seconds"].as_f64() {
-                            if let Ok(mut h) = execution.lock() {
-                                h.saturating_record(((seconds * 1e6) as u64).max(1));
-                            }
-                        }
-                        return true;
-                    }
-                    Ok(r) if r.body["status"] == "failed" => return false,
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
-                    Err(_) => return false,
-                }
+impl Scenario {
+    async fn send(&self, client: usize, n: u64) -> bool {
+        let client = self.clients.get(client);
+        match self.kind {
+            Kind::Direct => {
+                let body = json!({"model": "llama-3.3-70b-versatile", "messages": [{"role": "user", "content": "Summarize this changelog"}], "max_tokens": 64});
+                let auth = format!("Bearer {KEY}");
+                matches!(client.post_json(&self.direct_url, &body, &[("authorization", &auth)]).await, Ok(r) if r.status == 200)
             }
-            false
+            Kind::Inference => {
+                let url = format!("{}/inference", self.gateway);
+                matches!(client.post_json(&url, &llm_body(), &[]).await, Ok(r) if r.status == 200)
+            }
+            Kind::RunPoll(service) => self.run_and_poll(client, service).await,
+            Kind::Accept(service) => {
+                let input = match service {
+                    "echo" => json!({"n": n}),
+                    _ => json!({"prompt": format!("request {n}"), "max_tokens": 16}),
+                };
+                let body = json!({"service": service, "input": input});
+                let url = format!("{}/run", self.gateway);
+                matches!(client.post_json(&url, &body, &[]).await, Ok(r) if r.status == 202)
+            }
         }
-    })
-    .await?;
-    let mut result = result;
-    result.execution_us = execution.lock().ok().map(|h| h.clone());
-    Ok(result)
+    }
+
+    async fn run_and_poll(&self, client: &JsonClient, service: &str) -> bool {
+        let body = json!({"service": service, "input": llm_body()});
+        let Ok(reply) = client
+            .post_json(&format!("{}/run", self.gateway), &body, &[])
+            .await
+        else {
+            return false;
+        };
+        let Some(id) = reply.body["job_id"].as_str() else {
+            return false;
+        };
+        let status_url = format!("{}/status/{id}", self.gateway);
+        for _ in 0..10_000 {
+            match client.get(&status_url).await {
+                Ok(r) if r.body["status"] == "completed" => {
+                    if let Some(seconds) = r.body["execution_time_seconds"].as_f64() {
+                        self.execution
+                            .lock()
+                            .saturating_record(((seconds * 1e6) as u64).max(1));
+                    }
+                    return true;
+                }
+                Ok(r) if r.body["status"] == "failed" => return false,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    fn closed(
+        &self,
+    ) -> impl Fn(usize, u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+           + Send
+           + Sync
+           + 'static {
+        let me = self.clone();
+        move |client, n| {
+            let me = me.clone();
+            Box::pin(async move { me.send(client, n).await })
+        }
+    }
+
+    async fn open(&self, spec: &LoadSpec) -> anyhow::Result<LoadResult> {
+        let me = self.clone();
+        let clients = self.clients.0.len();
+        let mut result = load::run(spec, move |n| {
+            let me = me.clone();
+            async move { me.send(n as usize % clients, n).await }
+        })
+        .await?;
+        let execution = Some(self.execution.lock().clone()).filter(|h| !h.is_empty());
+        result.execution_us = execution;
+        Ok(result)
+    }
 }
 
-/// `/run` until the 202 only: validation, pricing, (reservation,) persistence.
-async fn run_accept(
-    client: &JsonClient,
-    gateway: &str,
+/// Steps the rate up and reports each step, stopping at the first whose p99
+/// passes the bound or that loses a request; the highest passing rate is the capacity.
+async fn capacity(
+    name: &str,
     spec: &LoadSpec,
-    service: &'static str,
-) -> anyhow::Result<LoadResult> {
-    let (client, url) = (client.clone(), format!("{gateway}/run"));
-    load::run(spec, move |n| {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            let input = match service {
-                "echo" => json!({"n": n}),
-                _ => json!({"prompt": format!("request {n}"), "max_tokens": 16}),
-            };
-            let body = json!({"service": service, "input": input});
-            matches!(client.post_json(&url, &body, &[]).await, Ok(r) if r.status == 202)
+    p99_ms: f64,
+    scenario: &Scenario,
+) -> anyhow::Result<()> {
+    let mut best = None;
+    for rate in [
+        1_000.0, 2_000.0, 3_000.0, 4_000.0, 5_000.0, 6_000.0, 8_000.0, 10_000.0, 12_000.0,
+        14_000.0, 16_000.0, 20_000.0,
+    ] {
+        let step = LoadSpec {
+            rate_per_second: rate,
+            ..*spec
+        };
+        let result = scenario.open(&step).await?;
+        report(&format!("{} @ {rate}/s", scenario_name(name)), &result);
+        let p99 = result.latency_us.value_at_quantile(0.99) as f64 / 1000.0;
+        if p99 > p99_ms || result.errors > 0 || result.dropped > 0 {
+            break;
         }
-    })
-    .await
+        best = Some(rate);
+    }
+    match best {
+        Some(rate) => println!("capacity: {rate} req/s with p99 under {p99_ms} ms"),
+        None => println!("capacity: not even 1000 req/s with p99 under {p99_ms} ms"),
+    }
+    Ok(())
+}
+
+/// Puts `jobs` echo jobs on one account, then times `/account/jobs` at the
+/// newest page, the middle and the oldest.
+async fn history(clients: &Clients, gateway: &str, jobs: u64) -> anyhow::Result<()> {
+    let client = clients.get(0).clone();
+    let filled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let filler = {
+        let (client, gateway, filled) = (client.clone(), gateway.to_string(), filled.clone());
+        move |_: usize, n: u64| {
+            let (client, gateway, filled) = (client.clone(), gateway.clone(), filled.clone());
+            async move {
+                if filled.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= jobs {
+                    return true;
+                }
+                let body = json!({"service": "echo", "input": {"n": n}});
+                matches!(client.post_json(&format!("{gateway}/run"), &body, &[]).await, Ok(r) if r.status == 202)
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    while filled.load(std::sync::atomic::Ordering::Relaxed) < jobs {
+        load::run_closed(64, Duration::from_secs(5), filler.clone()).await?;
+    }
+    println!(
+        "history: {jobs} jobs on one account in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for offset in [0, jobs / 2, jobs.saturating_sub(50)] {
+        let url = format!("{gateway}/account/jobs?limit=50&offset={offset}");
+        let mut latency = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+        let mut ok = 0u64;
+        let started = std::time::Instant::now();
+        for _ in 0..500 {
+            let sent = std::time::Instant::now();
+            if matches!(client.get(&url).await, Ok(r) if r.status == 200 && r.body["count"] == 50) {
+                ok += 1;
+                latency.saturating_record(sent.elapsed().as_micros() as u64);
+            }
+        }
+        report(
+            &format!("/account/jobs offset={offset}"),
+            &LoadResult {
+                latency_us: latency,
+                ok,
+                errors: 500 - ok,
+                dropped: 0,
+                elapsed: started.elapsed(),
+                execution_us: None,
+            },
+        );
+    }
+    Ok(())
 }
 
 fn report(name: &str, result: &LoadResult) {

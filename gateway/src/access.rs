@@ -1,13 +1,12 @@
-//! Who may run what, and how it is paid for. `OpenAccess` (accounts disabled):
-//! anyone, nothing charged, a job's id is its read token. `AccountAccess`: an API
-//! key names the account whose credits reserve each job's price. x402 slots in
-//! here as a third way to pay.
+//! Who may run what, and how it is paid for. `Open` (accounts disabled): anyone,
+//! nothing charged, a job's id is its read token. `Accounts`: an API key names
+//! the account whose credits pay for each job. x402 will be a third way to pay.
 
 use crate::error::ApiError;
-use gpubridge_scheduler::accounts::{
-    AccountError, AccountId, Accounts, Admission, IdempotencyClaim, ReserveError,
-};
-use gpubridge_scheduler::{Batch, JobRecord, PreparedJob, Scheduler};
+use gpubridge_billing::{AccountError, Accounts, Admission, AdmitError, IdempotencyClaim};
+use gpubridge_protocol::AccountId;
+use gpubridge_scheduler::{JobRecord, PreparedJob, Scheduler};
+use gpubridge_store::WriteSet;
 use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::{HeaderMap, StatusCode};
 use serde_json::json;
@@ -19,55 +18,70 @@ pub struct Caller {
     pub account: Option<AccountId>,
 }
 
-pub trait Access: Send + Sync + 'static {
+pub enum Access {
+    /// Accounts disabled: everything is allowed and unowned.
+    Open,
+    /// API key + credits.
+    Accounts(Arc<Accounts>),
+}
+
+impl Access {
     /// A bad credential is refused here; no credential is an anonymous caller.
-    fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError>;
+    pub fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let Access::Accounts(accounts) = self else {
+            return Ok(Caller::default());
+        };
+        let Some(token) = bearer(headers)? else {
+            return Ok(Caller::default());
+        };
+        let account = accounts
+            .authenticate(token)
+            .ok_or_else(|| unauthorized("Invalid API key"))?;
+        Ok(Caller {
+            account: Some(account),
+        })
+    }
+
+    /// The caller's account, or 401.
+    pub fn require(&self, headers: &HeaderMap) -> Result<AccountId, ApiError> {
+        self.identify(headers)?
+            .account
+            .ok_or_else(|| unauthorized("API key required"))
+    }
 
     /// Pays for and accepts one validated job.
-    fn accept(
+    pub async fn accept(
         &self,
         scheduler: &Scheduler,
         caller: &Caller,
         job: PreparedJob,
         idempotency: Option<&IdempotencyClaim>,
-    ) -> Result<Admission, ApiError>;
-
-    /// May this caller see the job's output (not only its status)?
-    fn may_read_output(&self, caller: &Caller, job: &JobRecord) -> bool {
-        match &job.owner {
-            None => true,
-            Some(owner) => caller
-                .account
-                .is_some_and(|account| account.to_string() == *owner),
+    ) -> Result<Admission, ApiError> {
+        match self {
+            Access::Open => scheduler
+                .submit(job, None, WriteSet::new())
+                .await
+                .map(|record| Admission::Accepted(Box::new(record)))
+                .map_err(|e| ApiError::from_scheduler(scheduler, e)),
+            Access::Accounts(accounts) => {
+                let account = caller
+                    .account
+                    .ok_or_else(|| unauthorized("API key required"))?;
+                accounts
+                    .admit(scheduler, account, job, idempotency)
+                    .await
+                    .map_err(|e| match e {
+                        AdmitError::Submit(e) => ApiError::from_scheduler(scheduler, e),
+                        AdmitError::Account(e) => account_error(e),
+                    })
+            }
         }
     }
-}
 
-/// Accounts disabled: everything is allowed and unowned.
-pub struct OpenAccess;
-
-impl Access for OpenAccess {
-    fn identify(&self, _headers: &HeaderMap) -> Result<Caller, ApiError> {
-        Ok(Caller::default())
+    /// May this caller see the job's output (not only its status)?
+    pub fn may_read_output(&self, caller: &Caller, job: &JobRecord) -> bool {
+        job.owner.is_none() || job.owner == caller.account
     }
-
-    fn accept(
-        &self,
-        scheduler: &Scheduler,
-        _caller: &Caller,
-        job: PreparedJob,
-        _idempotency: Option<&IdempotencyClaim>,
-    ) -> Result<Admission, ApiError> {
-        scheduler
-            .submit(job, None, Batch::default())
-            .map(|record| Admission::Accepted(Box::new(record)))
-            .map_err(|e| ApiError::from_scheduler(scheduler, e))
-    }
-}
-
-/// API key + credits.
-pub struct AccountAccess {
-    pub accounts: Arc<Accounts>,
 }
 
 /// The bearer token of an `Authorization` header, if it has one.
@@ -96,51 +110,6 @@ pub fn unauthorized(error: &str) -> ApiError {
     e.headers
         .push((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
     e
-}
-
-impl AccountAccess {
-    /// The caller's account, or 401.
-    pub fn require(&self, headers: &HeaderMap) -> Result<AccountId, ApiError> {
-        self.identify(headers)?
-            .account
-            .ok_or_else(|| unauthorized("API key required"))
-    }
-}
-
-impl Access for AccountAccess {
-    fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let Some(token) = bearer(headers)? else {
-            return Ok(Caller::default());
-        };
-        let account = self
-            .accounts
-            .authenticate(token)
-            .ok_or_else(|| unauthorized("Invalid API key"))?;
-        Ok(Caller {
-            account: Some(account),
-        })
-    }
-
-    fn accept(
-        &self,
-        scheduler: &Scheduler,
-        caller: &Caller,
-        job: PreparedJob,
-        idempotency: Option<&IdempotencyClaim>,
-    ) -> Result<Admission, ApiError> {
-        let account = caller
-            .account
-            .ok_or_else(|| unauthorized("API key required"))?;
-        let owner = account.to_string();
-        self.accounts
-            .reserve_and_submit(account, job, idempotency, |job, batch| {
-                scheduler.submit(job, Some(owner), batch)
-            })
-            .map_err(|e| match e {
-                ReserveError::Submit(e) => ApiError::from_scheduler(scheduler, e),
-                ReserveError::Account(e) => account_error(e),
-            })
-    }
 }
 
 /// An account refusal in the spec's envelope.
@@ -180,10 +149,7 @@ pub fn account_error(error: AccountError) -> ApiError {
             "Send {\"daily_limit\": 100} with a dollar amount from 1 to 10000.",
         ),
         AccountError::ZeroCredit => ApiError::bad_request(message, "Send a positive amount_usd."),
-        AccountError::Store(e) => {
-            tracing::error!(error = %e, "account storage failure");
-            ApiError::storage_unavailable("Nothing was charged; retry shortly.")
-        }
+        AccountError::Store(e) => ApiError::from_store(&e, "Nothing was charged; retry shortly."),
         AccountError::Key(e) => {
             tracing::error!(error = %e, "API key generation failed");
             ApiError::new(

@@ -2,13 +2,14 @@
 //! reading, JSON errors with line and column, header values checked.
 
 use crate::error::ApiError;
+use crate::requests::Body;
 use bytes::Bytes;
 use gpubridge_protocol::Priority;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
 use hyper::{HeaderMap, StatusCode};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 fn too_large(max: usize) -> ApiError {
     ApiError::new(
@@ -40,35 +41,67 @@ pub async fn read_limited(
     }
 }
 
-/// Reads a request whose body must be one JSON object, within `max` bytes.
-pub async fn json_request(
-    request: hyper::Request<Incoming>,
-    max: usize,
-) -> Result<Map<String, Value>, ApiError> {
+/// Reads and parses a request body of type `T` within `max` bytes.
+pub async fn read<T: Body>(request: hyper::Request<Incoming>, max: usize) -> Result<T, ApiError> {
     let (parts, incoming) = request.into_parts();
     let bytes = read_limited(incoming, &parts.headers, max).await?;
-    json_object(&bytes)
+    parse(&bytes)
 }
 
-/// Parses a body that must be one JSON object.
-pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+/// Parses a body of type `T`; every failure names what is wrong and where.
+pub fn parse<T: Body>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "Request body is empty",
             "Send a JSON object, with Content-Type: application/json.",
         ));
     }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(ApiError::bad_request(
-            format!("Request body must be a JSON object, not {}", kind(&other)),
-            "Wrap the request in {...}.",
-        )),
-        Err(e) => Err(ApiError::bad_request(
-            format!("Malformed JSON: {e}"),
-            "Check the body is valid JSON (quotes, commas, braces).",
-        )),
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| body_error(bytes, e, T::HINT))?;
+    deserializer.end().map_err(malformed)?;
+    Ok(value)
+}
+
+fn malformed(error: serde_json::Error) -> ApiError {
+    ApiError::bad_request(
+        format!("Malformed JSON: {error}"),
+        "Check the body is valid JSON (quotes, commas, braces).",
+    )
+}
+
+fn body_error(
+    bytes: &[u8],
+    error: serde_path_to_error::Error<serde_json::Error>,
+    hint: &str,
+) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if !matches!(inner.classify(), serde_json::error::Category::Data) {
+        return malformed(inner);
     }
+    if path == "." {
+        if let Ok(other) = serde_json::from_slice::<Value>(bytes).map(|v| kind(&v)) {
+            if other != "an object" {
+                return ApiError::bad_request(
+                    format!("Request body must be a JSON object, not {other}"),
+                    "Wrap the request in {...}.",
+                );
+            }
+        }
+        // Missing and unknown fields: serde names them in its message.
+        let message = inner.to_string();
+        let field = message.split('`').nth(1).unwrap_or_default().to_string();
+        let error = format!("Invalid request body: {}", strip_position(&message));
+        return ApiError::bad_request(error, hint).with_field(&field);
+    }
+    let error = format!("Invalid {path}: {}", strip_position(&inner.to_string()));
+    ApiError::bad_request(error, hint).with_field(&path)
+}
+
+/// serde_json's " at line 1 column 42" says little in a one-line body.
+fn strip_position(message: &str) -> &str {
+    message.split(" at line ").next().unwrap_or(message)
 }
 
 pub fn kind(value: &Value) -> &'static str {
@@ -117,6 +150,13 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     Ok(Some(text.to_string()))
 }
 
+/// A text query parameter, if present.
+pub fn query_text(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 /// A whole-number query parameter: `default` when absent, at most `max`.
 pub fn query_number(
     query: &str,
@@ -147,11 +187,40 @@ mod tests {
 
     #[test]
     fn json_errors_are_specific() {
-        assert!(json_object(b"  ").unwrap_err().error.contains("empty"));
-        assert!(json_object(b"[1]").unwrap_err().error.contains("an array"));
-        let e = json_object(b"{\"a\":").unwrap_err();
+        type Object = serde_json::Map<String, Value>;
+        assert!(parse::<Object>(b"  ").unwrap_err().error.contains("empty"));
+        assert!(parse::<Object>(b"[1]")
+            .unwrap_err()
+            .error
+            .contains("an array"));
+        let e = parse::<Object>(b"{\"a\":").unwrap_err();
         assert!(e.error.starts_with("Malformed JSON"), "{}", e.error);
-        assert_eq!(json_object(b"{\"a\":1}").unwrap()["a"], 1);
+        assert!(parse::<Object>(b"{} {}")
+            .unwrap_err()
+            .error
+            .starts_with("Malformed JSON"));
+        assert_eq!(parse::<Object>(b"{\"a\":1}").unwrap()["a"], 1);
+    }
+
+    #[test]
+    fn typed_bodies_name_the_field() {
+        use crate::requests::RunBody;
+        let wrong = parse::<RunBody>(br#"{"service": 42, "input": {}}"#).unwrap_err();
+        assert_eq!(wrong.field(), Some("service"));
+        assert!(
+            wrong.error.contains("service") && wrong.error.contains("expected a string"),
+            "{}",
+            wrong.error
+        );
+        let missing = parse::<RunBody>(br#"{"service": "echo"}"#).unwrap_err();
+        assert_eq!(missing.field(), Some("input"));
+        let unknown =
+            parse::<RunBody>(br#"{"service": "echo", "input": {}, "inputs": {}}"#).unwrap_err();
+        assert_eq!(unknown.field(), Some("inputs"));
+        let nested = parse::<RunBody>(br#"{"service": "echo", "input": "hi"}"#).unwrap_err();
+        assert_eq!(nested.field(), Some("input"));
+        let ok = parse::<RunBody>(br#"{"service": "echo", "input": {"a": 1}}"#).unwrap();
+        assert_eq!((ok.service.as_str(), ok.webhook_url), ("echo", None));
     }
 
     #[test]

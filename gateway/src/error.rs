@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use gpubridge_scheduler::{Scheduler, SubmitError};
+use gpubridge_store::StoreError;
 use http_body_util::Full;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
@@ -68,6 +69,20 @@ impl ApiError {
         .retry_after(1)
     }
 
+    /// A store failure: an unreadable record is a 500 (logged and counted where
+    /// it was read); anything else is transient, a 503 to retry.
+    pub fn from_store(error: &StoreError, hint: &str) -> ApiError {
+        if error.is_undecodable() {
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "A stored record could not be read",
+                "This is a fault on our side and has been logged for the operator; retrying will not help.",
+            );
+        }
+        tracing::error!(error = %error, "storage failure");
+        ApiError::storage_unavailable(hint)
+    }
+
     pub fn bad_request(error: impl Into<String>, hint: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, error, hint)
     }
@@ -75,6 +90,16 @@ impl ApiError {
     pub fn with_details(mut self, details: Value) -> ApiError {
         self.details = Some(details);
         self
+    }
+
+    /// Names the request field at fault, as `details.field`.
+    pub fn with_field(self, field: &str) -> ApiError {
+        self.with_details(serde_json::json!({ "field": field }))
+    }
+
+    /// The field named by [`ApiError::with_field`], if any.
+    pub fn field(&self) -> Option<&str> {
+        self.details.as_ref()?.get("field")?.as_str()
     }
 
     pub fn retry_after(mut self, seconds: u64) -> ApiError {

@@ -7,7 +7,7 @@ use prometheus::{
 };
 use std::time::Duration;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteLabel {
     Run,
     Inference,

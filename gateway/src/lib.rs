@@ -1,20 +1,31 @@
-//! The GPU-Bridge HTTP gateway: turns `/run`, `/inference`, `/status`, `/catalog`
-//! and operator endpoints into scheduler calls, with the spec's error envelope.
+//! The GPU-Bridge HTTP gateway: the hyper server and every route, turning
+//! requests into scheduler and billing calls, errors into the spec's envelope.
+//!
+//! Where to add what:
+//! - a front door that runs jobs (OpenAI-compatible routes, MCP, x402): one
+//!   handler in `handlers/` that parses its request into an
+//!   [`intake::IntakeRequest`] and calls [`App::intake`] — validation, pricing,
+//!   payment, idempotency and persistence are the intake's;
+//! - a route: its `Route` variant and path in `router.rs`, its handler in `handlers/`;
+//! - a request body: a type in `requests.rs` (`deny_unknown_fields`), read with `body::read`;
+//! - a response: a `Serialize` type in `views.rs`;
+//! - a way to pay: a variant of [`access::Access`].
 
 pub mod access;
-pub mod admin_client;
 mod app;
 mod body;
 pub mod config;
 mod error;
 mod handlers;
 mod http_metrics;
+pub mod intake;
+mod requests;
+mod router;
 mod server;
 mod views;
 
 pub use app::App;
-pub use config::{AdminConfig, Config, ConfigError, HttpConfig, Overrides};
+pub use config::{AdminConfig, HttpConfig};
 pub use error::ApiError;
-pub use handlers::account::AccountRoutes;
 pub use http_metrics::HttpMetrics;
 pub use server::serve;

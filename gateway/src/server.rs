@@ -1,5 +1,6 @@
-//! The hyper HTTP/1.1 server: accept loop, per-connection tasks, header-read
-//! timeout, and graceful shutdown that lets in-flight requests finish.
+//! The hyper HTTP/1.1 server: accept loop with a cap on open connections,
+//! per-connection tasks, header-read timeout, and graceful shutdown that lets
+//! in-flight requests finish.
 
 use crate::app::App;
 use hyper::server::conn::http1;
@@ -11,6 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// Serves until `shutdown` resolves, then waits (bounded) for open requests.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
@@ -22,31 +24,42 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             app.http.header_read_timeout_ms.max(1),
         ))
         .keep_alive(true);
+    // At the cap, connections wait in the kernel's backlog until one closes.
+    let open = Arc::new(Semaphore::new(app.http.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let app = app.clone();
-                    let service = service_fn(move |request| {
-                        let app = app.clone();
-                        async move { Ok::<_, Infallible>(app.handle(request).await) }
-                    });
-                    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+        let accepted = tokio::select! {
+            room = open.clone().acquire_owned() => match room {
+                Ok(room) => tokio::select! {
+                    accepted = listener.accept() => accepted.map(|a| (a, room)),
+                    () = &mut shutdown => break,
+                },
+                Err(_) => break,
             },
             () = &mut shutdown => break,
+        };
+        match accepted {
+            Ok(((stream, _peer), room)) => {
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = service_fn(move |request| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(app.handle(request).await) }
+                });
+                let connection =
+                    graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    drop(room);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
     drop(listener);

@@ -1,133 +1,304 @@
-//! JSON shapes of jobs as clients see them. Money leaves as dollars here.
+//! What clients see of jobs and accounts, as serializable types. Money leaves
+//! as dollars here; stored outputs are embedded as they are, never re-parsed.
 
-use gpubridge_scheduler::JobRecord;
-use serde_json::{json, Map, Value};
+use gpubridge_billing::AccountView;
+use gpubridge_protocol::JobId;
+use gpubridge_scheduler::{Attempt, JobRecord};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
-pub fn status_url(id: &str) -> String {
+pub fn status_url(id: &JobId) -> String {
     format!("/status/{id}")
 }
 
-fn output(record: &JobRecord) -> Value {
+/// A job's stored output as JSON, embedded verbatim.
+fn output(record: &JobRecord) -> Option<&RawValue> {
     record
         .output
         .as_deref()
         .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or(Value::Null)
 }
 
-/// `GET /status/:id`. `full` includes output and errors; otherwise status, timing and hints.
-pub fn status(record: &JobRecord, full: bool) -> Value {
-    let mut body = Map::new();
-    body.insert("id".into(), json!(record.id));
-    body.insert("status".into(), json!(record.status.as_str()));
-    body.insert("service".into(), json!(record.service));
-    if let Some(seconds) = record.execution_seconds() {
-        body.insert("execution_time_seconds".into(), json!(seconds));
-    }
-    body.insert("created_at_ms".into(), json!(record.created_ms));
-    if let Some(ms) = record.started_ms {
-        body.insert("started_at_ms".into(), json!(ms));
-    }
-    if let Some(ms) = record.finished_ms {
-        body.insert("finished_at_ms".into(), json!(ms));
-    }
-    body.insert(
-        "estimated_cost_usd".into(),
-        json!(record.estimated_cost.as_dollars()),
-    );
-    if !full {
-        body.insert(
-            "hint".into(),
-            json!("Pass the API key that created this job to see its output."),
-        );
-        return Value::Object(body);
-    }
-    if let Some(model) = &record.model {
-        body.insert("model".into(), json!(model));
-    }
-    if record.status.is_terminal() {
-        if let Some(error) = &record.error {
-            body.insert("error".into(), json!(error));
-        } else {
-            body.insert("output".into(), output(record));
+/// `POST /run` → 202.
+#[derive(Serialize)]
+pub struct RunAccepted<'a> {
+    pub job_id: &'a JobId,
+    pub service: &'a str,
+    pub status: &'static str,
+    pub status_url: String,
+    pub estimated_cost_usd: f64,
+}
+
+impl<'a> RunAccepted<'a> {
+    pub fn of(record: &'a JobRecord) -> Self {
+        RunAccepted {
+            job_id: &record.id,
+            service: &record.service,
+            status: record.status.as_str(),
+            status_url: status_url(&record.id),
+            estimated_cost_usd: record.estimated_cost.as_dollars(),
         }
     }
-    if let Some(backend) = &record.backend {
-        body.insert("backend".into(), json!(backend));
-    }
-    let attempts: Vec<Value> = record
-        .attempts
-        .iter()
-        .map(|a| json!({"backend": a.backend, "duration_ms": a.duration_ms, "error": a.error}))
-        .collect();
-    body.insert("attempts".into(), Value::Array(attempts));
-    if record.recoveries > 0 {
-        body.insert("recoveries".into(), json!(record.recoveries));
-    }
-    if let Some(url) = &record.webhook_url {
-        body.insert("webhook_url".into(), json!(url));
-    }
-    insert_settlement(&mut body, record);
-    Value::Object(body)
 }
 
-/// What a billed job cost, once settled: the charge and the refund of the rest.
-fn insert_settlement(body: &mut Map<String, Value>, record: &JobRecord) {
-    let settled = record.billing.as_ref().and_then(|b| b.settled);
-    body.insert(
-        "charged_usd".into(),
-        settled.map_or(Value::Null, |s| json!(s.charged.as_dollars())),
-    );
-    body.insert(
-        "refunded_usd".into(),
-        settled.map_or(Value::Null, |s| json!(s.refunded.as_dollars())),
-    );
+#[derive(Serialize)]
+pub struct AttemptView<'a> {
+    pub backend: &'a str,
+    pub duration_ms: u64,
+    pub error: Option<&'a str>,
+}
+
+impl<'a> From<&'a Attempt> for AttemptView<'a> {
+    fn from(a: &'a Attempt) -> Self {
+        AttemptView {
+            backend: &a.backend,
+            duration_ms: a.duration_ms,
+            error: a.error.as_deref(),
+        }
+    }
+}
+
+/// `GET /status/:id`. With `full`, output or error, backend, attempts and
+/// charges; otherwise status, timing and a hint.
+#[derive(Serialize)]
+pub struct StatusView<'a> {
+    pub id: &'a JobId,
+    pub status: &'static str,
+    pub service: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_time_seconds: Option<f64>,
+    pub created_at_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<u64>,
+    pub estimated_cost_usd: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<&'static str>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub full: Option<FullStatus<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct FullStatus<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    /// Present (maybe `null`) once a terminal job has no error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Option<&'a RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<&'a str>,
+    pub attempts: Vec<AttemptView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recoveries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<&'a str>,
+    #[serde(flatten)]
+    pub settlement: SettlementView,
+}
+
+/// What a billed job cost once settled; `null` before (or when nobody pays).
+#[derive(Serialize)]
+pub struct SettlementView {
+    pub charged_usd: Option<f64>,
+    pub refunded_usd: Option<f64>,
+}
+
+impl SettlementView {
+    fn of(record: &JobRecord) -> Self {
+        let settled = record.billing.as_ref().and_then(|b| b.settled);
+        SettlementView {
+            charged_usd: settled.map(|s| s.charged.as_dollars()),
+            refunded_usd: settled.map(|s| s.refunded.as_dollars()),
+        }
+    }
+}
+
+impl<'a> StatusView<'a> {
+    pub fn of(record: &'a JobRecord, full: bool) -> Self {
+        StatusView {
+            id: &record.id,
+            status: record.status.as_str(),
+            service: &record.service,
+            execution_time_seconds: record.execution_seconds(),
+            created_at_ms: record.created_ms,
+            started_at_ms: record.started_ms,
+            finished_at_ms: record.finished_ms,
+            estimated_cost_usd: record.estimated_cost.as_dollars(),
+            hint: (!full).then_some("Pass the API key that created this job to see its output."),
+            full: full.then(|| FullStatus::of(record)),
+        }
+    }
+}
+
+impl<'a> FullStatus<'a> {
+    fn of(record: &'a JobRecord) -> Self {
+        let terminal = record.status.is_terminal();
+        FullStatus {
+            model: record.model.as_deref(),
+            error: record.error.as_deref().filter(|_| terminal),
+            output: (terminal && record.error.is_none()).then(|| output(record)),
+            backend: record.backend.as_deref(),
+            attempts: record.attempts.iter().map(AttemptView::from).collect(),
+            recoveries: (record.recoveries > 0).then_some(record.recoveries),
+            webhook_url: record.webhook_url.as_deref(),
+            settlement: SettlementView::of(record),
+        }
+    }
 }
 
 /// One row of `GET /account/jobs`.
-pub fn history_item(record: &JobRecord) -> Value {
-    let mut body = Map::new();
-    body.insert("job_id".into(), json!(record.id));
-    body.insert("service".into(), json!(record.service));
-    if let Some(model) = &record.model {
-        body.insert("model".into(), json!(model));
-    }
-    body.insert("status".into(), json!(record.status.as_str()));
-    body.insert("created_at_ms".into(), json!(record.created_ms));
-    body.insert(
-        "estimated_cost_usd".into(),
-        json!(record.estimated_cost.as_dollars()),
-    );
-    insert_settlement(&mut body, record);
-    body.insert(
-        "execution_time_seconds".into(),
-        record.execution_seconds().map_or(Value::Null, |s| json!(s)),
-    );
-    if let Some(error) = &record.error {
-        body.insert("error".into(), json!(error));
-    }
-    Value::Object(body)
+#[derive(Serialize)]
+pub struct HistoryItem<'a> {
+    pub job_id: &'a JobId,
+    pub service: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'a str>,
+    pub status: &'static str,
+    pub created_at_ms: u64,
+    pub estimated_cost_usd: f64,
+    #[serde(flatten)]
+    pub settlement: SettlementView,
+    pub execution_time_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
 }
 
-/// `POST /inference` answer: inline output when done, else where to poll.
-pub fn inference(record: &JobRecord) -> Value {
-    let mut body = json!({
-        "job_id": record.id,
-        "status": record.status.as_str(),
-        "status_url": status_url(&record.id),
-        "estimated_cost_usd": record.estimated_cost.as_dollars(),
-    });
-    if record.status.is_terminal() && record.error.is_none() {
-        body["output"] = output(record);
+impl<'a> HistoryItem<'a> {
+    pub fn of(record: &'a JobRecord) -> Self {
+        HistoryItem {
+            job_id: &record.id,
+            service: &record.service,
+            model: record.model.as_deref(),
+            status: record.status.as_str(),
+            created_at_ms: record.created_ms,
+            estimated_cost_usd: record.estimated_cost.as_dollars(),
+            settlement: SettlementView::of(record),
+            execution_time_seconds: record.execution_seconds(),
+            error: record.error.as_deref(),
+        }
     }
-    if let Some(seconds) = record.execution_seconds() {
-        body["execution_time_seconds"] = json!(seconds);
+}
+
+/// `GET /account/jobs`: a page of history and how to get the next.
+#[derive(Serialize)]
+pub struct HistoryPageView<'a> {
+    pub jobs: Vec<HistoryItem<'a>>,
+    pub limit: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    pub count: usize,
+    /// Pass as `cursor` for the next page; `null` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /inference`: inline output when done, else where to poll.
+#[derive(Serialize)]
+pub struct InferenceView<'a> {
+    pub job_id: &'a JobId,
+    pub status: &'static str,
+    pub status_url: String,
+    pub estimated_cost_usd: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Option<&'a RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_time_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<&'a str>,
+    /// For a failed job: why, and what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<&'static str>,
+}
+
+impl<'a> InferenceView<'a> {
+    pub fn of(record: &'a JobRecord) -> Self {
+        let failed = record.status == gpubridge_protocol::JobStatus::Failed;
+        InferenceView {
+            job_id: &record.id,
+            status: record.status.as_str(),
+            status_url: status_url(&record.id),
+            estimated_cost_usd: record.estimated_cost.as_dollars(),
+            output: (record.status.is_terminal() && record.error.is_none()).then(|| output(record)),
+            execution_time_seconds: record.execution_seconds(),
+            model: record.model.as_deref(),
+            backend: record.backend.as_deref(),
+            error: failed.then(|| record.error.as_deref().unwrap_or("the job failed")),
+            hint: failed.then_some(
+                "Every candidate backend failed; details are in error. Retry, or pick another model from GET /catalog.",
+            ),
+        }
     }
-    if let Some(model) = &record.model {
-        body["model"] = json!(model);
+}
+
+#[derive(Serialize)]
+pub struct DiscountView {
+    pub tier: String,
+    pub discount_percent: f64,
+}
+
+/// An account in the shape of `GET /account/balance`, plus what explains it.
+#[derive(Serialize)]
+pub struct AccountBody {
+    pub balance: f64,
+    pub email: String,
+    pub daily_spend: f64,
+    pub daily_limit: f64,
+    pub volume_discount: DiscountView,
+    pub trailing_30d_spend: f64,
+    pub open_reservations: f64,
+    pub credits: f64,
+    pub charges: f64,
+    pub account_id: String,
+    pub created_at_ms: u64,
+}
+
+impl From<AccountView> for AccountBody {
+    fn from(view: AccountView) -> Self {
+        AccountBody {
+            balance: view.balance.as_dollars(),
+            email: view.email,
+            daily_spend: view.daily_spend.as_dollars(),
+            daily_limit: view.daily_limit.as_dollars(),
+            volume_discount: DiscountView {
+                tier: view.tier,
+                discount_percent: f64::from(view.discount_bps) / 100.0,
+            },
+            trailing_30d_spend: view.trailing_30d_spend.as_dollars(),
+            open_reservations: view.open_reservations.as_dollars(),
+            credits: view.credits.as_dollars(),
+            charges: view.charges.as_dollars(),
+            account_id: view.id.to_string(),
+            created_at_ms: view.created_ms,
+        }
     }
-    if let Some(backend) = &record.backend {
-        body["backend"] = json!(backend);
-    }
-    body
+}
+
+/// `POST /account/register` → 201: the account and its key, shown once.
+#[derive(Serialize)]
+pub struct Registered {
+    #[serde(flatten)]
+    pub account: AccountBody,
+    pub api_key: String,
+    pub message: &'static str,
+}
+
+/// `POST /account/regenerate-key`.
+#[derive(Serialize)]
+pub struct KeyRotated {
+    pub api_key: String,
+    pub account_id: String,
+    pub message: &'static str,
+}
+
+/// A fixed acknowledgement (`POST /account/recover`, drains).
+#[derive(Serialize)]
+pub struct Acknowledged<'a> {
+    pub status: &'a str,
+    pub message: &'a str,
 }

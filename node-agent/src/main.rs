@@ -5,6 +5,9 @@ use clap::Parser;
 use gpubridge_node_agent::{init_logging, Agent, AgentConfig, Telemetry};
 use std::path::PathBuf;
 
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gpubridge-agent",

@@ -4,12 +4,13 @@
 
 use gpubridge_protocol::node::ALPN;
 use gpubridge_protocol::token::to_hex;
+use parking_lot::Mutex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +41,7 @@ impl PinnedCertificate {
 
     /// Why the last handshake was refused, if it was for the certificate.
     pub fn mismatch(&self) -> Option<String> {
-        self.mismatch.lock().ok().and_then(|m| m.clone())
+        self.mismatch.lock().clone()
     }
 }
 
@@ -62,9 +63,7 @@ impl ServerCertVerifier for PinnedCertificate {
             to_hex(digest.as_ref()),
             to_hex(&self.fingerprint)
         );
-        if let Ok(mut slot) = self.mismatch.lock() {
-            *slot = Some(why.clone());
-        }
+        *self.mismatch.lock() = Some(why.clone());
         Err(rustls::Error::General(why))
     }
 

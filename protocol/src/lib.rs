@@ -4,6 +4,7 @@
 //! fetcher (feature `media`); `stream` reads and writes frames on whatever byte
 //! stream it is given.
 
+mod ids;
 mod job;
 #[cfg(feature = "media")]
 pub mod media;
@@ -15,6 +16,7 @@ pub mod stream;
 pub mod token;
 pub mod wire;
 
+pub use ids::{AccountId, BadAccountId, JobId};
 pub use job::{JobStatus, UnknownStatus};
 pub use money::{Micros, MoneyError};
 pub use priority::{Priority, UnknownPriority};

@@ -1,24 +1,67 @@
-//! Backends: one per provider × model, each with its own bounded queue, in-flight
-//! slots, circuit breaker and learned latency. Routes bind a backend to a service.
+//! Backends: one per provider × model (and per GPU tier × service for node
+//! fleets), each with its executor, a bounded queue, in-flight slots, a circuit
+//! breaker and learned latency. Routes bind a backend to a service.
 
 use crate::breaker::Breaker;
 use crate::catalog::{BackendSpec, Catalog, Operation, ServiceSpec};
-use crate::config::{BackendLimits, SchedulerConfig};
+use crate::config::{BackendLimits, BreakerConfig, SchedulerConfig};
 use crate::estimate::Ewma;
+use crate::executor::Executor;
 use crate::provider::Provider;
 use gpubridge_protocol::node::GpuTier;
 use gpubridge_protocol::Micros;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+/// Which backend: a hosted provider's model, or one GPU tier's agents for one service.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackendId {
+    Hosted { provider: Provider, model: String },
+    Fleet { tier: GpuTier, service: String },
+}
+
+impl BackendId {
+    /// The provider as clients see it: a hosted provider's name, or `node`.
+    pub fn provider_name(&self) -> &'static str {
+        match self {
+            BackendId::Hosted { provider, .. } => provider.name(),
+            BackendId::Fleet { .. } => "node",
+        }
+    }
+
+    /// The provider's model id, or the fleet's tier.
+    pub fn model(&self) -> &str {
+        match self {
+            BackendId::Hosted { model, .. } => model,
+            BackendId::Fleet { tier, .. } => tier.name(),
+        }
+    }
+
+    pub fn is_fleet(&self) -> bool {
+        matches!(self, BackendId::Fleet { .. })
+    }
+}
+
+/// `provider:model` or `node:tier:service`: stable across restarts, so learned
+/// estimates are persisted under it, and what metrics and job histories show.
+impl fmt::Display for BackendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendId::Hosted { provider, model } => write!(f, "{provider}:{model}"),
+            BackendId::Fleet { tier, service } => write!(f, "node:{}:{service}", tier.name()),
+        }
+    }
+}
+
 pub struct Backend {
-    /// `provider:model`, stable across restarts: estimates are persisted under it.
-    pub id: String,
-    pub provider: Provider,
-    pub model: String,
+    pub id: BackendId,
+    /// `id` as text, made once: labels and histories use it on the hot path.
+    pub label: String,
+    pub executor: Arc<dyn Executor>,
     pub cost_per_second: Micros,
     /// Configured (hosted), or served by at least one agent (fleets).
     live: AtomicBool,
@@ -57,33 +100,23 @@ impl Drop for InFlight<'_> {
 }
 
 impl Backend {
-    fn new(provider: Provider, spec_model: &str, cost: u64, cfg: &SchedulerConfig) -> Backend {
-        Backend::with_id(
-            format!("{provider}:{spec_model}"),
-            provider,
-            spec_model,
-            cost,
-            cfg,
-        )
-    }
-
-    fn with_id(
-        id: String,
-        provider: Provider,
-        spec_model: &str,
+    pub fn new(
+        id: BackendId,
+        executor: Arc<dyn Executor>,
         cost: u64,
-        cfg: &SchedulerConfig,
+        live: bool,
+        limits: BackendLimits,
+        breaker: &BreakerConfig,
     ) -> Backend {
-        let limits = cfg.limits(provider);
         Backend {
+            label: id.to_string(),
             id,
-            provider,
-            model: spec_model.to_string(),
+            executor,
             cost_per_second: Micros(cost),
-            live: AtomicBool::new(cfg.is_live(provider)),
+            live: AtomicBool::new(live),
             capacity: AtomicU32::new(limits.max_in_flight),
             limits,
-            breaker: Breaker::new(cfg.breaker.failure_threshold, cfg.breaker.open_seconds),
+            breaker: Breaker::new(breaker.failure_threshold, breaker.open_seconds),
             latency_ms: Ewma::default(),
             slots: Semaphore::new(limits.max_in_flight as usize),
             waiting: AtomicU32::new(0),
@@ -183,13 +216,38 @@ pub struct BackendSet {
 /// Routes per service or model are tracked in a 64-bit "tried" mask by the router.
 pub const MAX_ROUTES: usize = 64;
 
+/// Where backends get their executors: hosted providers by provider, fleets by tier and service.
+pub struct ExecutorSource<'a> {
+    pub hosted: &'a mut dyn FnMut(Provider) -> Arc<dyn Executor>,
+    pub fleet: &'a mut dyn FnMut(GpuTier, &str) -> Arc<dyn Executor>,
+}
+
 impl BackendSet {
-    pub fn build(catalog: &Catalog, cfg: &SchedulerConfig) -> BackendSet {
-        let mut backends: HashMap<String, Arc<Backend>> = HashMap::new();
-        let mut backend_for = |provider: Provider, model: &str, cost: u64| -> Arc<Backend> {
-            backends
-                .entry(format!("{provider}:{model}"))
-                .or_insert_with(|| Arc::new(Backend::new(provider, model, cost, cfg)))
+    pub fn build(
+        catalog: &Catalog,
+        cfg: &SchedulerConfig,
+        source: ExecutorSource<'_>,
+    ) -> BackendSet {
+        let ExecutorSource { hosted, fleet } = source;
+        let mut shared: HashMap<BackendId, Arc<Backend>> = HashMap::new();
+        let mut hosted_backend = |provider: Provider, model: &str, cost: u64| -> Arc<Backend> {
+            let id = BackendId::Hosted {
+                provider,
+                model: model.to_string(),
+            };
+            shared
+                .entry(id.clone())
+                .or_insert_with(|| {
+                    let (live, limits) = (cfg.is_live(provider), cfg.limits(provider));
+                    Arc::new(Backend::new(
+                        id,
+                        hosted(provider),
+                        cost,
+                        live,
+                        limits,
+                        &cfg.breaker,
+                    ))
+                })
                 .clone()
         };
         let mut by_service = HashMap::new();
@@ -199,29 +257,29 @@ impl BackendSet {
             let fleet_routes: Vec<Route> = GpuTier::ALL
                 .into_iter()
                 .map(|tier| {
+                    let id = BackendId::Fleet {
+                        tier,
+                        service: service.key.clone(),
+                    };
                     let cost = cfg.nodes.cost_per_second_micros.of(tier);
-                    let backend = Arc::new(Backend::with_id(
-                        crate::nodes::fleet_backend_id(tier, &service.key),
-                        Provider::Node,
-                        tier.name(),
+                    let executor = fleet(tier, &service.key);
+                    let backend = Arc::new(Backend::new(
+                        id,
+                        executor,
                         cost,
-                        cfg,
+                        false,
+                        cfg.fleet_limits(),
+                        &cfg.breaker,
                     ));
                     fleets.push(backend.clone());
-                    let spec = BackendSpec {
-                        provider: Provider::Node,
-                        model: tier.name().to_string(),
-                        cost_per_second_micros: cost,
-                        input_map: HashMap::new(),
-                        defaults: Map::new(),
-                    };
-                    route(service, &spec, backend)
+                    route(service, backend, tier.name(), None)
                 })
                 .collect();
             let mut routes = Vec::new();
             for spec in &service.backends {
-                let backend = backend_for(spec.provider, &spec.model, spec.cost_per_second_micros);
-                routes.push(route(service, spec, backend));
+                let backend =
+                    hosted_backend(spec.provider, &spec.model, spec.cost_per_second_micros);
+                routes.push(route(service, backend, &spec.model, Some(spec)));
             }
             routes.extend(fleet_routes.iter().cloned());
             routes.truncate(MAX_ROUTES);
@@ -233,15 +291,9 @@ impl BackendSet {
                         .providers
                         .iter()
                         .map(|(&provider, pm)| {
-                            let backend = backend_for(provider, &pm.id, pm.cost_per_second_micros);
-                            let spec = BackendSpec {
-                                provider,
-                                model: pm.id.clone(),
-                                cost_per_second_micros: pm.cost_per_second_micros,
-                                input_map: HashMap::new(),
-                                defaults: Map::new(),
-                            };
-                            route(service, &spec, backend)
+                            let backend =
+                                hosted_backend(provider, &pm.id, pm.cost_per_second_micros);
+                            route(service, backend, &pm.id, None)
                         })
                         .collect();
                     // HashMap order is random; keep route order stable for ties.
@@ -252,8 +304,8 @@ impl BackendSet {
                 }
             }
         }
-        let mut backends: Vec<Arc<Backend>> = backends.into_values().chain(fleets).collect();
-        backends.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut backends: Vec<Arc<Backend>> = shared.into_values().chain(fleets).collect();
+        backends.sort_by(|a, b| a.label.cmp(&b.label));
         BackendSet {
             backends,
             by_service,
@@ -273,13 +325,16 @@ impl BackendSet {
         }
     }
 
-    /// Providers that could serve a service if they were configured.
+    /// Hosted providers that could serve a service if they were configured.
     pub fn providers_for(&self, service: &str, model: Option<&str>) -> Vec<Provider> {
         let mut providers: Vec<Provider> = self
             .routes(service, model)
             .unwrap_or_default()
             .iter()
-            .map(|r| r.backend.provider)
+            .filter_map(|r| match &r.backend.id {
+                BackendId::Hosted { provider, .. } => Some(*provider),
+                BackendId::Fleet { .. } => None,
+            })
             .collect();
         providers.sort();
         providers.dedup();
@@ -287,16 +342,39 @@ impl BackendSet {
     }
 }
 
-fn route(service: &ServiceSpec, spec: &BackendSpec, backend: Arc<Backend>) -> Route {
+/// How `service` uses `backend`: the provider's model id, and the catalog's
+/// input renames and defaults for this backend, if it has any.
+fn route(
+    service: &ServiceSpec,
+    backend: Arc<Backend>,
+    model: &str,
+    spec: Option<&BackendSpec>,
+) -> Route {
     Route {
         backend,
         binding: Arc::new(Binding {
             service: service.key.clone(),
             operation: service.operation,
-            provider_model: spec.model.clone(),
-            input_map: spec.input_map.clone(),
-            defaults: spec.defaults.clone(),
+            provider_model: model.to_string(),
+            input_map: spec.map(|s| s.input_map.clone()).unwrap_or_default(),
+            defaults: spec.map(|s| s.defaults.clone()).unwrap_or_default(),
         }),
+    }
+}
+
+/// Backends whose executors never run (routing tests).
+#[cfg(test)]
+impl BackendSet {
+    pub(crate) fn for_tests(catalog: &Catalog, cfg: &SchedulerConfig) -> BackendSet {
+        let idle = || -> Arc<dyn Executor> { Arc::new(crate::providers::Idle) };
+        BackendSet::build(
+            catalog,
+            cfg,
+            ExecutorSource {
+                hosted: &mut |_| idle(),
+                fleet: &mut |_, _| idle(),
+            },
+        )
     }
 }
 
@@ -307,7 +385,7 @@ mod tests {
     #[test]
     fn builtin_catalog_builds_shared_backends() {
         let catalog = Catalog::builtin().unwrap();
-        let set = BackendSet::build(&catalog, &SchedulerConfig::default());
+        let set = BackendSet::for_tests(&catalog, &SchedulerConfig::default());
         let llm = set
             .routes("llm-4090", Some("meta-llama/Llama-3.3-70B-Instruct"))
             .unwrap();
@@ -320,7 +398,7 @@ mod tests {
         assert!(echo[0].backend.is_live(), "echo is live by default");
         assert!(
             echo.iter()
-                .any(|r| r.backend.id == "node:rtx4090:echo" && !r.backend.is_live()),
+                .any(|r| r.backend.label == "node:rtx4090:echo" && !r.backend.is_live()),
             "every service has agent fleets, dead until an agent joins"
         );
         // Each service has at least one route.
@@ -345,7 +423,19 @@ mod tests {
                 ..Default::default()
             },
         );
-        let backend = Backend::new(Provider::Groq, "m", 1, &cfg);
+        let id = BackendId::Hosted {
+            provider: Provider::Groq,
+            model: "m".into(),
+        };
+        let limits = cfg.limits(Provider::Groq);
+        let backend = Backend::new(
+            id,
+            Arc::new(crate::providers::Idle),
+            1,
+            true,
+            limits,
+            &cfg.breaker,
+        );
         let a = backend.enter_queue().unwrap();
         let b = backend.enter_queue().unwrap();
         assert!(backend.enter_queue().is_none(), "queue of 2 is full");

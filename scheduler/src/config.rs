@@ -11,13 +11,15 @@ use std::path::PathBuf;
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerConfig {
     pub data_dir: PathBuf,
-    /// fsync the RocksDB WAL on every job write: survives power loss, not only a
-    /// process crash, at the cost of a disk flush per write.
+    /// fsync before a job or a payment is acknowledged, so they survive power
+    /// loss and not only a crash. Writes arriving together share one fsync.
     pub sync_writes: bool,
     /// Jobs accepted but not finished, across all services; beyond it `/run` answers 503.
     pub max_live_jobs: usize,
     /// How long a finished job stays in memory for fast `/status` reads (it stays in RocksDB).
     pub finished_job_cache_seconds: u64,
+    /// Most finished jobs kept in memory at once; the oldest leave first.
+    pub finished_job_cache_entries: usize,
     /// How often learned latency and duration estimates are written to RocksDB.
     pub estimates_flush_seconds: u64,
     /// Weight of the newest observation in latency and duration averages (0..1].
@@ -83,9 +85,10 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             data_dir: PathBuf::from("./data"),
-            sync_writes: false,
+            sync_writes: true,
             max_live_jobs: 100_000,
-            finished_job_cache_seconds: 60,
+            finished_job_cache_seconds: 10,
+            finished_job_cache_entries: 50_000,
             estimates_flush_seconds: 5,
             ewma_alpha: 0.2,
             breaker: BreakerConfig::default(),
@@ -106,11 +109,17 @@ impl SchedulerConfig {
     }
 
     pub fn limits(&self, provider: Provider) -> BackendLimits {
-        let cfg = self.providers.get(&provider);
+        self.limits_of(self.providers.get(&provider), provider == Provider::Local)
+    }
+
+    /// Limits of node fleets: they queue in their own way (agents' slots).
+    pub fn fleet_limits(&self) -> BackendLimits {
+        self.limits_of(None, true)
+    }
+
+    fn limits_of(&self, cfg: Option<&ProviderConfig>, local: bool) -> BackendLimits {
         let pick =
             |f: fn(&ProviderConfig) -> Option<u32>, default| cfg.and_then(f).unwrap_or(default);
-        // In-process and agent fleets queue in their own way: no HTTP-style cap.
-        let local = matches!(provider, Provider::Local | Provider::Node);
         BackendLimits {
             max_in_flight: pick(|c| c.max_in_flight, if local { 4096 } else { 64 }).max(1),
             queue_limit: pick(|c| c.queue_limit, if local { 100_000 } else { 1024 }),
@@ -131,13 +140,10 @@ impl SchedulerConfig {
             .to_string()
     }
 
-    /// A hosted provider is live only with a credential; `local` unless turned
-    /// off; agent fleets only while agents serve them (the node pool says).
+    /// A hosted provider is live only with a credential; `local` unless turned off.
     pub fn is_live(&self, provider: Provider) -> bool {
-        match provider {
-            Provider::Local => return self.builtin_echo,
-            Provider::Node => return false,
-            _ => {}
+        if provider == Provider::Local {
+            return self.builtin_echo;
         }
         self.providers
             .get(&provider)

@@ -1,15 +1,15 @@
-//! The seam through which billing sees jobs finish: whatever a hook adds to the
-//! batch is written atomically with the job's terminal state.
+//! The settlement seam through which billing sees jobs finish: whatever a hook
+//! adds to the write set is committed atomically with the job's terminal state.
 
 use crate::job::JobRecord;
-use crate::store::Batch;
+use gpubridge_store::WriteSet;
 
 pub trait JobHooks: Send + Sync + 'static {
     /// Called once per job as it reaches `completed` or `failed`, before it is
-    /// persisted: may record the settlement on the job and add writes to the batch.
-    fn on_terminal(&self, job: &mut JobRecord, batch: &mut Batch);
+    /// persisted: may record the settlement on the job and add writes.
+    fn on_terminal(&self, job: &mut JobRecord, writes: &mut WriteSet);
 
-    /// Called after that write reached the store.
+    /// Called after that write is durable.
     fn after_persist(&self, _job: &JobRecord) {}
 }
 
@@ -17,5 +17,5 @@ pub trait JobHooks: Send + Sync + 'static {
 pub struct NoHooks;
 
 impl JobHooks for NoHooks {
-    fn on_terminal(&self, _job: &mut JobRecord, _batch: &mut Batch) {}
+    fn on_terminal(&self, _job: &mut JobRecord, _writes: &mut WriteSet) {}
 }

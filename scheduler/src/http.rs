@@ -1,6 +1,6 @@
 //! The pooled HTTP(S) client used to call hosted providers.
 
-use crate::adapters::AttemptError;
+use crate::executor::AttemptError;
 use bytes::Bytes;
 use gpubridge_protocol::media::{error_chain, https_connector};
 use http_body_util::{BodyExt, Full, Limited};

@@ -1,8 +1,8 @@
 //! The job record: what was asked, where it ran, what came back, what it cost.
-//! Stored with bincode; input and output are kept as JSON text inside it.
+//! A versioned [`Record`]; input and output are kept as JSON text inside it.
 
-use crate::accounts::AccountId;
-use gpubridge_protocol::{JobStatus, Micros, Priority};
+use gpubridge_protocol::{AccountId, JobId, JobStatus, Micros, Priority};
+use gpubridge_store::Record;
 use serde::{Deserialize, Serialize};
 
 /// How a job is paid for from an account's credits: the reservation made when it
@@ -47,7 +47,7 @@ pub struct Attempt {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
-    pub id: String,
+    pub id: JobId,
     pub service: String,
     pub model: Option<String>,
     pub priority: Priority,
@@ -71,29 +71,37 @@ pub struct JobRecord {
     pub execution_us: Option<u64>,
     pub webhook_url: Option<String>,
     /// Who may read the full output; `None` for jobs open to any holder of the id.
-    pub owner: Option<String>,
+    /// Stored as its `acct_…` text, the layout of the first release.
+    #[serde(with = "owner_text")]
+    pub owner: Option<AccountId>,
     /// Times the daemon restarted while this job was unfinished.
     pub recoveries: u32,
     /// Credits reserved for it; `None` when nobody pays (free access, x402).
     pub billing: Option<JobBilling>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("job record does not decode: {0}")]
-pub struct DecodeError(String);
+/// `Option<AccountId>` stored as `Option<String>`.
+mod owner_text {
+    use gpubridge_protocol::AccountId;
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(owner: &Option<AccountId>, s: S) -> Result<S::Ok, S::Error> {
+        owner.map(|id| id.to_string()).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<AccountId>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| text.parse().map_err(D::Error::custom))
+            .transpose()
+    }
+}
+
+impl Record for JobRecord {
+    const KIND: &'static str = "job";
+    const VERSION: u8 = 1;
+}
 
 impl JobRecord {
-    pub fn encode(&self) -> Vec<u8> {
-        // Serialising plain owned data into a Vec cannot fail.
-        bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<JobRecord, DecodeError> {
-        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-            .map(|(record, _)| record)
-            .map_err(|e| DecodeError(e.to_string()))
-    }
-
     pub fn execution_seconds(&self) -> Option<f64> {
         self.execution_us.map(|us| us as f64 / 1e6)
     }
@@ -106,10 +114,11 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-#[cfg(test)]
-pub(crate) fn sample(id: &str) -> JobRecord {
+/// A pending `echo` job (tests).
+#[cfg(any(test, feature = "test-support"))]
+pub fn sample(id: &str) -> JobRecord {
     JobRecord {
-        id: id.to_string(),
+        id: JobId::parse(id).unwrap_or_else(JobId::random),
         service: "echo".into(),
         model: None,
         priority: Priority::Fast,
@@ -138,8 +147,10 @@ pub(crate) fn sample(id: &str) -> JobRecord {
 mod tests {
     use super::*;
 
+    use gpubridge_store::{decode, encode};
+
     #[test]
-    fn round_trips_through_bincode() {
+    fn round_trips_as_a_versioned_record() {
         let mut record = sample("j1");
         record.attempts.push(Attempt {
             backend: "groq:m".into(),
@@ -148,7 +159,8 @@ mod tests {
             error: Some("HTTP 500".into()),
         });
         record.output = Some(r#"{"text":"hi"}"#.into());
-        assert_eq!(JobRecord::decode(&record.encode()).unwrap(), record);
-        assert!(JobRecord::decode(b"\xff\xff").is_err());
+        record.owner = Some(AccountId([3; 16]));
+        assert_eq!(decode::<JobRecord>(&encode(&record)).unwrap(), record);
+        assert!(decode::<JobRecord>(b"\x01\xff\xff").is_err());
     }
 }

@@ -1,37 +1,51 @@
-//! The GPU-Bridge scheduler: the service catalog and its prices, backends with
-//! bounded queues and circuit breakers, fast/cheap routing with failover, provider
-//! adapters, node-agent fleets over QUIC, and jobs persisted in RocksDB.
+//! The GPU-Bridge job core: the service catalog and its prices, backends with
+//! bounded queues and circuit breakers, fast/cheap routing with failover, the
+//! executors that run jobs, node-agent fleets over QUIC, and jobs kept in the
+//! store. Money is billing's (`gpubridge-billing`), reached through [`JobHooks`].
+//!
+//! Where to add what:
+//! - a hosted provider: one file in `providers/` implementing [`Executor`], its
+//!   `Provider` variant in `provider.rs`, and its line in `providers::executor_for`;
+//! - a service or model: `catalog.json` (or a catalog file named in the config);
+//! - a new way to run jobs on operators' machines: an [`Executor`] like `nodes::fleet`;
+//! - a front door: call [`Scheduler::prepare`] then [`Scheduler::admit`] (the
+//!   gateway's intake does both for every route).
 
-pub mod accounts;
-pub mod adapters;
 mod backend;
 mod breaker;
 mod catalog;
 mod config;
 mod estimate;
 mod estimates;
+mod executor;
 mod hooks;
 mod http;
 mod job;
+pub mod jobs;
+mod live;
 mod metrics;
 pub mod nodes;
 mod provider;
+mod providers;
 mod recovery;
 mod router;
 mod runner;
 mod scheduler;
-mod store;
 
-pub use backend::{Backend, BackendSet, Route};
+pub use backend::{Backend, BackendId, BackendSet, Binding, Route};
 pub use breaker::CircuitState;
 pub use catalog::{
     Catalog, CatalogError, InputProblem, ModelKind, ModelSpec, Operation, ServiceSpec,
     DEFAULT_CATALOG_JSON,
 };
 pub use config::{BreakerConfig, ProviderConfig, SchedulerConfig};
+pub use executor::{AttemptError, Call, Executed, Executor};
 pub use gpubridge_protocol::media::{is_private, MediaError, MediaFetcher};
 pub use hooks::{JobHooks, NoHooks};
+#[cfg(any(test, feature = "test-support"))]
+pub use job::sample;
 pub use job::{now_ms, Attempt, JobBilling, JobRecord, Origin, Settlement};
 pub use provider::Provider;
-pub use scheduler::{Estimate, JobRequest, PreparedJob, Scheduler, StartError, SubmitError};
-pub use store::{Batch, Store, StoreError};
+pub use scheduler::{
+    Estimate, JobRequest, PendingJob, PreparedJob, Scheduler, StartError, SubmitError,
+};

@@ -1,7 +1,7 @@
 //! Scheduler metrics. Per-backend and per-service handles are resolved once at
 //! start so the hot path only touches atomics, never the label maps' locks.
 
-use crate::backend::BackendSet;
+use crate::backend::{BackendId, BackendSet};
 use crate::catalog::Catalog;
 use gpubridge_protocol::JobStatus;
 use prometheus::{
@@ -22,7 +22,7 @@ pub struct ServiceMetrics {
 }
 
 pub struct SchedulerMetrics {
-    backends: HashMap<String, BackendMetrics>,
+    backends: HashMap<BackendId, BackendMetrics>,
     services: HashMap<String, ServiceMetrics>,
     pub pending: IntGauge,
     pub running: IntGauge,
@@ -112,8 +112,8 @@ impl SchedulerMetrics {
             .iter()
             .map(|b| {
                 let metrics = BackendMetrics {
-                    success_seconds: attempts.with_label_values(&[b.id.as_str(), "success"]),
-                    failure_seconds: attempts.with_label_values(&[b.id.as_str(), "failure"]),
+                    success_seconds: attempts.with_label_values(&[b.label.as_str(), "success"]),
+                    failure_seconds: attempts.with_label_values(&[b.label.as_str(), "failure"]),
                 };
                 (b.id.clone(), metrics)
             })
@@ -144,7 +144,7 @@ impl SchedulerMetrics {
         })
     }
 
-    pub fn backend(&self, id: &str) -> Option<&BackendMetrics> {
+    pub fn backend(&self, id: &BackendId) -> Option<&BackendMetrics> {
         self.backends.get(id)
     }
 
@@ -155,7 +155,7 @@ impl SchedulerMetrics {
     /// Refreshes the gauges that are read off the backends; called at scrape time only.
     pub fn refresh(&self, backends: &BackendSet) {
         for backend in backends.all().iter().filter(|b| b.is_live()) {
-            let id = [backend.id.as_str()];
+            let id = [backend.label.as_str()];
             self.circuit_state
                 .with_label_values(&id)
                 .set(backend.breaker.state().gauge());

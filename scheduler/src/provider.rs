@@ -1,4 +1,5 @@
-//! The hosted providers GPU-Bridge can route to, and where their settings come from.
+//! The hosted providers GPU-Bridge can route to (and the built-in echo), and
+//! where their settings come from. Operators' own GPUs are node fleets, not providers.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -14,8 +15,6 @@ pub enum Provider {
     Jina,
     /// Built into the daemon (the `echo` service); always live, needs no key.
     Local,
-    /// Operators' own GPU hosts running `gpubridge-agent`: live while agents are.
-    Node,
 }
 
 impl Provider {
@@ -37,7 +36,6 @@ impl Provider {
             Provider::Replicate => "replicate",
             Provider::Jina => "jina",
             Provider::Local => "local",
-            Provider::Node => "node",
         }
     }
 
@@ -51,7 +49,6 @@ impl Provider {
             Provider::Replicate => "https://api.replicate.com/v1",
             Provider::Jina => "https://api.jina.ai/v1",
             Provider::Local => "local:",
-            Provider::Node => "quic:",
         }
     }
 
@@ -64,14 +61,14 @@ impl Provider {
             Provider::Fireworks => Some("FIREWORKS_API_KEY"),
             Provider::Replicate => Some("REPLICATE_API_TOKEN"),
             Provider::Jina => Some("JINA_API_KEY"),
-            Provider::Local | Provider::Node => None,
+            Provider::Local => None,
         }
     }
 
     /// Environment variable that points the provider at another server.
     pub fn base_url_env(self) -> Option<String> {
         match self {
-            Provider::Local | Provider::Node => None,
+            Provider::Local => None,
             other => Some(format!(
                 "GPUBRIDGE_{}_BASE_URL",
                 other.name().to_uppercase()

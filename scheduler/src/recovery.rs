@@ -3,40 +3,43 @@
 
 use crate::job::{now_ms, JobRecord};
 use crate::scheduler::Inner;
-use crate::store::StoreError;
 use gpubridge_protocol::JobStatus;
+use gpubridge_store::{StoreError, WriteSet};
 use serde_json::Value;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub(crate) fn resume(inner: &Arc<Inner>) -> Result<(), StoreError> {
-    let ids = inner.store.unfinished_ids()?;
-    let (mut resumed, mut expired) = (0usize, 0usize);
-    for id in ids {
-        let Some(mut record) = inner.store.job(&id)? else {
-            inner.store.forget_unfinished(&id)?;
+pub(crate) async fn resume(inner: &Arc<Inner>) -> Result<(), StoreError> {
+    let ids = crate::jobs::unfinished(&inner.store).await?;
+    let keys = ids.iter().map(|id| id.as_bytes().to_vec()).collect();
+    let records = inner
+        .store
+        .get_many::<JobRecord>(crate::jobs::JOBS, keys)
+        .await?;
+    let (mut resumed, mut expired, mut stale) = (0usize, 0usize, WriteSet::new());
+    for (id, record) in ids.iter().zip(records) {
+        let Some(mut record) = record.filter(|r| !r.status.is_terminal()) else {
+            stale.delete(crate::jobs::UNFINISHED, id.as_bytes());
             continue;
         };
-        if record.status.is_terminal() {
-            inner.store.forget_unfinished(&id)?;
-            continue;
-        }
-        let input = serde_json::from_str::<Value>(&record.input);
-        match input {
+        match serde_json::from_str::<Value>(&record.input) {
             Ok(input) if now_ms() < record.deadline_ms => {
                 record.status = JobStatus::Pending;
                 record.started_ms = None;
                 record.recoveries += 1;
-                inner.live_count.fetch_add(1, Ordering::AcqRel);
+                // Resumed jobs are counted whatever the limit: they were accepted.
+                inner.live.try_count(usize::MAX);
                 inner.metrics.recovered.inc();
                 crate::runner::spawn(inner.clone(), record, input);
                 resumed += 1;
             }
             _ => {
-                fail(inner, &mut record);
+                fail(inner, &mut record).await;
                 expired += 1;
             }
         }
+    }
+    if !stale.is_empty() {
+        inner.store.commit(stale).await?;
     }
     if resumed + expired > 0 {
         tracing::info!(resumed, expired, "recovered unfinished jobs after restart");
@@ -44,12 +47,12 @@ pub(crate) fn resume(inner: &Arc<Inner>) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn fail(inner: &Inner, record: &mut JobRecord) {
+async fn fail(inner: &Inner, record: &mut JobRecord) {
     record.status = JobStatus::Failed;
     record.finished_ms = Some(now_ms());
     record.error = Some(
         "interrupted by a scheduler restart, and its deadline passed before it could be retried"
             .into(),
     );
-    crate::runner::persist_terminal(inner, record);
+    crate::runner::persist_terminal(inner, record).await;
 }

@@ -3,7 +3,6 @@
 //! expected time breaking ties. Allocation-free: one pass over the routes.
 
 use crate::backend::Route;
-use crate::provider::Provider;
 use gpubridge_protocol::Priority;
 
 /// Indices of routes already tried for a job.
@@ -51,9 +50,9 @@ pub fn exclusions(routes: &[Route], model: Option<&str>) -> Option<Tried> {
     };
     let mut any = false;
     for (index, route) in routes.iter().enumerate() {
-        if route.backend.model == model {
+        if route.backend.id.model() == model {
             any = true;
-        } else if route.backend.provider != Provider::Node {
+        } else if !route.backend.id.is_fleet() {
             // Agent fleets stay: the pool picks an agent that serves the model.
             excluded.insert(index);
         }
@@ -64,6 +63,7 @@ pub fn exclusions(routes: &[Route], model: Option<&str>) -> Option<Tried> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::BackendId;
     use crate::backend::BackendSet;
     use crate::catalog::Catalog;
     use crate::config::{ProviderConfig, SchedulerConfig};
@@ -80,10 +80,17 @@ mod tests {
                 },
             );
         }
-        BackendSet::build(&Catalog::builtin().unwrap(), &cfg)
+        BackendSet::for_tests(&Catalog::builtin().unwrap(), &cfg)
     }
 
     const MODEL: &str = "meta-llama/Llama-3.3-70B-Instruct";
+
+    fn provider(route: &Route) -> Option<Provider> {
+        match &route.backend.id {
+            BackendId::Hosted { provider, .. } => Some(*provider),
+            BackendId::Fleet { .. } => None,
+        }
+    }
 
     #[test]
     fn fast_follows_latency_and_cheap_follows_cost() {
@@ -91,24 +98,24 @@ mod tests {
         let routes = set.routes("llm-4090", Some(MODEL)).unwrap();
         for (i, route) in routes.iter().enumerate() {
             // Groq fastest, DeepInfra slowest.
-            let ms = match route.backend.provider {
-                Provider::Groq => 100.0,
-                Provider::DeepInfra => 900.0,
+            let ms = match provider(&routes[i]) {
+                Some(Provider::Groq) => 100.0,
+                Some(Provider::DeepInfra) => 900.0,
                 _ => 400.0,
             };
             route.backend.latency_ms.observe(ms + i as f64, 1.0);
         }
         let fast = pick(routes, Priority::Fast, Tried::default(), 1000.0).unwrap();
-        assert_eq!(routes[fast].backend.provider, Provider::Groq);
+        assert_eq!(provider(&routes[fast]), Some(Provider::Groq));
         // DeepInfra has the lowest price (300 µ$/s) however slow it is.
         let cheap = pick(routes, Priority::Cheap, Tried::default(), 1000.0).unwrap();
-        assert_eq!(routes[cheap].backend.provider, Provider::DeepInfra);
+        assert_eq!(provider(&routes[cheap]), Some(Provider::DeepInfra));
         let mut tried = Tried::default();
         tried.insert(cheap);
         let next = pick(routes, Priority::Cheap, tried, 1000.0).unwrap();
         assert_eq!(
-            routes[next].backend.provider,
-            Provider::Groq,
+            provider(&routes[next]),
+            Some(Provider::Groq),
             "600 µ$/s is next"
         );
     }

@@ -1,35 +1,81 @@
-//! Runs one job: pick a backend by priority, wait for a slot, call it, fail over
-//! to the next candidate on error, until success, no candidate, or the deadline.
-//! Then persist the terminal state (with billing's writes) and wake waiters.
+//! Runs one job: pick a backend by priority, admit the attempt through its
+//! breaker and queue, execute it, record it; on failure the next candidate,
+//! until success, no candidate, or the deadline. Then persist the terminal
+//! state with billing's writes, and wake whoever waits.
 
-use crate::adapters::{self, AttemptError, Call};
+use crate::backend::{Backend, InFlight, Route};
+use crate::breaker::Admission;
+use crate::executor::{AttemptError, Call, Executed};
 use crate::job::{now_ms, Attempt, JobRecord};
-use crate::nodes::NodeJob;
-use crate::provider::Provider;
+use crate::live::LiveJob;
 use crate::router::{self, Tried};
-use crate::scheduler::{Inner, LiveJob};
-use crate::store::Batch;
-use gpubridge_protocol::node::GpuTier;
-use gpubridge_protocol::JobStatus;
-use parking_lot::Mutex;
+use crate::scheduler::Inner;
+use gpubridge_protocol::{JobId, JobStatus, Priority};
+use gpubridge_store::WriteSet;
 use serde_json::Value;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
-/// Registers a persisted, unfinished job as live and starts running it.
-/// The caller has already counted it in `live_count`.
+/// Starts a persisted, counted job.
 pub(crate) fn spawn(inner: Arc<Inner>, record: JobRecord, input: Value) {
-    let id = record.id.clone();
-    let live = Arc::new(LiveJob {
-        record: Mutex::new(record),
-        input,
-        done: watch::channel(false).0,
-    });
-    inner.live.insert(id, live.clone());
+    let live = inner.live.insert(record);
     inner.metrics.pending.inc();
-    tokio::spawn(run(inner, live));
+    tokio::spawn(async move {
+        let outcome = attempt_all(&inner, &live, &input).await;
+        finish(&inner, &live, outcome).await;
+    });
+}
+
+/// What every attempt of one job shares.
+struct Plan<'a> {
+    id: JobId,
+    service: String,
+    model: Option<String>,
+    priority: Priority,
+    deadline_ms: u64,
+    routes: &'a [Route],
+    /// Routes it must not use (another model was asked for).
+    excluded: Tried,
+    default_ms: f64,
+    input: &'a Value,
+}
+
+impl<'a> Plan<'a> {
+    fn of(inner: &'a Inner, live: &LiveJob, input: &'a Value) -> Plan<'a> {
+        let r = live.record.lock();
+        let routes = inner
+            .backends
+            .routes(&r.service, r.model.as_deref())
+            .unwrap_or_default();
+        let excluded = match &r.model {
+            Some(_) => Tried::default(),
+            None => router::exclusions(routes, asked_model(input)).unwrap_or_default(),
+        };
+        Plan {
+            id: r.id.clone(),
+            service: r.service.clone(),
+            model: r.model.clone(),
+            priority: r.priority,
+            deadline_ms: r.deadline_ms,
+            routes,
+            excluded,
+            default_ms: inner
+                .catalog
+                .service(&r.service)
+                .map_or(1000.0, |s| s.default_seconds * 1000.0),
+            input,
+        }
+    }
+
+    /// The model for backends that choose workers by it: the resolved one, or
+    /// the one a service without a model list was asked for.
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref().or_else(|| asked_model(self.input))
+    }
+}
+
+fn asked_model(input: &Value) -> Option<&str> {
+    input.get("model").and_then(Value::as_str)
 }
 
 struct Success {
@@ -38,158 +84,49 @@ struct Success {
     execution_us: u64,
 }
 
-async fn run(inner: Arc<Inner>, live: Arc<LiveJob>) {
-    let outcome = attempt_all(&inner, &live).await;
-    finish(&inner, &live, outcome);
+/// How one attempt ended, for the failover loop.
+enum Outcome {
+    Done(Success),
+    /// Not attempted (circuit open, queue full): try the next.
+    Skipped(String),
+    /// Attempted and failed; `last` when no other backend would do better.
+    Failed {
+        reason: String,
+        last: bool,
+    },
+    /// The job's deadline passed.
+    Expired(String),
 }
 
-async fn attempt_all(inner: &Inner, live: &LiveJob) -> Result<Success, String> {
-    let (job_id, service, model, priority, deadline_ms) = {
-        let r = live.record.lock();
-        (
-            r.id.clone(),
-            r.service.clone(),
-            r.model.clone(),
-            r.priority,
-            r.deadline_ms,
-        )
-    };
-    let default_ms = inner
-        .catalog
-        .service(&service)
-        .map_or(1000.0, |s| s.default_seconds * 1000.0);
-    let routes = inner
-        .backends
-        .routes(&service, model.as_deref())
-        .unwrap_or_default();
-    let mut tried: Tried = if model.is_none() {
-        let asked = live.input.get("model").and_then(Value::as_str);
-        router::exclusions(routes, asked).unwrap_or_default()
-    } else {
-        Tried::default()
-    };
+async fn attempt_all(inner: &Inner, live: &LiveJob, input: &Value) -> Result<Success, String> {
+    let plan = Plan::of(inner, live, input);
+    let mut tried = plan.excluded;
     let mut reasons: Vec<String> = Vec::new();
     loop {
-        let now = now_ms();
-        if now >= deadline_ms {
+        if now_ms() >= plan.deadline_ms {
             reasons.push("deadline passed".into());
-            return Err(summary(&service, &reasons));
+            return Err(summary(&plan.service, &reasons));
         }
-        let Some(index) = router::pick(routes, priority, tried, default_ms) else {
+        let Some(index) = router::pick(plan.routes, plan.priority, tried, plan.default_ms) else {
             if reasons.is_empty() {
                 reasons.push("no live backend".into());
             }
-            return Err(summary(&service, &reasons));
+            return Err(summary(&plan.service, &reasons));
         };
         tried.insert(index);
-        let route = &routes[index];
-        let backend = &route.backend;
-        let Some(admission) = backend.breaker.try_admit() else {
-            reasons.push(format!("{}: circuit open", backend.id));
-            continue;
-        };
-        let Some(ticket) = backend.enter_queue() else {
-            backend.breaker.abandon(admission);
-            reasons.push(format!("{}: queue full", backend.id));
-            continue;
-        };
-        let until_deadline = Duration::from_millis(deadline_ms.saturating_sub(now));
-        let queued_at = Instant::now();
-        let Ok(slot) = tokio::time::timeout(until_deadline, backend.start(ticket)).await else {
-            backend.breaker.abandon(admission);
-            reasons.push(format!("{}: deadline passed while queued", backend.id));
-            return Err(summary(&service, &reasons));
-        };
-        mark_running(inner, live);
-        let budget =
-            until_deadline
-                .saturating_sub(queued_at.elapsed())
-                .min(Duration::from_secs_f64(
-                    backend.limits.request_timeout_seconds,
-                ));
-        let started = Instant::now();
-        let started_ms = now_ms();
-        let call = Call {
-            input: &live.input,
-            binding: &route.binding,
-            deadline: started + budget,
-        };
-        let result = if backend.provider == Provider::Node {
-            let job = NodeJob {
-                tier: GpuTier::from_name(&backend.model).unwrap_or(GpuTier::Other),
-                job_id: &job_id,
-                service: &service,
-                // Services without a model list may still name one for agents to match.
-                model: model
-                    .as_deref()
-                    .or_else(|| live.input.get("model").and_then(Value::as_str)),
-                input: &live.input,
-                deadline_unix_ms: deadline_ms,
-                default_ms,
-            };
-            tokio::time::timeout(budget, inner.nodes.run(&job))
-                .await
-                .unwrap_or(Err(AttemptError::Timeout))
-                .map(|done| {
-                    live.record.lock().attempts.extend(done.earlier);
-                    (done.output, format!("{}@{}", backend.id, done.node_id))
-                })
-        } else {
-            match inner.clients.get(&backend.provider) {
-                Some(client) => tokio::time::timeout(budget, adapters::invoke(client, &call))
-                    .await
-                    .unwrap_or(Err(AttemptError::Timeout))
-                    .map(|output| (output, backend.id.clone())),
-                None => Err(AttemptError::Connect("provider has no client".into())),
-            }
-        };
-        drop(slot);
-        let elapsed = started.elapsed();
-        let metrics = inner.metrics.backend(&backend.id);
-        let mut attempt = Attempt {
-            backend: backend.id.clone(),
-            started_ms,
-            duration_ms: elapsed.as_millis() as u64,
-            error: None,
-        };
-        match result {
-            Ok((output, served_by)) => {
-                backend.breaker.record_success(admission);
-                backend
-                    .latency_ms
-                    .observe(elapsed.as_secs_f64() * 1000.0, inner.cfg.ewma_alpha);
-                if let Some(m) = metrics {
-                    m.success_seconds.observe(elapsed.as_secs_f64());
-                }
-                attempt.backend.clone_from(&served_by);
-                live.record.lock().attempts.push(attempt);
-                return Ok(Success {
-                    output,
-                    backend: served_by,
-                    execution_us: elapsed.as_micros() as u64,
-                });
-            }
-            Err(error) => {
-                if error.counts_against_backend() {
-                    backend.breaker.record_failure(admission);
-                } else if matches!(error, AttemptError::Rejected { .. }) {
-                    // It answered coherently: healthy, whatever it thought of the input.
-                    backend.breaker.record_success(admission);
-                } else {
-                    backend.breaker.abandon(admission);
-                }
-                if let Some(m) = metrics {
-                    m.failure_seconds.observe(elapsed.as_secs_f64());
-                }
-                let reason = format!("{}: {error}", backend.id);
-                tracing::warn!(backend = %backend.id, service = %service, error = %error, "attempt failed");
-                attempt.error = Some(error.to_string());
-                live.record.lock().attempts.push(attempt);
+        match attempt(inner, live, &plan, &plan.routes[index]).await {
+            Outcome::Done(success) => return Ok(success),
+            Outcome::Skipped(reason) => reasons.push(reason),
+            Outcome::Failed { reason, last } => {
                 reasons.push(reason);
-                if error.is_final() {
-                    return Err(summary(&service, &reasons));
+                if last {
+                    return Err(summary(&plan.service, &reasons));
                 }
                 inner.metrics.failovers.inc();
+            }
+            Outcome::Expired(reason) => {
+                reasons.push(reason);
+                return Err(summary(&plan.service, &reasons));
             }
         }
     }
@@ -202,6 +139,133 @@ fn summary(service: &str, reasons: &[String]) -> String {
     )
 }
 
+/// One attempt on one route: admit, execute, record.
+async fn attempt(inner: &Inner, live: &LiveJob, plan: &Plan<'_>, route: &Route) -> Outcome {
+    let backend = &route.backend;
+    let (admission, slot, budget) = match admit(backend, plan.deadline_ms).await {
+        Ok(admitted) => admitted,
+        Err(outcome) => return outcome,
+    };
+    mark_running(inner, live);
+    let started = Instant::now();
+    let call = Call {
+        job_id: &plan.id,
+        service: &plan.service,
+        model: plan.model(),
+        input: plan.input,
+        binding: &route.binding,
+        deadline: started + budget,
+        job_deadline_unix_ms: plan.deadline_ms,
+        default_ms: plan.default_ms,
+    };
+    let started_ms = now_ms();
+    let result = tokio::time::timeout(budget, backend.executor.execute(&call))
+        .await
+        .unwrap_or(Err(AttemptError::Timeout));
+    drop(slot);
+    let attempt = Attempt {
+        backend: backend.label.clone(),
+        started_ms,
+        duration_ms: started.elapsed().as_millis() as u64,
+        error: None,
+    };
+    record(
+        inner,
+        live,
+        backend,
+        admission,
+        started.elapsed(),
+        attempt,
+        result,
+    )
+}
+
+/// Lets the attempt through the backend's breaker and queue, waits for a slot
+/// within the job's deadline, and says how long the attempt may take.
+async fn admit(
+    backend: &Backend,
+    deadline_ms: u64,
+) -> Result<(Admission, InFlight<'_>, Duration), Outcome> {
+    let Some(admission) = backend.breaker.try_admit() else {
+        return Err(Outcome::Skipped(format!("{}: circuit open", backend.label)));
+    };
+    let Some(ticket) = backend.enter_queue() else {
+        backend.breaker.abandon(admission);
+        return Err(Outcome::Skipped(format!("{}: queue full", backend.label)));
+    };
+    let until_deadline = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+    let queued_at = Instant::now();
+    let Ok(slot) = tokio::time::timeout(until_deadline, backend.start(ticket)).await else {
+        backend.breaker.abandon(admission);
+        return Err(Outcome::Expired(format!(
+            "{}: deadline passed while queued",
+            backend.label
+        )));
+    };
+    let budget = until_deadline
+        .saturating_sub(queued_at.elapsed())
+        .min(Duration::from_secs_f64(
+            backend.limits.request_timeout_seconds,
+        ));
+    Ok((admission, slot, budget))
+}
+
+/// Feeds the attempt's result to the backend's breaker, latency and metrics,
+/// and to the job's history.
+fn record(
+    inner: &Inner,
+    live: &LiveJob,
+    backend: &Backend,
+    admission: Admission,
+    elapsed: Duration,
+    mut attempt: Attempt,
+    result: Result<Executed, AttemptError>,
+) -> Outcome {
+    let metrics = inner.metrics.backend(&backend.id);
+    match result {
+        Ok(executed) => {
+            backend.breaker.record_success(admission);
+            let ms = elapsed.as_secs_f64() * 1000.0;
+            backend.latency_ms.observe(ms, inner.cfg.ewma_alpha);
+            if let Some(m) = metrics {
+                m.success_seconds.observe(elapsed.as_secs_f64());
+            }
+            if let Some(worker) = &executed.worker {
+                attempt.backend = format!("{}@{worker}", backend.label);
+            }
+            let served_by = attempt.backend.clone();
+            let mut record = live.record.lock();
+            record.attempts.extend(executed.earlier);
+            record.attempts.push(attempt);
+            Outcome::Done(Success {
+                output: executed.output,
+                backend: served_by,
+                execution_us: elapsed.as_micros() as u64,
+            })
+        }
+        Err(error) => {
+            if error.counts_against_backend() {
+                backend.breaker.record_failure(admission);
+            } else if matches!(error, AttemptError::Rejected { .. }) {
+                // It answered coherently: healthy, whatever it thought of the input.
+                backend.breaker.record_success(admission);
+            } else {
+                backend.breaker.abandon(admission);
+            }
+            if let Some(m) = metrics {
+                m.failure_seconds.observe(elapsed.as_secs_f64());
+            }
+            tracing::warn!(backend = %backend.label, error = %error, "attempt failed");
+            attempt.error = Some(error.to_string());
+            live.record.lock().attempts.push(attempt);
+            Outcome::Failed {
+                reason: format!("{}: {error}", backend.label),
+                last: error.is_final(),
+            }
+        }
+    }
+}
+
 fn mark_running(inner: &Inner, live: &LiveJob) {
     let mut record = live.record.lock();
     if record.status == JobStatus::Pending {
@@ -212,48 +276,46 @@ fn mark_running(inner: &Inner, live: &LiveJob) {
     }
 }
 
-fn finish(inner: &Inner, live: &LiveJob, outcome: Result<Success, String>) {
-    let record = {
-        let mut record = live.record.lock();
-        match record.status {
-            JobStatus::Running => inner.metrics.running.dec(),
-            _ => inner.metrics.pending.dec(),
+/// Makes the job terminal: persisted (with its settlement) first, then shown, so
+/// whoever reads `completed` or `failed` also sees what it was charged.
+async fn finish(inner: &Inner, live: &LiveJob, outcome: Result<Success, String>) {
+    let mut record = live.record.lock().clone();
+    match record.status {
+        JobStatus::Running => inner.metrics.running.dec(),
+        _ => inner.metrics.pending.dec(),
+    }
+    record.finished_ms = Some(now_ms());
+    match outcome {
+        Ok(success) => {
+            record.status = JobStatus::Completed;
+            record.output = Some(success.output.to_string());
+            record.backend = Some(success.backend);
+            record.execution_us = Some(success.execution_us);
         }
-        record.finished_ms = Some(now_ms());
-        match outcome {
-            Ok(success) => {
-                record.status = JobStatus::Completed;
-                record.output = Some(success.output.to_string());
-                record.backend = Some(success.backend);
-                record.execution_us = Some(success.execution_us);
-            }
-            Err(error) => {
-                record.status = JobStatus::Failed;
-                record.error = Some(error);
-            }
-        }
-        record.clone()
-    };
-    let mut record = record;
-    persist_terminal(inner, &mut record);
-    live.record.lock().billing = record.billing.clone();
-    if let Some(seconds) = record.execution_seconds() {
-        if let Some(ewma) = inner.service_seconds.get(&record.service) {
-            ewma.observe(seconds, inner.cfg.ewma_alpha);
+        Err(error) => {
+            record.status = JobStatus::Failed;
+            record.error = Some(error);
         }
     }
+    persist_terminal(inner, &mut record).await;
+    if let (Some(seconds), Some(ewma)) = (
+        record.execution_seconds(),
+        inner.service_seconds.get(&record.service),
+    ) {
+        ewma.observe(seconds, inner.cfg.ewma_alpha);
+    }
+    let id = record.id.clone();
+    *live.record.lock() = record;
     live.done.send_replace(true);
-    inner.live.remove(&record.id);
-    if inner.live_count.fetch_sub(1, Ordering::AcqRel) == 1 {
-        inner.idle.notify_waiters();
-    }
+    inner.live.finished(&id);
 }
 
-/// Writes a terminal record with whatever billing adds, in one batch.
-pub(crate) fn persist_terminal(inner: &Inner, record: &mut JobRecord) {
-    let mut batch = Batch::default();
-    inner.hooks.on_terminal(record, &mut batch);
-    match inner.store.update_job(record, batch) {
+/// Writes a terminal record with whatever billing adds, in one commit.
+pub(crate) async fn persist_terminal(inner: &Inner, record: &mut JobRecord) {
+    let mut writes = WriteSet::new();
+    inner.hooks.on_terminal(record, &mut writes);
+    crate::jobs::write_state(&mut writes, record);
+    match inner.store.commit(writes).await {
         Ok(()) => inner.hooks.after_persist(record),
         // Still unfinished on disk, so the job runs again after a restart.
         Err(e) => {

@@ -2,29 +2,27 @@
 //! on the best backend with failover, and answers status queries. Lock-light: jobs
 //! live in a sharded map, backends are atomics, the catalog is immutable.
 
-use crate::adapters::ProviderClient;
-use crate::backend::{BackendSet, Route};
+use crate::backend::{BackendSet, ExecutorSource, Route};
 use crate::catalog::{Catalog, InputProblem, ModelKind, ServiceSpec};
 use crate::config::SchedulerConfig;
 use crate::estimate::Ewma;
 use crate::hooks::{JobHooks, NoHooks};
 use crate::http::HttpClient;
 use crate::job::{now_ms, JobBilling, JobRecord, Origin};
+use crate::live::LiveJobs;
 use crate::metrics::{MetricsError, SchedulerMetrics};
 use crate::nodes::NodePool;
 use crate::provider::Provider;
+use crate::providers::{executor_for, ProviderClient};
 use crate::router::{self, Tried};
-use crate::store::{Batch, Store, StoreError};
-use dashmap::DashMap;
 use gpubridge_protocol::media::MediaFetcher;
-use gpubridge_protocol::{JobStatus, Micros, Priority};
-use parking_lot::Mutex;
+use gpubridge_protocol::{AccountId, JobId, JobStatus, Micros, Priority};
+use gpubridge_store::{Ack, Store, StoreError, WriteSet, WriteSlot};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -56,6 +54,13 @@ pub enum SubmitError {
     Store(#[from] StoreError),
 }
 
+impl SubmitError {
+    /// Refused by the scheduler before anything was written.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, SubmitError::Store(_))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -76,7 +81,7 @@ pub struct JobRequest {
 /// A validated, priced request: what billing reserves against before `submit`.
 pub struct PreparedJob {
     /// Assigned here so the reservation and the job are written under one id.
-    pub id: String,
+    pub id: JobId,
     pub service: String,
     pub model: Option<String>,
     pub input: Value,
@@ -99,28 +104,61 @@ pub struct Estimate {
     pub estimated_cost: Micros,
 }
 
-/// A job the scheduler holds in memory until it is terminal and persisted.
-pub(crate) struct LiveJob {
-    pub record: Mutex<JobRecord>,
-    pub input: Value,
-    pub done: watch::Sender<bool>,
-}
-
 pub(crate) struct Inner {
     pub cfg: SchedulerConfig,
     pub catalog: Catalog,
     pub backends: BackendSet,
-    pub clients: HashMap<Provider, ProviderClient>,
     pub nodes: Arc<NodePool>,
-    pub store: Arc<Store>,
-    pub live: DashMap<String, Arc<LiveJob>>,
-    pub live_count: AtomicUsize,
+    pub store: Store,
+    pub live: LiveJobs,
     /// Learned execution seconds per service, for upfront prices.
     pub service_seconds: HashMap<String, Ewma>,
     pub metrics: SchedulerMetrics,
     pub hooks: Arc<dyn JobHooks>,
     pub shutting_down: AtomicBool,
-    pub idle: tokio::sync::Notify,
+}
+
+/// An accepted job whose first write is on its way to disk. Await
+/// [`PendingJob::accepted`]: once it is `Ok` the job survives a crash and runs.
+/// Dropped unawaited, it still starts once durable: nothing accepted is lost.
+pub struct PendingJob {
+    parts: Option<(Arc<Inner>, JobRecord, Value, Ack)>,
+}
+
+impl PendingJob {
+    pub async fn accepted(mut self) -> Result<JobRecord, SubmitError> {
+        let Some((inner, record, input, ack)) = self.parts.take() else {
+            return Err(SubmitError::ShuttingDown);
+        };
+        start_when_durable(inner, record, input, ack).await
+    }
+}
+
+impl Drop for PendingJob {
+    fn drop(&mut self) {
+        if let Some((inner, record, input, ack)) = self.parts.take() {
+            tokio::spawn(async move {
+                let _ = start_when_durable(inner, record, input, ack).await;
+            });
+        }
+    }
+}
+
+async fn start_when_durable(
+    inner: Arc<Inner>,
+    record: JobRecord,
+    input: Value,
+    ack: Ack,
+) -> Result<JobRecord, SubmitError> {
+    if let Err(e) = ack.await {
+        inner.live.uncount();
+        return Err(e.into());
+    }
+    if let Some(m) = inner.metrics.service(&record.service) {
+        m.accepted.inc();
+    }
+    crate::runner::spawn(inner, record.clone(), input);
+    Ok(record)
 }
 
 #[derive(Clone)]
@@ -134,46 +172,45 @@ impl Scheduler {
     pub async fn start(
         cfg: SchedulerConfig,
         catalog: Catalog,
-        store: Arc<Store>,
+        store: Store,
         registry: &prometheus::Registry,
         hooks: Option<Arc<dyn JobHooks>>,
     ) -> Result<Scheduler, StartError> {
-        let backends = BackendSet::build(&catalog, &cfg);
+        let nodes = Arc::new(
+            NodePool::new(
+                cfg.nodes.clone(),
+                catalog.services().iter().map(|s| s.key.as_str()),
+                cfg.ewma_alpha,
+                registry,
+            )
+            .map_err(MetricsError::from)?,
+        );
+        let backends = build_backends(&catalog, &cfg, &nodes);
+        nodes.attach(&backends);
         let metrics = SchedulerMetrics::register(registry, &catalog, &backends)?;
-        let http = HttpClient::new(cfg.max_upstream_body_bytes);
-        let media = MediaFetcher::new(cfg.allow_private_urls, cfg.max_media_bytes);
-        let clients = Provider::HOSTED
-            .into_iter()
-            .chain([Provider::Local])
-            .map(|p| (p, ProviderClient::new(p, &cfg, http.clone(), media.clone())))
-            .collect();
         let service_seconds = catalog
             .services()
             .iter()
             .map(|s| (s.key.clone(), Ewma::default()))
             .collect();
-        let nodes = Arc::new(
-            NodePool::new(cfg.nodes.clone(), &backends, cfg.ewma_alpha, registry)
-                .map_err(MetricsError::from)?,
-        );
         let inner = Arc::new(Inner {
+            live: LiveJobs::new(
+                cfg.finished_job_cache_seconds,
+                cfg.finished_job_cache_entries,
+            ),
             cfg,
             catalog,
             backends,
-            clients,
             nodes,
             store,
-            live: DashMap::new(),
-            live_count: AtomicUsize::new(0),
             service_seconds,
             metrics,
             hooks: hooks.unwrap_or_else(|| Arc::new(NoHooks)),
             shutting_down: AtomicBool::new(false),
-            idle: tokio::sync::Notify::new(),
         });
-        crate::estimates::restore(&inner)?;
-        crate::recovery::resume(&inner)?;
-        crate::estimates::spawn_flusher(Arc::downgrade(&inner));
+        crate::estimates::restore(&inner).await?;
+        crate::recovery::resume(&inner).await?;
+        crate::estimates::spawn_maintenance(Arc::downgrade(&inner));
         Ok(Scheduler { inner })
     }
 
@@ -286,7 +323,7 @@ impl Scheduler {
         }
         let estimate = self.estimate(&spec.key, None)?;
         Ok(PreparedJob {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: JobId::random(),
             service: spec.key.clone(),
             model,
             input: request.input,
@@ -329,28 +366,34 @@ impl Scheduler {
         router::exclusions(routes, asked).ok_or_else(|| SubmitError::UnknownModel {
             service: spec.key.clone(),
             model: asked.unwrap_or_default().to_string(),
-            available: routes.iter().map(|r| r.backend.model.clone()).collect(),
+            available: routes
+                .iter()
+                .map(|r| r.backend.id.model().to_string())
+                .collect(),
         })
     }
 
-    /// Accepts a prepared job: persists it (with `extra` writes, atomically) and
-    /// starts it. Once this returns `Ok`, the job survives a crash.
-    pub fn submit(
+    /// Accepts a prepared job: hands its first write (with `writes`, atomically)
+    /// to the store through `slot`, without waiting. The job is accepted once the
+    /// returned [`PendingJob`] resolves.
+    pub fn admit(
         &self,
         job: PreparedJob,
-        owner: Option<String>,
-        extra: Batch,
-    ) -> Result<JobRecord, SubmitError> {
+        owner: Option<AccountId>,
+        writes: WriteSet,
+        slot: WriteSlot,
+    ) -> Result<PendingJob, SubmitError> {
         let inner = &self.inner;
         if inner.shutting_down.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
-        if inner.live_count.fetch_add(1, Ordering::AcqRel) >= inner.cfg.max_live_jobs {
-            inner.live_count.fetch_sub(1, Ordering::AcqRel);
+        if !inner.live.try_count(inner.cfg.max_live_jobs) {
             return Err(SubmitError::Overloaded);
         }
-        let spec = inner.catalog.service(&job.service);
-        let max_seconds = spec.map_or(300, |s| s.max_seconds);
+        let max_seconds = inner
+            .catalog
+            .service(&job.service)
+            .map_or(300, |s| s.max_seconds);
         let created_ms = now_ms();
         let record = JobRecord {
             id: job.id,
@@ -376,37 +419,50 @@ impl Scheduler {
             recoveries: 0,
             billing: job.billing,
         };
-        if let Err(e) = inner.store.insert_job(&record, extra) {
-            inner.live_count.fetch_sub(1, Ordering::AcqRel);
-            return Err(e.into());
-        }
-        if let Some(m) = inner.metrics.service(&record.service) {
-            m.accepted.inc();
-        }
-        let snapshot = record.clone();
-        crate::runner::spawn(inner.clone(), record, job.input);
-        Ok(snapshot)
+        let mut writes = writes;
+        crate::jobs::write_new(&mut writes, &record);
+        let ack = slot.submit(writes);
+        Ok(PendingJob {
+            parts: Some((inner.clone(), record, job.input, ack)),
+        })
     }
 
-    /// The job as it is now: from memory while it runs, else from RocksDB.
-    pub fn status(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        if let Some(live) = self.inner.live.get(id) {
+    /// Accepts a prepared job and waits until it is durable and running.
+    pub async fn submit(
+        &self,
+        job: PreparedJob,
+        owner: Option<AccountId>,
+        writes: WriteSet,
+    ) -> Result<JobRecord, SubmitError> {
+        let slot = self.inner.store.slot().await?;
+        self.admit(job, owner, writes, slot)?.accepted().await
+    }
+
+    /// The job as it is now: from memory while it runs (and shortly after),
+    /// else from the store.
+    pub async fn status(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        if let Some(live) = self.inner.live.get(id.as_str()) {
             return Ok(Some(live.record.lock().clone()));
         }
-        self.inner.store.job(id)
+        crate::jobs::get(&self.inner.store, id).await
     }
 
     /// Waits up to `wait` for a job to finish; returns its state either way.
-    pub async fn wait(&self, id: &str, wait: Duration) -> Result<Option<JobRecord>, StoreError> {
-        let receiver = self.inner.live.get(id).map(|live| live.done.subscribe());
+    pub async fn wait(&self, id: &JobId, wait: Duration) -> Result<Option<JobRecord>, StoreError> {
+        let receiver = self
+            .inner
+            .live
+            .get(id.as_str())
+            .map(|live| live.done.subscribe());
         if let Some(mut receiver) = receiver {
             let _ = tokio::time::timeout(wait, receiver.wait_for(|done| *done)).await;
         }
-        self.status(id)
+        self.status(id).await
     }
 
+    /// Jobs accepted and not yet finished.
     pub fn live_jobs(&self) -> usize {
-        self.inner.live_count.load(Ordering::Acquire)
+        self.inner.live.unfinished()
     }
 
     pub fn metrics(&self) -> &SchedulerMetrics {
@@ -424,21 +480,43 @@ impl Scheduler {
     pub async fn shutdown(&self, grace: Duration) {
         let inner = &self.inner;
         inner.shutting_down.store(true, Ordering::Release);
-        let drained = async {
-            loop {
-                let notified = inner.idle.notified();
-                if inner.live_count.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-                notified.await;
-            }
-        };
-        if tokio::time::timeout(grace, drained).await.is_err() {
+        if tokio::time::timeout(grace, inner.live.idle())
+            .await
+            .is_err()
+        {
             tracing::warn!(
-                unfinished = inner.live_count.load(Ordering::Acquire),
+                unfinished = inner.live.unfinished(),
                 "shutdown grace period over; unfinished jobs resume on next start"
             );
         }
-        crate::estimates::flush(inner);
+        crate::estimates::flush(inner).await;
     }
+}
+
+/// Every backend with its executor: one per hosted provider (shared by its
+/// backends), and each node fleet's.
+fn build_backends(catalog: &Catalog, cfg: &SchedulerConfig, nodes: &Arc<NodePool>) -> BackendSet {
+    let http = HttpClient::new(cfg.max_upstream_body_bytes);
+    let media = MediaFetcher::new(cfg.allow_private_urls, cfg.max_media_bytes);
+    let mut hosted: HashMap<Provider, Arc<dyn crate::executor::Executor>> = HashMap::new();
+    BackendSet::build(
+        catalog,
+        cfg,
+        ExecutorSource {
+            hosted: &mut |provider| {
+                hosted
+                    .entry(provider)
+                    .or_insert_with(|| {
+                        executor_for(ProviderClient::new(
+                            provider,
+                            cfg,
+                            http.clone(),
+                            media.clone(),
+                        ))
+                    })
+                    .clone()
+            },
+            fleet: &mut |tier, _service| nodes.executor(tier),
+        },
+    )
 }

@@ -4,7 +4,7 @@
 use crate::{binary, JsonClient, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::Command;
+use tokio::process::Command;
 
 /// A registered account: its id and API key.
 pub struct TestAccount {
@@ -63,8 +63,8 @@ pub async fn grant(
 }
 
 /// Runs `gpubridge admin --url BASE ARGS…` as an operator would; returns whether it
-/// succeeded and what it printed.
-pub fn admin_cli(base: &str, args: &[&str]) -> (bool, Value) {
+/// succeeded and what it printed. Awaited, so an in-process daemon keeps serving.
+pub async fn admin_cli(base: &str, args: &[&str]) -> (bool, Value) {
     let output = Command::new(binary("gpubridge"))
         .arg("admin")
         .arg("--url")
@@ -73,6 +73,7 @@ pub fn admin_cli(base: &str, args: &[&str]) -> (bool, Value) {
         .env("GPUBRIDGE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env_remove("GPUBRIDGE_CONFIG")
         .output()
+        .await
         .expect("running gpubridge admin");
     (
         output.status.success(),
@@ -81,13 +82,14 @@ pub fn admin_cli(base: &str, args: &[&str]) -> (bool, Value) {
 }
 
 /// Runs `gpubridge audit --data-dir DIR`: the ledger recomputed from disk alone.
-pub fn audit_offline(data_dir: &Path) -> (bool, Value) {
+pub async fn audit_offline(data_dir: &Path) -> (bool, Value) {
     let output = Command::new(binary("gpubridge"))
         .arg("audit")
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("GPUBRIDGE_CONFIG")
         .output()
+        .await
         .expect("running gpubridge audit");
     (
         output.status.success(),

@@ -65,6 +65,8 @@ impl AgentProcess {
             if self.process.log_text().contains("joined the scheduler") {
                 return;
             }
+            // Test-side polling of a child process, never on a daemon's runtime.
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!(

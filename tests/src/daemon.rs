@@ -51,6 +51,8 @@ pub struct DaemonOptions<'a> {
     /// Run with accounts (API keys, credits) and the admin API on [`ADMIN_TOKEN`];
     /// off, anyone may run jobs, as routing tests want.
     pub accounts: bool,
+    /// Another `gpubridge` binary to run (benchmarks of an older build).
+    pub binary: Option<PathBuf>,
 }
 
 /// The operator token of daemons started with `accounts: true`.
@@ -64,6 +66,7 @@ impl<'a> DaemonOptions<'a> {
             env: Vec::new(),
             port: None,
             accounts: false,
+            binary: None,
         }
     }
 }
@@ -79,7 +82,11 @@ impl Daemon {
             .append(true)
             .open(&log)
             .expect("daemon log file");
-        let mut command = Command::new(binary("gpubridge"));
+        let program = options
+            .binary
+            .clone()
+            .unwrap_or_else(|| binary("gpubridge"));
+        let mut command = Command::new(program);
         command
             .arg("serve")
             .arg("--http-addr")

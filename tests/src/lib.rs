@@ -1,17 +1,19 @@
 //! Integration-test support for GPU-Bridge: a stand-in for the hosted providers,
-//! launchers for the real daemon and node agents, and a JSON client. Shared by every test in
+//! the daemon in-process or as the real binary, node agents, and a JSON client. Shared by every test in
 //! `tests/tests/` and by the bench.
 
 pub mod accounts;
 mod agent;
 mod client;
 mod daemon;
+mod inprocess;
 mod process;
 mod standin;
 
 pub use agent::{echo_service, AgentProcess};
 pub use client::{JsonClient, Reply};
 pub use daemon::{binary, create_token, Daemon, DaemonOptions, ADMIN_TOKEN};
+pub use inprocess::InProcess;
 pub use process::ChildProcess;
 pub use standin::{Behavior, Standin};
 

@@ -49,6 +49,8 @@ impl ChildProcess {
                 self.child = None;
                 return Some(status);
             }
+            // Test-side polling of a child process, never on a daemon's runtime.
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(Duration::from_millis(20));
         }
         None

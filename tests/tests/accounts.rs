@@ -4,18 +4,18 @@
 
 use gpubridge_tests::accounts::{admin_cli, grant, micros, register};
 use gpubridge_tests::{
-    providers_config, wait_terminal, Behavior, Daemon, DaemonOptions, JsonClient, Standin,
+    providers_config, wait_terminal, Behavior, DaemonOptions, InProcess, JsonClient, Standin,
     ADMIN_TOKEN,
 };
 use serde_json::{json, Value};
 
-async fn daemon_with_llm(dir: &std::path::Path, extra_config: &str) -> (Standin, Daemon) {
+async fn daemon_with_llm(dir: &std::path::Path, extra_config: &str) -> (Standin, InProcess) {
     let standin = Standin::start("k").await.unwrap();
     let config = providers_config(&standin.base_url(), "k", &["groq"]) + extra_config;
     let mut options = DaemonOptions::new(dir.join("data"));
     options.config = Some(&config);
     options.accounts = true;
-    let daemon = Daemon::start(options);
+    let daemon = InProcess::start(options).await;
     (standin, daemon)
 }
 
@@ -95,10 +95,11 @@ async fn credits_pay_for_jobs_and_charges_and_refunds_add_up() {
     let (ok, granted) = admin_cli(
         &daemon.base,
         &["grant", "--account", "dev@example.com", "--amount", "1"],
-    );
+    )
+    .await;
     assert!(ok, "{granted}");
     assert_eq!(granted["balance"], 1.0);
-    let (ok, looked_up) = admin_cli(&daemon.base, &["account", &me.id]);
+    let (ok, looked_up) = admin_cli(&daemon.base, &["account", &me.id]).await;
     assert!(ok && looked_up["email"] == "dev@example.com", "{looked_up}");
 
     let mut ids = Vec::new();
@@ -184,7 +185,7 @@ async fn credits_pay_for_jobs_and_charges_and_refunds_add_up() {
             seen.body
         );
     }
-    let (ok, audit) = admin_cli(&daemon.base, &["audit"]);
+    let (ok, audit) = admin_cli(&daemon.base, &["audit"]).await;
     assert!(ok && audit["problems"] == json!([]), "{audit}");
 }
 
@@ -323,7 +324,7 @@ async fn keys_rotate_limits_hold_and_recovery_says_nothing() {
         .unwrap();
     assert_eq!((known.status, &known.raw), (unknown.status, &unknown.raw));
     assert_eq!(known.status, 202);
-    let (ok, listed) = admin_cli(&daemon.base, &["recoveries"]);
+    let (ok, listed) = admin_cli(&daemon.base, &["recoveries"]).await;
     assert!(ok, "{listed}");
     let requests = listed["recovery_requests"].as_array().unwrap();
     assert_eq!(requests.len(), 2);

@@ -1,7 +1,7 @@
 //! Every kind of bad request gets the spec's envelope (`error`, `hint`) with the
 //! right 4xx (or 503 when an operator must act) — never a 500, never a hang.
 
-use gpubridge_tests::{Daemon, DaemonOptions, JsonClient, Reply};
+use gpubridge_tests::{DaemonOptions, InProcess, JsonClient, Reply};
 use hyper::Method;
 use serde_json::json;
 
@@ -28,7 +28,7 @@ fn assert_envelope(reply: &Reply, status: u16) {
 #[tokio::test]
 async fn bad_requests_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(DaemonOptions::new(dir.path().join("data")));
+    let daemon = InProcess::start(DaemonOptions::new(dir.path().join("data"))).await;
     let client = JsonClient::new();
     let run = daemon.url("/run");
     let json_ct = [("content-type", "application/json")];
@@ -272,7 +272,7 @@ async fn raw_exchange(addr: &str, request: Vec<u8>) -> (u16, serde_json::Value) 
 async fn raw_garbage_on_the_socket_does_not_hurt_the_daemon() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(DaemonOptions::new(dir.path().join("data")));
+    let daemon = InProcess::start(DaemonOptions::new(dir.path().join("data"))).await;
     let addr = daemon.base.trim_start_matches("http://").to_string();
     for garbage in [
         &b"\x00\x01\x02 not http\r\n\r\n"[..],

@@ -1,13 +1,13 @@
 //! The whole path with the free `echo` service: accept, persist, run, read back.
 //! Also the public read-only endpoints.
 
-use gpubridge_tests::{submit, wait_terminal, Daemon, DaemonOptions, JsonClient};
+use gpubridge_tests::{submit, wait_terminal, DaemonOptions, InProcess, JsonClient};
 use serde_json::json;
 
 #[tokio::test]
 async fn echo_job_round_trips_through_run_and_status() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(DaemonOptions::new(dir.path().join("data")));
+    let daemon = InProcess::start(DaemonOptions::new(dir.path().join("data"))).await;
     let client = JsonClient::new();
     let input = json!({"hello": "world", "n": [1, 2, 3]});
     let reply = client
@@ -38,7 +38,7 @@ async fn echo_job_round_trips_through_run_and_status() {
 #[tokio::test]
 async fn catalog_estimate_health_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(DaemonOptions::new(dir.path().join("data")));
+    let daemon = InProcess::start(DaemonOptions::new(dir.path().join("data"))).await;
     let client = JsonClient::new();
 
     let catalog = client.get(&daemon.url("/catalog")).await.unwrap();

@@ -1,7 +1,7 @@
 //! Failure injection: a provider answering 5xx, hanging past the attempt timeout,
 //! or returning garbage fails over to another backend and trips its breaker.
 
-use gpubridge_tests::{wait_terminal, Behavior, Daemon, DaemonOptions, JsonClient, Standin};
+use gpubridge_tests::{wait_terminal, Behavior, DaemonOptions, InProcess, JsonClient, Standin};
 use serde_json::{json, Value};
 
 /// Two providers serving the same model from separate stand-ins. With
@@ -16,7 +16,7 @@ fn config(flaky: &Standin, healthy: &Standin) -> String {
     )
 }
 
-async fn llm_job(client: &JsonClient, daemon: &Daemon) -> Value {
+async fn llm_job(client: &JsonClient, daemon: &InProcess) -> Value {
     let reply = client
         .post_json(
             &daemon.url("/run"),
@@ -48,7 +48,7 @@ async fn failures_fail_over_and_trip_the_breaker() {
         let config = config(&flaky, &healthy);
         let mut options = DaemonOptions::new(dir.path().join("data"));
         options.config = Some(&config);
-        let daemon = Daemon::start(options);
+        let daemon = InProcess::start(options).await;
         let client = JsonClient::new();
 
         for _ in 0..2 {
@@ -105,7 +105,7 @@ async fn a_job_fails_only_when_no_candidate_is_left_with_every_reason() {
     let config = config(&flaky, &also_flaky);
     let mut options = DaemonOptions::new(dir.path().join("data"));
     options.config = Some(&config);
-    let daemon = Daemon::start(options);
+    let daemon = InProcess::start(options).await;
     let client = JsonClient::new();
     let done = llm_job(&client, &daemon).await;
     assert_eq!(done["status"], "failed");
@@ -143,7 +143,7 @@ async fn rejected_requests_do_not_trip_the_breaker() {
     let config = config(&rejecting, &healthy);
     let mut options = DaemonOptions::new(dir.path().join("data"));
     options.config = Some(&config);
-    let daemon = Daemon::start(options);
+    let daemon = InProcess::start(options).await;
     let client = JsonClient::new();
     for _ in 0..3 {
         let done = llm_job(&client, &daemon).await;

@@ -203,7 +203,7 @@ async fn the_books_balance_through_races_rotation_and_kill_9() {
 
     // 4. kill -9 with most of those jobs still running; the books on disk balance.
     daemon.kill9();
-    let (clean, report) = audit_offline(&data);
+    let (clean, report) = audit_offline(&data).await;
     assert!(clean, "{report}");
     let total_granted: i64 = granted.iter().map(|(_, g, _)| g).sum();
     assert_eq!(report["total_credits_micros"].as_i64(), Some(total_granted));

@@ -2,7 +2,7 @@
 //! providers' documented formats: /run and /inference end to end.
 
 use gpubridge_tests::{
-    providers_config, wait_terminal, Daemon, DaemonOptions, JsonClient, Standin,
+    providers_config, wait_terminal, DaemonOptions, InProcess, JsonClient, Standin,
 };
 use serde_json::{json, Value};
 
@@ -15,13 +15,13 @@ const ALL: [&str; 6] = [
     "jina",
 ];
 
-async fn run(client: &JsonClient, daemon: &Daemon, service: &str, input: Value) -> Value {
+async fn run(client: &JsonClient, daemon: &InProcess, service: &str, input: Value) -> Value {
     run_with(client, daemon, service, input, "fast").await
 }
 
 async fn run_with(
     client: &JsonClient,
-    daemon: &Daemon,
+    daemon: &InProcess,
     service: &str,
     input: Value,
     priority: &str,
@@ -48,7 +48,7 @@ async fn every_adapter_completes_real_jobs() {
     let config = providers_config(&standin.base_url(), "sk-test", &ALL);
     let mut options = DaemonOptions::new(dir.path().join("data"));
     options.config = Some(&config);
-    let daemon = Daemon::start(options);
+    let daemon = InProcess::start(options).await;
     let client = JsonClient::new();
 
     let llm = run(
@@ -172,7 +172,7 @@ async fn inference_answers_inline() {
     let config = providers_config(&standin.base_url(), "sk-test", &["groq"]);
     let mut options = DaemonOptions::new(dir.path().join("data"));
     options.config = Some(&config);
-    let daemon = Daemon::start(options);
+    let daemon = InProcess::start(options).await;
     let client = JsonClient::new();
     let reply = client
         .post_json(

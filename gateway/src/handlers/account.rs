@@ -1,169 +1,171 @@
 //! `/account/*`: registration, key rotation and recovery, balance, spending
 //! limit and job history. Money leaves as dollars here.
 
-use crate::access::{account_error, AccountAccess};
+use crate::access::account_error;
 use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
-use crate::views;
-use gpubridge_protocol::Micros;
-use gpubridge_scheduler::accounts::{AccountView, Accounts};
+use crate::requests::{EmailBody, SpendingLimitBody};
+use crate::views::{
+    AccountBody, Acknowledged, HistoryItem, HistoryPageView, KeyRotated, Registered,
+};
+use gpubridge_billing::{Accounts, PageStart};
+use gpubridge_protocol::{JobId, Micros};
+use gpubridge_scheduler::jobs::JOBS;
+use gpubridge_scheduler::JobRecord;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use serde_json::{json, Value};
-use std::sync::Arc;
-
-/// The account endpoints, when accounts are enabled.
-pub struct AccountRoutes {
-    pub accounts: Arc<Accounts>,
-    pub access: Arc<AccountAccess>,
-}
 
 const MAX_PAGE: usize = 200;
 
-/// An account in the shape of `GET /account/balance`, plus what explains it.
-pub fn account_json(view: &AccountView) -> Value {
-    json!({
-        "balance": view.balance.as_dollars(),
-        "email": view.email,
-        "daily_spend": view.daily_spend.as_dollars(),
-        "daily_limit": view.daily_limit.as_dollars(),
-        "volume_discount": {
-            "tier": view.tier,
-            "discount_percent": f64::from(view.discount_bps) / 100.0,
-        },
-        "trailing_30d_spend": view.trailing_30d_spend.as_dollars(),
-        "open_reservations": view.open_reservations.as_dollars(),
-        "credits": view.credits.as_dollars(),
-        "charges": view.charges.as_dollars(),
-        "account_id": view.id,
-        "created_at_ms": view.created_ms,
-    })
-}
-
-async fn email_field(app: &App, request: Request<Incoming>) -> Result<String, ApiError> {
-    let mut fields = body::json_request(request, app.http.max_body_bytes).await?;
-    match fields.remove("email") {
-        Some(Value::String(email)) => Ok(email),
-        Some(other) => Err(ApiError::bad_request(
-            format!("email must be a string, not {}", body::kind(&other)),
-            "Send {\"email\": \"you@example.com\"}.",
-        )),
-        None => Err(ApiError::bad_request(
-            "email is required",
-            "Send {\"email\": \"you@example.com\"}.",
-        )),
-    }
-}
-
 pub async fn register(
     app: &App,
-    routes: &AccountRoutes,
+    accounts: &Accounts,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let email = email_field(app, request).await?;
-    let (view, api_key) = routes.accounts.register(&email).map_err(account_error)?;
-    let mut body = account_json(&view);
-    body["api_key"] = json!(api_key);
-    body["message"] = json!(
-        "Store this API key now: it is shown only once. Send it as Authorization: Bearer <key>."
-    );
-    Ok(json(StatusCode::CREATED, &body))
+    let body: EmailBody = body::read(request, app.http.max_body_bytes).await?;
+    let (view, api_key) = accounts
+        .register(&body.email)
+        .await
+        .map_err(account_error)?;
+    let registered = Registered {
+        account: view.into(),
+        api_key,
+        message:
+            "Store this API key now: it is shown only once. Send it as Authorization: Bearer <key>.",
+    };
+    Ok(json(StatusCode::CREATED, &registered))
 }
 
 pub async fn recover(
     app: &App,
-    routes: &AccountRoutes,
+    accounts: &Accounts,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let email = email_field(app, request).await?;
-    routes
-        .accounts
-        .request_recovery(&email)
+    let body: EmailBody = body::read(request, app.http.max_body_bytes).await?;
+    accounts
+        .request_recovery(&body.email)
+        .await
         .map_err(account_error)?;
     // The same answer whether or not the address has an account.
-    Ok(json(
-        StatusCode::ACCEPTED,
-        &json!({
-            "status": "received",
-            "message": "If an account exists for this address, support will contact it with recovery steps. Keys are never sent by email.",
-        }),
-    ))
+    let answer = Acknowledged {
+        status: "received",
+        message: "If an account exists for this address, support will contact it with recovery steps. Keys are never sent by email.",
+    };
+    Ok(json(StatusCode::ACCEPTED, &answer))
 }
 
-pub fn regenerate_key(
-    routes: &AccountRoutes,
+pub async fn regenerate_key(
+    app: &App,
+    accounts: &Accounts,
     request: &Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = routes.access.require(request.headers())?;
-    let api_key = routes.accounts.rotate_key(account).map_err(account_error)?;
-    Ok(json(
-        StatusCode::OK,
-        &json!({
-            "api_key": api_key,
-            "account_id": account.to_string(),
-            "message": "The previous key no longer works. Store this one now: it is shown only once.",
-        }),
-    ))
+    let account = app.access.require(request.headers())?;
+    let api_key = accounts.rotate_key(account).await.map_err(account_error)?;
+    let rotated = KeyRotated {
+        api_key,
+        account_id: account.to_string(),
+        message: "The previous key no longer works. Store this one now: it is shown only once.",
+    };
+    Ok(json(StatusCode::OK, &rotated))
 }
 
 pub fn balance(
-    routes: &AccountRoutes,
+    app: &App,
+    accounts: &Accounts,
     request: &Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = routes.access.require(request.headers())?;
-    let view = routes.accounts.view(account).map_err(account_error)?;
-    Ok(json(StatusCode::OK, &account_json(&view)))
+    let account = app.access.require(request.headers())?;
+    let view = accounts.view(account).map_err(account_error)?;
+    Ok(json(StatusCode::OK, &AccountBody::from(view)))
 }
 
 pub async fn spending_limit(
     app: &App,
-    routes: &AccountRoutes,
+    accounts: &Accounts,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = routes.access.require(request.headers())?;
-    let fields = body::json_request(request, app.http.max_body_bytes).await?;
-    let hint = "Send {\"daily_limit\": 100}: dollars per UTC day, from 1 to 10000.";
-    let limit = fields
-        .get("daily_limit")
-        .ok_or_else(|| ApiError::bad_request("daily_limit is required", hint))?
-        .as_f64()
-        .ok_or_else(|| ApiError::bad_request("daily_limit must be a number", hint))?;
-    let limit = Micros::from_dollars(limit)
-        .map_err(|e| ApiError::bad_request(format!("daily_limit: {e}"), hint))?;
-    let view = routes
-        .accounts
+    let account = app.access.require(request.headers())?;
+    let body: SpendingLimitBody = body::read(request, app.http.max_body_bytes).await?;
+    let limit = Micros::from_dollars(body.daily_limit).map_err(|e| {
+        ApiError::bad_request(
+            format!("daily_limit: {e}"),
+            "Send {\"daily_limit\": 100}: dollars per UTC day, from 1 to 10000.",
+        )
+        .with_field("daily_limit")
+    })?;
+    let view = accounts
         .set_daily_limit(account, limit)
+        .await
         .map_err(account_error)?;
-    Ok(json(StatusCode::OK, &account_json(&view)))
+    Ok(json(StatusCode::OK, &AccountBody::from(view)))
 }
 
-pub fn jobs(
+/// `GET /account/jobs?limit=&offset=` or `?limit=&cursor=`: newest first; each
+/// page says where the next starts. Both seek directly, at any depth.
+pub async fn jobs(
     app: &App,
-    routes: &AccountRoutes,
+    accounts: &Accounts,
     request: &Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = routes.access.require(request.headers())?;
+    let account = app.access.require(request.headers())?;
     let query = request.uri().query().unwrap_or_default();
-    let limit = body::query_number(query, "limit", 50, MAX_PAGE)?;
-    let offset = body::query_number(query, "offset", 0, usize::MAX)?;
-    let ids = routes
-        .accounts
-        .job_ids(account, limit.max(1), offset)
+    let limit = body::query_number(query, "limit", 50, MAX_PAGE)?.max(1);
+    let offset = body::query_number(query, "offset", 0, usize::MAX)? as u64;
+    let start = match body::query_text(query, "cursor") {
+        Some(cursor) => PageStart::Cursor(cursor.parse().map_err(|_| {
+            ApiError::bad_request(
+                format!("cursor {cursor:?} is not one this API gave out"),
+                "Pass next_cursor from the previous page, or use offset.",
+            )
+            .with_field("cursor")
+        })?),
+        None => PageStart::Offset(offset),
+    };
+    let page = accounts
+        .history(account, start, limit)
+        .await
         .map_err(account_error)?;
-    let mut jobs = Vec::with_capacity(ids.len());
-    for id in &ids {
-        match app.scheduler.status(id) {
-            Ok(Some(record)) => jobs.push(views::history_item(&record)),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "reading job history");
-                return Err(ApiError::storage_unavailable("Retry shortly."));
-            }
-        }
+    let keys = page
+        .job_ids
+        .iter()
+        .map(|id| id.as_bytes().to_vec())
+        .collect();
+    let stored = app
+        .scheduler
+        .store()
+        .get_many::<JobRecord>(JOBS, keys)
+        .await
+        .map_err(|e| ApiError::from_store(&e, "Retry shortly."))?;
+    let records = latest(app, &page.job_ids, stored).await?;
+    let jobs: Vec<HistoryItem> = records.iter().map(HistoryItem::of).collect();
+    let view = HistoryPageView {
+        count: jobs.len(),
+        jobs,
+        limit,
+        offset: matches!(start, PageStart::Offset(_)).then_some(offset),
+        next_cursor: page.next_cursor.map(|n| n.to_string()),
+    };
+    Ok(json(StatusCode::OK, &view))
+}
+
+/// Jobs still running are read from memory, where they are newer than on disk.
+async fn latest(
+    app: &App,
+    ids: &[JobId],
+    stored: Vec<Option<JobRecord>>,
+) -> Result<Vec<JobRecord>, ApiError> {
+    let mut records = Vec::with_capacity(ids.len());
+    for (id, stored) in ids.iter().zip(stored) {
+        let record = match stored {
+            Some(record) if record.status.is_terminal() => Some(record),
+            _ => app
+                .scheduler
+                .status(id)
+                .await
+                .map_err(|e| ApiError::from_store(&e, "Retry shortly."))?,
+        };
+        records.extend(record);
     }
-    Ok(json(
-        StatusCode::OK,
-        &json!({"jobs": jobs, "limit": limit.max(1), "offset": offset, "count": jobs.len()}),
-    ))
+    Ok(records)
 }

@@ -5,12 +5,13 @@ use crate::access::account_error;
 use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
-use crate::handlers::account::{account_json, AccountRoutes};
-use gpubridge_protocol::Micros;
-use gpubridge_scheduler::accounts;
+use crate::requests::GrantBody;
+use crate::views::AccountBody;
+use gpubridge_billing::Accounts;
+use gpubridge_protocol::{AccountId, Micros};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, StatusCode};
-use serde_json::{json, Value};
+use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 /// Refuses anything but the configured operator token, compared in constant time.
@@ -37,11 +38,8 @@ pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn find(
-    routes: &AccountRoutes,
-    query: &str,
-) -> Result<gpubridge_scheduler::accounts::AccountId, ApiError> {
-    routes.accounts.find(query).ok_or_else(|| {
+fn find(accounts: &Accounts, query: &str) -> Result<AccountId, ApiError> {
+    accounts.find(query).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("No account {query:?}"),
@@ -50,63 +48,63 @@ fn find(
     })
 }
 
+const MAX_NOTE: usize = 200;
+
 pub async fn grant(
     app: &App,
-    routes: &AccountRoutes,
+    accounts: &Accounts,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let fields = body::json_request(request, app.http.max_body_bytes).await?;
-    let hint = "Send {\"account\": \"acct_… or email\", \"amount_usd\": 25, \"note\": \"why\"}.";
-    let query = fields
-        .get("account")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request("account is required (id or email)", hint))?;
-    let amount = fields
-        .get("amount_usd")
-        .and_then(Value::as_f64)
-        .ok_or_else(|| ApiError::bad_request("amount_usd must be a number", hint))?;
-    let amount = Micros::from_dollars(amount)
-        .map_err(|e| ApiError::bad_request(format!("amount_usd: {e}"), hint))?;
-    let note = match fields.get("note") {
-        None | Some(Value::Null) => "operator grant".to_string(),
-        Some(Value::String(note)) if note.len() <= 200 => note.clone(),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "note must be a string of at most 200 characters",
-                hint,
-            ))
-        }
-    };
-    let account = find(routes, query)?;
-    let view = routes
-        .accounts
-        .credit(account, amount, &note)
-        .map_err(account_error)?;
-    Ok(json(StatusCode::OK, &account_json(&view)))
-}
-
-pub fn account(routes: &AccountRoutes, query: &str) -> Result<HttpResponse, ApiError> {
-    let account = find(routes, query)?;
-    let view = routes.accounts.view(account).map_err(account_error)?;
-    Ok(json(StatusCode::OK, &account_json(&view)))
-}
-
-pub fn recoveries(routes: &AccountRoutes, query: Option<&str>) -> Result<HttpResponse, ApiError> {
-    let limit = body::query_number(query.unwrap_or_default(), "limit", 100, 1000)?;
-    let requests = routes
-        .accounts
-        .recovery_requests(limit)
-        .map_err(account_error)?;
-    Ok(json(
-        StatusCode::OK,
-        &json!({"recovery_requests": requests}),
-    ))
-}
-
-pub fn audit(app: &App) -> Result<HttpResponse, ApiError> {
-    let report = accounts::audit(app.scheduler.store()).map_err(|e| {
-        tracing::error!(error = %e, "ledger audit failed");
-        ApiError::storage_unavailable("Retry shortly.")
+    let grant: GrantBody = body::read(request, app.http.max_body_bytes).await?;
+    let amount = Micros::from_dollars(grant.amount_usd).map_err(|e| {
+        ApiError::bad_request(
+            format!("amount_usd: {e}"),
+            <GrantBody as crate::requests::Body>::HINT,
+        )
+        .with_field("amount_usd")
     })?;
+    let note = grant.note.unwrap_or_else(|| "operator grant".to_string());
+    if note.len() > MAX_NOTE {
+        return Err(ApiError::bad_request(
+            format!("note must be at most {MAX_NOTE} characters"),
+            <GrantBody as crate::requests::Body>::HINT,
+        )
+        .with_field("note"));
+    }
+    let account = find(accounts, &grant.account)?;
+    let view = accounts
+        .credit(account, amount, &note)
+        .await
+        .map_err(account_error)?;
+    Ok(json(StatusCode::OK, &AccountBody::from(view)))
+}
+
+pub fn account(accounts: &Accounts, query: &str) -> Result<HttpResponse, ApiError> {
+    let account = find(accounts, query)?;
+    let view = accounts.view(account).map_err(account_error)?;
+    Ok(json(StatusCode::OK, &AccountBody::from(view)))
+}
+
+#[derive(Serialize)]
+struct Recoveries {
+    recovery_requests: Vec<gpubridge_billing::RecoveryRequest>,
+}
+
+pub async fn recoveries(
+    accounts: &Accounts,
+    query: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = body::query_number(query.unwrap_or_default(), "limit", 100, 1000)?;
+    let recovery_requests = accounts
+        .recovery_requests(limit)
+        .await
+        .map_err(account_error)?;
+    Ok(json(StatusCode::OK, &Recoveries { recovery_requests }))
+}
+
+pub async fn audit(accounts: &Accounts) -> Result<HttpResponse, ApiError> {
+    let report = gpubridge_billing::audit(accounts.store())
+        .await
+        .map_err(|e| ApiError::from_store(&e, "Retry shortly."))?;
     Ok(json(StatusCode::OK, &report))
 }

@@ -5,56 +5,96 @@ use crate::app::{json, App, HttpResponse};
 use crate::error::ApiError;
 use gpubridge_scheduler::{ModelKind, Route, ServiceSpec};
 use hyper::StatusCode;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{json, Value};
 
-fn backend_view(route: &Route) -> Value {
-    json!({
-        "provider": route.backend.provider.name(),
-        "model": route.backend.model,
-        "live": route.backend.is_live(),
-        "circuit": route.backend.breaker.state().as_str(),
-    })
+#[derive(Serialize)]
+struct BackendView {
+    provider: &'static str,
+    model: String,
+    live: bool,
+    circuit: &'static str,
 }
 
-fn service_view(app: &App, spec: &ServiceSpec) -> Value {
+impl From<&Route> for BackendView {
+    fn from(route: &Route) -> Self {
+        BackendView {
+            provider: route.backend.id.provider_name(),
+            model: route.backend.id.model().to_string(),
+            live: route.backend.is_live(),
+            circuit: route.backend.breaker.state().as_str(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Pricing {
+    from_usd: f64,
+    price_per_second_usd: f64,
+    estimated_seconds: f64,
+    estimated_cost_usd: f64,
+}
+
+#[derive(Serialize)]
+struct ServiceView<'a> {
+    key: &'a str,
+    name: &'a str,
+    category: &'a str,
+    description: &'a str,
+    pricing: Pricing,
+    max_seconds: u64,
+    input_schema: &'a Value,
+    available: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    models: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backends: Option<Vec<BackendView>>,
+}
+
+fn service_view<'a>(app: &'a App, spec: &'a ServiceSpec) -> ServiceView<'a> {
     let scheduler = &app.scheduler;
     let seconds = scheduler.expected_seconds(spec);
     let cost = scheduler
         .estimate(&spec.key, Some(seconds))
         .map(|e| e.estimated_cost.as_dollars())
         .unwrap_or_default();
-    let mut view = json!({
-        "key": spec.key,
-        "name": spec.name,
-        "category": spec.category,
-        "description": spec.description,
-        "pricing": {
-            "from_usd": spec.from_price().as_dollars(),
-            "price_per_second_usd": spec.price_per_second().as_dollars(),
-            "estimated_seconds": seconds,
-            "estimated_cost_usd": cost,
-        },
-        "max_seconds": spec.max_seconds,
-        "input_schema": spec.input_schema,
-        "available": scheduler.is_service_live(spec),
-    });
-    if let Some(route) = &spec.route {
-        view["route"] = json!(route);
-    }
-    match spec.models {
-        Some(kind) => {
-            view["models"] = json!(kind_name(kind));
-            view["default_model"] = json!(scheduler.catalog().default_model(kind));
-        }
-        None => {
-            let routes = scheduler
+    let backends = match spec.models {
+        Some(_) => None,
+        None => Some(
+            scheduler
                 .backends()
                 .routes(&spec.key, None)
-                .unwrap_or_default();
-            view["backends"] = routes.iter().map(backend_view).collect();
-        }
+                .unwrap_or_default()
+                .iter()
+                .map(BackendView::from)
+                .collect(),
+        ),
+    };
+    ServiceView {
+        key: &spec.key,
+        name: &spec.name,
+        category: &spec.category,
+        description: &spec.description,
+        pricing: Pricing {
+            from_usd: spec.from_price().as_dollars(),
+            price_per_second_usd: spec.price_per_second().as_dollars(),
+            estimated_seconds: seconds,
+            estimated_cost_usd: cost,
+        },
+        max_seconds: spec.max_seconds,
+        input_schema: &spec.input_schema,
+        available: scheduler.is_service_live(spec),
+        route: spec.route.as_deref(),
+        models: spec.models.map(kind_name),
+        default_model: spec
+            .models
+            .map(|kind| scheduler.catalog().default_model(kind)),
+        backends,
     }
-    view
 }
 
 fn kind_name(kind: ModelKind) -> &'static str {
@@ -64,7 +104,15 @@ fn kind_name(kind: ModelKind) -> &'static str {
     }
 }
 
-fn models_view(app: &App, kind: ModelKind, service: &str) -> Value {
+#[derive(Serialize)]
+struct ModelView<'a> {
+    id: &'a str,
+    name: &'a str,
+    available: bool,
+    backends: Vec<BackendView>,
+}
+
+fn models_view<'a>(app: &'a App, kind: ModelKind, service: &str) -> Vec<ModelView<'a>> {
     let scheduler = &app.scheduler;
     scheduler
         .catalog()
@@ -74,50 +122,67 @@ fn models_view(app: &App, kind: ModelKind, service: &str) -> Value {
                 .backends()
                 .routes(service, Some(&model.id))
                 .unwrap_or_default();
-            json!({
-                "id": model.id,
-                "name": model.name,
-                "available": routes.iter().any(|r| r.backend.is_live()),
-                "backends": routes.iter().map(backend_view).collect::<Vec<_>>(),
-            })
+            ModelView {
+                id: &model.id,
+                name: &model.name,
+                available: routes.iter().any(|r| r.backend.is_live()),
+                backends: routes.iter().map(BackendView::from).collect(),
+            }
         })
         .collect()
 }
 
+#[derive(Serialize)]
+struct Models<'a> {
+    llm: Vec<ModelView<'a>>,
+    image: Vec<ModelView<'a>>,
+}
+
+#[derive(Serialize)]
+struct CatalogView<'a> {
+    version: u32,
+    services: Vec<ServiceView<'a>>,
+    models: Models<'a>,
+    tts_voices: &'a [String],
+    routes: Value,
+    payment: Value,
+    live_providers: Vec<&'static str>,
+}
+
 pub fn catalog(app: &App) -> HttpResponse {
     let catalog = app.scheduler.catalog();
-    let services: Vec<Value> = catalog
-        .services()
-        .iter()
-        .map(|s| service_view(app, s))
-        .collect();
     let mut live: Vec<&str> = app
         .scheduler
         .backends()
         .all()
         .iter()
         .filter(|b| b.is_live())
-        .map(|b| b.provider.name())
+        .map(|b| b.id.provider_name())
         .collect();
     live.sort_unstable();
     live.dedup();
     let llm_service = service_for(app, ModelKind::Llm);
     let image_service = service_for(app, ModelKind::Image);
-    let body = json!({
-        "version": catalog.version(),
-        "services": services,
-        "models": {
-            "llm": models_view(app, ModelKind::Llm, &llm_service),
-            "image": models_view(app, ModelKind::Image, &image_service),
+    let body = CatalogView {
+        version: catalog.version(),
+        services: catalog
+            .services()
+            .iter()
+            .map(|s| service_view(app, s))
+            .collect(),
+        models: Models {
+            llm: models_view(app, ModelKind::Llm, &llm_service),
+            image: models_view(app, ModelKind::Image, &image_service),
         },
-        "tts_voices": catalog.tts_voices(),
-        "routes": {
+        tts_voices: catalog.tts_voices(),
+        // Fixed documentation of the routes and ways to pay.
+        routes: json!({
             "/run": {"method": "POST", "description": "Universal contract: {service, input, webhook_url?}"},
             "/inference": {"method": "POST", "service": llm_service, "description": "Prompt-centric LLM route; inline when fast"},
             "/status/:job_id": {"method": "GET"},
             "/catalog/estimate": {"method": "GET", "query": ["service", "seconds"]},
-        },
-        "payment": {
+        }),
+        payment: json!({
             "currency": "USD",
             "credits": {
                 "enabled": app.accounts.is_some(),
@@ -125,9 +190,9 @@ pub fn catalog(app: &App) -> HttpResponse {
                 "register": "POST /account/register",
             },
             "x402": {"enabled": false},
-        },
-        "live_providers": live,
-    });
+        }),
+        live_providers: live,
+    };
     json(StatusCode::OK, &body)
 }
 
@@ -142,33 +207,35 @@ fn service_for(app: &App, kind: ModelKind) -> String {
         .unwrap_or_default()
 }
 
+#[derive(Serialize)]
+struct EstimateView {
+    service: String,
+    estimated_seconds: f64,
+    price_per_second: f64,
+    estimated_cost_usd: f64,
+}
+
 pub fn estimate(app: &App, query: Option<&str>) -> Result<HttpResponse, ApiError> {
-    let mut service = None;
-    let mut seconds = None;
-    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "service" => service = Some(value.into_owned()),
-            "seconds" => {
-                let parsed = value
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            format!("seconds must be a number between 0 and 86400, not {value:?}"),
-                            "Example: GET /catalog/estimate?service=llm-4090&seconds=30",
-                        )
-                    })?;
-                seconds = Some(parsed);
-            }
-            _ => {}
-        }
-    }
-    let Some(service) = service.filter(|s| !s.is_empty()) else {
-        let mut error = ApiError::bad_request(
-            "The service query parameter is required",
-            "Example: GET /catalog/estimate?service=llm-4090&seconds=30",
-        );
+    let query = query.unwrap_or_default();
+    let example = "Example: GET /catalog/estimate?service=llm-4090&seconds=30";
+    let seconds = match crate::body::query_text(query, "seconds") {
+        None => None,
+        Some(value) => Some(
+            value
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        format!("seconds must be a number between 0 and 86400, not {value:?}"),
+                        example,
+                    )
+                    .with_field("seconds")
+                })?,
+        ),
+    };
+    let Some(service) = crate::body::query_text(query, "service").filter(|s| !s.is_empty()) else {
+        let mut error = ApiError::bad_request("The service query parameter is required", example);
         error.available_services = Some(app.scheduler.catalog().service_keys());
         return Err(error);
     };
@@ -176,19 +243,13 @@ pub fn estimate(app: &App, query: Option<&str>) -> Result<HttpResponse, ApiError
         .scheduler
         .estimate(&service, seconds)
         .map_err(|e| app.submit_error(e))?;
-    let mut body = Map::new();
-    body.insert("service".into(), json!(estimate.service));
-    body.insert(
-        "estimated_seconds".into(),
-        json!(estimate.estimated_seconds),
-    );
-    body.insert(
-        "price_per_second".into(),
-        json!(estimate.price_per_second.as_dollars()),
-    );
-    body.insert(
-        "estimated_cost_usd".into(),
-        json!(estimate.estimated_cost.as_dollars()),
-    );
-    Ok(json(StatusCode::OK, &Value::Object(body)))
+    Ok(json(
+        StatusCode::OK,
+        &EstimateView {
+            service: estimate.service,
+            estimated_seconds: estimate.estimated_seconds,
+            price_per_second: estimate.price_per_second.as_dollars(),
+            estimated_cost_usd: estimate.estimated_cost.as_dollars(),
+        },
+    ))
 }

@@ -3,10 +3,11 @@
 
 use crate::app::{json, App, HttpResponse};
 use crate::error::ApiError;
-use crate::views;
+use crate::views::StatusView;
+use gpubridge_protocol::JobId;
 use hyper::{HeaderMap, StatusCode};
 
-pub fn handle(app: &App, headers: &HeaderMap, id: &str) -> Result<HttpResponse, ApiError> {
+pub async fn handle(app: &App, headers: &HeaderMap, id: &str) -> Result<HttpResponse, ApiError> {
     let caller = app.access.identify(headers)?;
     let not_found = || {
         ApiError::new(
@@ -15,17 +16,13 @@ pub fn handle(app: &App, headers: &HeaderMap, id: &str) -> Result<HttpResponse, 
             "Job ids come from POST /run and POST /inference.",
         )
     };
-    if id.len() > 64 {
-        return Err(not_found());
-    }
+    let id = JobId::parse(id).ok_or_else(not_found)?;
     let record = app
         .scheduler
-        .status(id)
-        .map_err(|e| {
-            tracing::error!(error = %e, "reading job status");
-            ApiError::storage_unavailable("Retry shortly.")
-        })?
+        .status(&id)
+        .await
+        .map_err(|e| ApiError::from_store(&e, "Retry shortly."))?
         .ok_or_else(not_found)?;
     let full = app.access.may_read_output(&caller, &record);
-    Ok(json(StatusCode::OK, &views::status(&record, full)))
+    Ok(json(StatusCode::OK, &StatusView::of(&record, full)))
 }

@@ -5,7 +5,7 @@
 
 use super::config::NodesConfig;
 use super::session::{Session, SlotGuard};
-use crate::adapters::AttemptError;
+use crate::executor::AttemptError;
 use gpubridge_protocol::node::{close, Assignment, FailureKind, JobEvent};
 use gpubridge_protocol::{write_frame, FrameReader, StreamError};
 use serde_json::Value;

@@ -1,0 +1,98 @@
+//! Settling a finished job: the work done at its quoted terms — never more than
+//! was reserved — is charged and the rest released, in the same write as the
+//! job's terminal state (through the job core's [`JobHooks`]), and applied to
+//! the balance once durable.
+
+use crate::accounts::Accounts;
+use crate::config::discounted;
+use crate::ledger::{utc_day, EntryKind, LedgerEntry};
+use gpubridge_protocol::{JobStatus, Micros};
+use gpubridge_scheduler::{now_ms, JobBilling, JobHooks, JobRecord, Settlement};
+use gpubridge_store::WriteSet;
+
+/// A completed job pays `max(from price, price per second × seconds)` after its
+/// discount, capped at its reservation; a failed one pays nothing.
+fn settle(status: JobStatus, seconds: Option<f64>, billing: &JobBilling) -> Settlement {
+    let charged = match status {
+        JobStatus::Completed => {
+            let by_time = discounted(
+                Micros::per_second_times(billing.price_per_second, seconds.unwrap_or(0.0)),
+                billing.discount_bps,
+            );
+            by_time.max(billing.from_price).min(billing.reserved)
+        }
+        _ => Micros::ZERO,
+    };
+    Settlement {
+        charged,
+        refunded: billing
+            .reserved
+            .checked_sub(charged)
+            .unwrap_or(Micros::ZERO),
+    }
+}
+
+/// The charge and release of a settled job.
+fn parts(job: &JobRecord) -> Option<(&JobBilling, [(EntryKind, Micros); 2])> {
+    let billing = job.billing.as_ref()?;
+    let settled = billing.settled?;
+    Some((
+        billing,
+        [
+            (EntryKind::Charge, settled.charged),
+            (EntryKind::Release, settled.refunded),
+        ],
+    ))
+}
+
+impl JobHooks for Accounts {
+    fn on_terminal(&self, job: &mut JobRecord, writes: &mut WriteSet) {
+        let (status, seconds) = (job.status, job.execution_seconds());
+        let Some(billing) = job.billing.as_mut() else {
+            return;
+        };
+        if billing.settled.is_some() {
+            return;
+        }
+        billing.settled = Some(settle(status, seconds, billing));
+        let Some((billing, parts)) = parts(job) else {
+            return;
+        };
+        for (kind, amount) in parts.into_iter().filter(|(_, a)| *a > Micros::ZERO) {
+            let entry = self.entry(
+                billing.account,
+                kind,
+                amount,
+                Some(&job.id),
+                billing.job_day,
+                None,
+            );
+            Accounts::put_entry(writes, &entry);
+        }
+    }
+
+    fn after_persist(&self, job: &JobRecord) {
+        let Some((billing, parts)) = parts(job) else {
+            return;
+        };
+        let Ok(state) = self.state(billing.account) else {
+            return;
+        };
+        let now = now_ms();
+        let mut state = state.lock();
+        for (kind, amount) in parts {
+            // Balances are sums: the persisted entries' sequence numbers do not matter here.
+            let applied = LedgerEntry {
+                account: billing.account,
+                seq: 0,
+                at_ms: now,
+                kind,
+                amount,
+                job: None,
+                job_day: billing.job_day,
+                note: None,
+            };
+            state.balances.apply(&applied, utc_day(now));
+        }
+    }
+}

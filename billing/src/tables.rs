@@ -1,0 +1,29 @@
+//! The tables billing owns. Names are those of the column families since the
+//! first release, so stores carry over.
+
+use gpubridge_store::Table;
+
+/// Account records by account id.
+pub const ACCOUNTS: Table = Table("accounts");
+/// Account id by lower-cased email.
+pub const EMAILS: Table = Table("emails");
+/// Account id by keyed API-key digest.
+pub const API_KEYS: Table = Table("api_keys");
+/// The append-only money ledger: `account ‖ seq` → entry.
+pub const LEDGER: Table = Table("ledger");
+/// Job history: `account ‖ inverted job number` → job id.
+pub const ACCOUNT_JOBS: Table = Table("account_jobs");
+/// Idempotency keys: `account ‖ key` → fingerprint and job.
+pub const IDEMPOTENCY: Table = Table("idempotency");
+/// Support-assisted key recovery requests by time.
+pub const RECOVERIES: Table = Table("recoveries");
+
+pub const TABLES: [Table; 7] = [
+    ACCOUNTS,
+    EMAILS,
+    API_KEYS,
+    LEDGER,
+    ACCOUNT_JOBS,
+    IDEMPOTENCY,
+    RECOVERIES,
+];

@@ -1,0 +1,317 @@
+//! Assembling the daemon, and taking it apart again.
+
+use crate::config::Config;
+use crate::local_agent::LocalAgent;
+use crate::schema;
+use gpubridge_billing::{AccountError, Accounts, KeyError, RulesError};
+use gpubridge_gateway::access::Access;
+use gpubridge_gateway::{App, HttpMetrics};
+use gpubridge_scheduler::nodes::{EndpointError, Identity, IdentityError};
+use gpubridge_scheduler::{Catalog, JobHooks, Scheduler, StartError};
+use gpubridge_store::{RocksKv, RocksOptions, Store, StoreError, StoreMetrics, Table};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Every table of the store: the store's own, the job core's, billing's.
+pub const TABLES: [Table; 11] = {
+    let j = gpubridge_scheduler::jobs::TABLES;
+    let b = gpubridge_billing::TABLES;
+    [
+        Table::META,
+        j[0],
+        j[1],
+        j[2],
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6],
+    ]
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("loading the catalog {path}: {reason}")]
+    Catalog { path: String, reason: String },
+    #[error("the store in {path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error("accounts settings: {0}")]
+    Rules(#[from] RulesError),
+    #[error("API-key digest secret: {0}")]
+    KeySecret(#[from] KeyError),
+    #[error("loading accounts and replaying the ledger: {0}")]
+    Accounts(#[from] AccountError),
+    #[error("starting the scheduler: {0}")]
+    Scheduler(#[from] StartError),
+    #[error("the node identity in {path}: {source}")]
+    Identity { path: String, source: IdentityError },
+    #[error("starting the node listener: {0}")]
+    Nodes(#[from] EndpointError),
+    #[error("the in-process agent: {0}")]
+    LocalAgent(String),
+    #[error("binding HTTP on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("registering metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A running daemon: the scheduler, the node listener, the HTTP gateway.
+pub struct Daemon {
+    scheduler: Scheduler,
+    store: Store,
+    http_addr: SocketAddr,
+    nodes: Option<(quinn::Endpoint, SocketAddr)>,
+    local_agent: Option<LocalAgent>,
+    stop_http: Option<oneshot::Sender<()>>,
+    http: JoinHandle<()>,
+    grace: Duration,
+}
+
+impl Daemon {
+    /// Starts everything `config` asks for; returns once the gateway listens.
+    pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
+        let catalog = load_catalog(config.scheduler.catalog_path.as_deref())?;
+        let registry = prometheus::Registry::new();
+        let data_dir = config.scheduler.data_dir.clone();
+        let store_error = |source| DaemonError::Store {
+            path: data_dir.display().to_string(),
+            source,
+        };
+        let store = open_store(&data_dir, config.scheduler.sync_writes, &registry)
+            .await
+            .map_err(store_error)?;
+        schema::upgrade(&store).await.map_err(store_error)?;
+        let accounts = match config.accounts.enabled {
+            true => Some(Arc::new(open_accounts(&config, &store).await?)),
+            false => None,
+        };
+        let hooks = accounts.clone().map(|a| a as Arc<dyn JobHooks>);
+        let scheduler = Scheduler::start(
+            config.scheduler.clone(),
+            catalog,
+            store.clone(),
+            &registry,
+            hooks,
+        )
+        .await?;
+        let (nodes, local_agent) = start_nodes(&config, &scheduler).await?;
+        let listener = tokio::net::TcpListener::bind(config.http.addr)
+            .await
+            .map_err(|source| DaemonError::Bind {
+                addr: config.http.addr,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| DaemonError::Bind {
+            addr: config.http.addr,
+            source,
+        })?;
+        let access = match &accounts {
+            Some(accounts) => {
+                spawn_idempotency_sweeper(Arc::downgrade(accounts));
+                Access::Accounts(accounts.clone())
+            }
+            None => {
+                tracing::warn!(
+                    "accounts are disabled: anyone who can reach the gateway may run jobs"
+                );
+                Access::Open
+            }
+        };
+        let app = Arc::new(App {
+            scheduler: scheduler.clone(),
+            access,
+            accounts,
+            admin_token: config.admin.token.clone(),
+            metrics: HttpMetrics::register(&registry)?,
+            registry,
+            http: config.http.clone(),
+            started: Instant::now(),
+        });
+        let (stop_http, stopped) = oneshot::channel::<()>();
+        let http = tokio::spawn(gpubridge_gateway::serve(listener, app, async {
+            let _ = stopped.await;
+        }));
+        let live: Vec<&str> = gpubridge_scheduler::Provider::HOSTED
+            .iter()
+            .filter(|p| config.scheduler.is_live(**p))
+            .map(|p| p.name())
+            .collect();
+        tracing::info!(addr = %http_addr, data_dir = %data_dir.display(), live_providers = ?live, "gpubridge listening");
+        Ok(Daemon {
+            scheduler,
+            store,
+            http_addr,
+            nodes,
+            local_agent,
+            stop_http: Some(stop_http),
+            http,
+            grace: Duration::from_secs(config.http.shutdown_grace_seconds),
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where node agents connect (UDP), when the node listener is on.
+    pub fn nodes_addr(&self) -> Option<SocketAddr> {
+        self.nodes.as_ref().map(|(_, addr)| *addr)
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// Stops taking requests (open ones finish), gives running jobs the grace
+    /// period, closes the node listener, and writes what the store has queued.
+    /// Jobs still unfinished resume on the next start.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop_http.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.http).await;
+        tracing::info!("HTTP closed; finishing running jobs");
+        self.scheduler.shutdown(self.grace).await;
+        if let Some((endpoint, _)) = &self.nodes {
+            endpoint.close(
+                gpubridge_protocol::node::close::SHUTDOWN.into(),
+                b"scheduler shutting down",
+            );
+        }
+        if let Some(agent) = self.local_agent.take() {
+            agent.stop();
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+fn load_catalog(path: Option<&Path>) -> Result<Catalog, DaemonError> {
+    let failed = |path: &Path, reason: String| DaemonError::Catalog {
+        path: path.display().to_string(),
+        reason,
+    };
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| failed(path, e.to_string()))?;
+            Catalog::from_json(&text).map_err(|e| failed(path, e.to_string()))
+        }
+        None => Catalog::builtin().map_err(|e| failed(Path::new("(built in)"), e.to_string())),
+    }
+}
+
+/// Opens (creating) the RocksDB store in `data_dir`, off the async workers.
+pub async fn open_store(
+    data_dir: &Path,
+    sync_writes: bool,
+    registry: &prometheus::Registry,
+) -> Result<Store, StoreError> {
+    let metrics = StoreMetrics::new();
+    if let Err(e) = metrics.register(registry) {
+        tracing::warn!(error = %e, "store metrics not registered");
+    }
+    let options = RocksOptions {
+        sync: sync_writes,
+        ..RocksOptions::default()
+    };
+    let dir = data_dir.to_path_buf();
+    let kv = tokio::task::spawn_blocking(move || RocksKv::open(&dir, &TABLES, options, metrics))
+        .await
+        .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??;
+    Ok(Store::new(Arc::new(kv)))
+}
+
+/// Opens a data directory read-only (offline audits); works while a daemon holds it.
+pub async fn open_read_only(data_dir: &Path) -> Result<Store, StoreError> {
+    let dir = data_dir.to_path_buf();
+    let kv = tokio::task::spawn_blocking(move || RocksKv::open_read_only(&dir, &TABLES))
+        .await
+        .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??;
+    let store = Store::new(Arc::new(kv));
+    schema::check(&store).await?;
+    Ok(store)
+}
+
+async fn open_accounts(config: &Config, store: &Store) -> Result<Accounts, DaemonError> {
+    let rules = config.accounts.rules()?;
+    let secret = match &config.accounts.key_hash_secret {
+        Some(secret) => gpubridge_billing::check_secret(secret)?,
+        None => {
+            let path = config
+                .accounts
+                .key_secret_file
+                .clone()
+                .unwrap_or_else(|| config.scheduler.data_dir.join("api-key.secret"));
+            gpubridge_billing::load_or_create_secret(&path)?
+        }
+    };
+    Ok(Accounts::open(store.clone(), rules, &secret).await?)
+}
+
+/// The scheduler's identity towards node agents, kept in `<data_dir>/node`.
+pub fn node_identity(data_dir: &Path) -> Result<Identity, DaemonError> {
+    let dir: PathBuf = data_dir.join("node");
+    Identity::load_or_create(&dir).map_err(|source| DaemonError::Identity {
+        path: dir.display().to_string(),
+        source,
+    })
+}
+
+/// Starts the agents' QUIC listener (and the in-process agent, if asked).
+async fn start_nodes(
+    config: &Config,
+    scheduler: &Scheduler,
+) -> Result<(Option<(quinn::Endpoint, SocketAddr)>, Option<LocalAgent>), DaemonError> {
+    let nodes = &config.scheduler.nodes;
+    if !nodes.enabled {
+        return Ok((None, None));
+    }
+    let identity = Arc::new(node_identity(&config.scheduler.data_dir)?);
+    let pool = scheduler.nodes().clone();
+    let endpoint = gpubridge_scheduler::nodes::endpoint(&identity, &pool)?;
+    let addr = endpoint.local_addr().map_err(|source| DaemonError::Bind {
+        addr: nodes.addr,
+        source,
+    })?;
+    tracing::info!(%addr, "listening for node agents");
+    let local_agent = match nodes.local_agent {
+        true => Some(LocalAgent::start(&identity, addr).map_err(DaemonError::LocalAgent)?),
+        false => None,
+    };
+    tokio::spawn(gpubridge_scheduler::nodes::serve(
+        pool.clone(),
+        identity,
+        endpoint.clone(),
+    ));
+    if local_agent.is_some() {
+        LocalAgent::wait_joined(&pool).await;
+    }
+    Ok((Some((endpoint, addr)), local_agent))
+}
+
+/// Forgets expired Idempotency-Keys once an hour.
+fn spawn_idempotency_sweeper(accounts: Weak<Accounts>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let Some(accounts) = accounts.upgrade() else {
+                return;
+            };
+            match accounts.sweep_idempotency().await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "expired idempotency keys removed"),
+                Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
+            }
+        }
+    });
+}

@@ -1,0 +1,154 @@
+//! The one way in for every front door: `/run`, `/inference`, and those to come
+//! (OpenAI-compatible routes, MCP, x402). A door turns its request into an
+//! [`IntakeRequest`]; intake validates and prices it, has it paid for, persists
+//! and starts it — the same rules, prices and ledger whichever door.
+
+use crate::access::Caller;
+use crate::app::App;
+use crate::error::ApiError;
+use gpubridge_billing::{Admission, IdempotencyClaim};
+use gpubridge_protocol::Priority;
+use gpubridge_scheduler::{is_private, JobRecord, JobRequest, Origin};
+use hyper::StatusCode;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub struct IntakeRequest {
+    pub service: String,
+    pub input: Value,
+    pub priority: Priority,
+    pub origin: Origin,
+    pub webhook_url: Option<String>,
+    /// The request's `Idempotency-Key`, with the route and body it names.
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+pub struct Accepted {
+    pub record: JobRecord,
+    /// An earlier request's job, returned for the same Idempotency-Key.
+    pub replayed: bool,
+}
+
+impl App {
+    pub async fn intake(
+        self: &Arc<Self>,
+        caller: Caller,
+        request: IntakeRequest,
+    ) -> Result<Accepted, ApiError> {
+        let webhook_url = request
+            .webhook_url
+            .map(|url| checked_webhook(&url, self.scheduler.config().allow_private_urls))
+            .transpose()?;
+        let prepared = self
+            .scheduler
+            .prepare(JobRequest {
+                service: request.service,
+                input: request.input,
+                priority: request.priority,
+                origin: request.origin,
+                webhook_url,
+            })
+            .map_err(|e| self.submit_error(e))?;
+        let app = self.clone();
+        let idempotency = request.idempotency;
+        // From here credits are reserved and a job written: finish even if the client leaves.
+        let admission = tokio::spawn(async move {
+            app.access
+                .accept(&app.scheduler, &caller, prepared, idempotency.as_ref())
+                .await
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "admission task failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The request could not be admitted",
+                "Retry it; with an Idempotency-Key a retry is safe.",
+            )
+        })??;
+        self.admitted(admission).await
+    }
+
+    /// The job an admission stands for.
+    async fn admitted(&self, admission: Admission) -> Result<Accepted, ApiError> {
+        let id = match admission {
+            Admission::Accepted(record) => {
+                return Ok(Accepted {
+                    record: *record,
+                    replayed: false,
+                })
+            }
+            Admission::Replayed(id) => id,
+        };
+        match self.scheduler.status(&id).await {
+            Ok(Some(record)) => Ok(Accepted {
+                record,
+                replayed: true,
+            }),
+            Ok(None) => {
+                tracing::error!(job_id = %id, "idempotent replay of a missing job");
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The job for this Idempotency-Key cannot be read right now",
+                    "Retry shortly with the same Idempotency-Key; nothing new was charged.",
+                )
+                .retry_after(1))
+            }
+            Err(e) => Err(ApiError::from_store(
+                &e,
+                "Retry shortly with the same Idempotency-Key; nothing new was charged.",
+            )),
+        }
+    }
+
+    /// A scheduler refusal in the spec's envelope.
+    pub(crate) fn submit_error(&self, error: gpubridge_scheduler::SubmitError) -> ApiError {
+        ApiError::from_scheduler(&self.scheduler, error)
+    }
+}
+
+/// A webhook must be an absolute http(s) URL, and not a private address unless allowed.
+fn checked_webhook(raw: &str, allow_private: bool) -> Result<String, ApiError> {
+    let bad = |why: &str| {
+        ApiError::bad_request(
+            format!("Invalid webhook_url: {why}"),
+            "Use a public https:// URL that accepts POST.",
+        )
+        .with_field("webhook_url")
+    };
+    if raw.len() > 2048 {
+        return Err(bad("longer than 2048 characters"));
+    }
+    let url = url::Url::parse(raw).map_err(|_| bad("not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("only http and https are supported"));
+    }
+    let private = match url.host() {
+        Some(url::Host::Ipv4(ip)) => is_private(ip.into()),
+        Some(url::Host::Ipv6(ip)) => is_private(ip.into()),
+        Some(url::Host::Domain(domain)) => {
+            domain.eq_ignore_ascii_case("localhost") || domain.ends_with(".localhost")
+        }
+        None => return Err(bad("no host")),
+    };
+    if private && !allow_private {
+        return Err(bad("private and loopback addresses are not allowed"));
+    }
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhooks_must_be_public_http() {
+        assert!(checked_webhook("https://example.com/cb", false).is_ok());
+        assert!(checked_webhook("ftp://example.com/cb", false).is_err());
+        assert!(checked_webhook("http://127.0.0.1/cb", false).is_err());
+        assert!(checked_webhook("http://localhost:8/cb", false).is_err());
+        assert!(checked_webhook("http://[::1]/cb", false).is_err());
+        assert!(checked_webhook("http://127.0.0.1/cb", true).is_ok());
+        assert!(checked_webhook("not a url", true).is_err());
+    }
+}

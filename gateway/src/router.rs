@@ -1,0 +1,132 @@
+//! The route table: one match on the path, each route with the methods it takes.
+
+use crate::http_metrics::RouteLabel;
+use hyper::Method;
+
+pub enum Route<'a> {
+    Run,
+    Inference,
+    Status(&'a str),
+    Catalog,
+    Estimate,
+    Health,
+    Metrics,
+    Register,
+    Recover,
+    RegenerateKey,
+    Balance,
+    SpendingLimit,
+    Jobs,
+    /// Card and crypto top-ups, auto top-up and the dashboard: not on this build.
+    NotYet(&'static str),
+    AdminCredits,
+    AdminAccount(&'a str),
+    AdminRecoveries,
+    AdminAudit,
+    AdminNodes,
+    AdminNodeDrain(&'a str),
+}
+
+pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
+    const POST: &[Method] = &[Method::POST];
+    const GET: &[Method] = &[Method::GET, Method::HEAD];
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    Some(match path {
+        "/run" => (Route::Run, POST),
+        "/inference" => (Route::Inference, POST),
+        "/catalog" => (Route::Catalog, GET),
+        "/catalog/estimate" => (Route::Estimate, GET),
+        "/health" => (Route::Health, GET),
+        "/metrics" => (Route::Metrics, GET),
+        "/account/register" => (Route::Register, POST),
+        "/account/recover" => (Route::Recover, POST),
+        "/account/regenerate-key" => (Route::RegenerateKey, POST),
+        "/account/balance" => (Route::Balance, GET),
+        "/account/spending-limit" => (Route::SpendingLimit, POST),
+        "/account/jobs" => (Route::Jobs, GET),
+        "/account/topup" => (Route::NotYet("Card top-ups"), POST),
+        "/account/topup-crypto" => (Route::NotYet("Crypto top-ups"), POST),
+        "/account/auto-topup" => (Route::NotYet("Automatic top-ups"), POST),
+        "/account/dashboard" => (Route::NotYet("The web dashboard"), GET),
+        "/admin/credits" => (Route::AdminCredits, POST),
+        "/admin/recoveries" => (Route::AdminRecoveries, GET),
+        "/admin/ledger/audit" => (Route::AdminAudit, GET),
+        "/admin/nodes" => (Route::AdminNodes, GET),
+        other => {
+            let segment = |prefix: &str| {
+                other
+                    .strip_prefix(prefix)
+                    .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+            };
+            if let Some(id) = segment("/status/") {
+                (Route::Status(id), GET)
+            } else if let Some(query) = segment("/admin/accounts/") {
+                (Route::AdminAccount(query), GET)
+            } else if let Some(node) = other
+                .strip_prefix("/admin/nodes/")
+                .and_then(|rest| rest.strip_suffix("/drain"))
+                .filter(|node| !node.is_empty() && !node.contains('/'))
+            {
+                (Route::AdminNodeDrain(node), POST)
+            } else {
+                return None;
+            }
+        }
+    })
+}
+
+impl Route<'_> {
+    /// The metrics label of the route.
+    pub fn label(&self) -> RouteLabel {
+        match self {
+            Route::Run => RouteLabel::Run,
+            Route::Inference => RouteLabel::Inference,
+            Route::Status(_) => RouteLabel::Status,
+            Route::Catalog => RouteLabel::Catalog,
+            Route::Estimate => RouteLabel::Estimate,
+            Route::Health => RouteLabel::Health,
+            Route::Metrics => RouteLabel::Metrics,
+            Route::Register
+            | Route::Recover
+            | Route::RegenerateKey
+            | Route::Balance
+            | Route::SpendingLimit
+            | Route::Jobs
+            | Route::NotYet(_) => RouteLabel::Account,
+            Route::AdminCredits
+            | Route::AdminAccount(_)
+            | Route::AdminRecoveries
+            | Route::AdminAudit
+            | Route::AdminNodes
+            | Route::AdminNodeDrain(_) => RouteLabel::Admin,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_exactly() {
+        assert!(matches!(route("/run"), Some((Route::Run, _))));
+        assert!(matches!(route("/run/"), Some((Route::Run, _))));
+        assert!(matches!(
+            route("/status/abc"),
+            Some((Route::Status("abc"), _))
+        ));
+        assert!(route("/status/").is_none());
+        assert!(route("/status/a/b").is_none());
+        assert!(route("/runs").is_none());
+        assert!(route("/").is_none());
+        assert!(matches!(
+            route("/admin/nodes/gpu-1/drain"),
+            Some((Route::AdminNodeDrain("gpu-1"), _))
+        ));
+        assert!(route("/admin/nodes//drain").is_none());
+        assert!(route("/admin/nodes/a/b/drain").is_none());
+    }
+}

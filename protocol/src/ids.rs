@@ -1,0 +1,124 @@
+//! Identifiers that cross crate boundaries: accounts and jobs. Newtypes, so an
+//! account id is never compared with its printed form or a job id mistaken for
+//! any other string.
+
+use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
+use std::fmt;
+use std::str::FromStr;
+
+/// 16 random bytes, printed `acct_` + 32 hex digits. Per-account storage keys begin with the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AccountId(pub [u8; 16]);
+
+const ACCOUNT_PREFIX: &str = "acct_";
+
+impl AccountId {
+    pub fn random() -> AccountId {
+        AccountId(*uuid::Uuid::new_v4().as_bytes())
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(ACCOUNT_PREFIX)?;
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("not an account id: {0:?}")]
+pub struct BadAccountId(pub String);
+
+impl FromStr for AccountId {
+    type Err = BadAccountId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadAccountId(s.to_string());
+        let hex = s.strip_prefix(ACCOUNT_PREFIX).ok_or_else(bad)?;
+        if hex.len() != 32 {
+            return Err(bad());
+        }
+        let mut id = [0u8; 16];
+        for (i, byte) in id.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+                .map_err(|_| bad())?;
+        }
+        Ok(AccountId(id))
+    }
+}
+
+/// A job's id: a UUID as text, assigned when the request is priced so that a
+/// reservation and its job are written under one id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(String);
+
+/// Longest id accepted from a client; ours are 36 characters.
+const MAX_JOB_ID: usize = 64;
+
+impl JobId {
+    pub fn random() -> JobId {
+        JobId(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// An id as a client sent it; `None` when it cannot be one of ours.
+    pub fn parse(text: &str) -> Option<JobId> {
+        let ok = !text.is_empty()
+            && text.len() <= MAX_JOB_ID
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        ok.then(|| JobId(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Borrow<str> for JobId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_ids_print_and_parse() {
+        let id = AccountId::random();
+        let text = id.to_string();
+        assert!(text.starts_with("acct_") && text.len() == 37);
+        assert_eq!(text.parse::<AccountId>().unwrap(), id);
+        for bad in [
+            "acct_xyz",
+            "acct_zz000000000000000000000000000000",
+            "user_00000000000000000000000000000000",
+        ] {
+            assert!(bad.parse::<AccountId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn job_ids_are_checked() {
+        let id = JobId::random();
+        assert_eq!(JobId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(id.as_str().len(), 36);
+        assert_eq!(JobId::parse(""), None);
+        assert_eq!(JobId::parse("../etc"), None);
+        assert_eq!(JobId::parse(&"a".repeat(65)), None);
+    }
+}

@@ -1,0 +1,113 @@
+//! What every hosted provider's executor shares: its base URL and key, the
+//! pooled HTTP client, the media fetcher, and how answers are classified.
+
+use crate::config::SchedulerConfig;
+use crate::executor::AttemptError;
+use crate::http::{HttpClient, HttpResponse};
+use crate::provider::Provider;
+use bytes::Bytes;
+use gpubridge_protocol::media::MediaFetcher;
+use http_body_util::Full;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request};
+use serde_json::Value;
+
+/// What an executor needs to call one provider.
+pub struct ProviderClient {
+    pub provider: Provider,
+    pub base_url: String,
+    api_key: Option<String>,
+    pub prefer_wait_seconds: u64,
+    pub http: HttpClient,
+    pub media: MediaFetcher,
+}
+
+impl ProviderClient {
+    pub fn new(
+        provider: Provider,
+        cfg: &SchedulerConfig,
+        http: HttpClient,
+        media: MediaFetcher,
+    ) -> Self {
+        let pc = cfg.provider(provider);
+        ProviderClient {
+            provider,
+            base_url: cfg.base_url(provider),
+            api_key: pc.api_key.filter(|k| !k.trim().is_empty()),
+            prefer_wait_seconds: pc.prefer_wait_seconds.unwrap_or(60).clamp(1, 60),
+            http,
+            media,
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> hyper::http::request::Builder {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base_url, path))
+            .header(
+                "user-agent",
+                concat!("gpubridge/", env!("CARGO_PKG_VERSION")),
+            );
+        if let Some(key) = &self.api_key {
+            // Replicate documents `Bearer` too; every provider here takes it.
+            builder = builder.header(AUTHORIZATION, format!("Bearer {key}"));
+        }
+        builder
+    }
+
+    /// Sends a request and returns the successful response; any other status is an error.
+    pub async fn send(
+        &self,
+        request: hyper::http::request::Builder,
+        body: Bytes,
+    ) -> Result<HttpResponse, AttemptError> {
+        let request = request
+            .body(Full::new(body))
+            .map_err(|e| AttemptError::Connect(format!("building request: {e}")))?;
+        let response = self.http.send(request).await?;
+        if response.status.is_success() {
+            Ok(response)
+        } else {
+            Err(from_status(&response))
+        }
+    }
+
+    /// POSTs JSON and parses a JSON answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, AttemptError> {
+        let bytes =
+            serde_json::to_vec(body).map_err(|e| AttemptError::BadResponse(e.to_string()))?;
+        let response = self
+            .send(
+                self.request(Method::POST, path)
+                    .header(CONTENT_TYPE, "application/json"),
+                Bytes::from(bytes),
+            )
+            .await?;
+        parse_json(&response)
+    }
+
+    pub async fn get_json(&self, path_or_url: &str) -> Result<Value, AttemptError> {
+        let builder = if path_or_url.starts_with("http") {
+            self.request(Method::GET, "").uri(path_or_url)
+        } else {
+            self.request(Method::GET, path_or_url)
+        };
+        let response = self.send(builder, Bytes::new()).await?;
+        parse_json(&response)
+    }
+}
+
+pub fn parse_json(response: &HttpResponse) -> Result<Value, AttemptError> {
+    serde_json::from_slice(&response.body)
+        .map_err(|_| AttemptError::BadResponse(format!("not JSON: {}", response.snippet())))
+}
+
+/// Classifies a non-success HTTP answer: the request's fault, or the provider's.
+fn from_status(response: &HttpResponse) -> AttemptError {
+    let status = response.status.as_u16();
+    let body = response.snippet();
+    match status {
+        400 | 404 | 413 | 415 | 422 => AttemptError::Rejected { status, body },
+        _ => AttemptError::Upstream { status, body },
+    }
+}

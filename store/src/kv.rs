@@ -1,0 +1,109 @@
+//! The port itself: what any store behind GPU-Bridge must do. Commits go
+//! through a [`WriteSlot`] (room in the writer's queue, taken before anything is
+//! decided, so the decision and the enqueue can happen together) and resolve
+//! once durable; reads run a closure against a [`View`] where blocking is fine.
+
+use crate::error::StoreError;
+use crate::metrics::StoreMetrics;
+use crate::write::{Table, WriteSet};
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::sync::oneshot;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Each read sees the latest commit.
+    Latest,
+    /// Every read of the closure sees the same instant (audits).
+    Snapshot,
+}
+
+/// Called with each pair a scan visits; `Break` ends the scan.
+pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>;
+
+/// Read access for a closure running where it may block.
+pub trait View {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|key| self.get(table, key)).collect()
+    }
+
+    /// Visits pairs in key order from `start` (inclusive; the prefix itself when
+    /// `None`) while keys begin with `prefix`, until `visit` breaks.
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        visit: Visit<'_>,
+    ) -> Result<(), StoreError>;
+}
+
+pub type Reader = Box<dyn FnOnce(&dyn View) + Send>;
+
+/// An ordered key-value store with atomic commits across tables.
+pub trait Kv: Send + Sync + 'static {
+    /// Waits for room in the write queue.
+    fn slot(&self) -> BoxFuture<'_, Result<WriteSlot, StoreError>>;
+    /// Runs `reader` off the async workers.
+    fn read(&self, mode: ReadMode, reader: Reader) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn metrics(&self) -> &StoreMetrics;
+    /// Writes what is queued, then refuses further commits.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+/// How a backend takes one commit; the slot's room is freed when it is done.
+pub trait SlotSink: Send {
+    fn submit(self: Box<Self>, writes: WriteSet) -> Ack;
+}
+
+/// Room for one commit. Submitting never waits; dropping it unused frees the room.
+pub struct WriteSlot(Box<dyn SlotSink>);
+
+impl WriteSlot {
+    pub fn new(sink: Box<dyn SlotSink>) -> WriteSlot {
+        WriteSlot(sink)
+    }
+
+    /// Hands `writes` to the writer; the returned [`Ack`] resolves once they are durable.
+    pub fn submit(self, writes: WriteSet) -> Ack {
+        self.0.submit(writes)
+    }
+}
+
+/// The outcome of one commit.
+pub struct Ack(AckState);
+
+enum AckState {
+    Done(Option<Result<(), StoreError>>),
+    Waiting(oneshot::Receiver<Result<(), StoreError>>),
+}
+
+impl Ack {
+    pub fn done(result: Result<(), StoreError>) -> Ack {
+        Ack(AckState::Done(Some(result)))
+    }
+
+    pub fn waiting(receiver: oneshot::Receiver<Result<(), StoreError>>) -> Ack {
+        Ack(AckState::Waiting(receiver))
+    }
+}
+
+impl Future for Ack {
+    type Output = Result<(), StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            AckState::Done(result) => Poll::Ready(result.take().unwrap_or(Err(StoreError::Closed))),
+            // A writer that went away without answering did not write.
+            AckState::Waiting(receiver) => Pin::new(receiver)
+                .poll(cx)
+                .map(|answer| answer.unwrap_or(Err(StoreError::Closed))),
+        }
+    }
+}

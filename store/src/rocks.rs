@@ -1,0 +1,336 @@
+//! The RocksDB [`Kv`]: one column family per table, one writer thread doing
+//! group commit, reads on Tokio's blocking pool. The only module that touches
+//! RocksDB.
+//!
+//! The writer takes every commit waiting in its queue, writes them as one batch
+//! with one fsync (when `sync`), then acknowledges each: under load many
+//! requests share a disk flush, so durability before acknowledgement costs
+//! little throughput. The queue is bounded; [`Kv::slot`] waits for room.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+use crate::error::StoreError;
+use crate::kv::{Ack, BoxFuture, Kv, ReadMode, Reader, SlotSink, View, Visit, WriteSlot};
+use crate::metrics::StoreMetrics;
+use crate::write::{Op, Table, WriteSet};
+use crossbeam::channel::{self, Receiver, Sender, TryRecvError};
+use parking_lot::Mutex;
+use rocksdb::{ColumnFamilyDescriptor, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+#[derive(Clone, Copy, Debug)]
+pub struct RocksOptions {
+    /// fsync before a commit is acknowledged: survives power loss, not only a crash.
+    pub sync: bool,
+    /// Commits waiting for the writer at most; beyond it `slot()` waits.
+    pub queue: usize,
+    /// Commits written together at most.
+    pub max_group: usize,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        RocksOptions {
+            sync: true,
+            queue: 8192,
+            max_group: 1024,
+        }
+    }
+}
+
+pub struct RocksKv {
+    db: Arc<DB>,
+    /// `None` when read-only or closed.
+    queue: Mutex<Option<Sender<Commit>>>,
+    room: Arc<Semaphore>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    read_only: bool,
+    metrics: StoreMetrics,
+}
+
+struct Commit {
+    writes: WriteSet,
+    ack: oneshot::Sender<Result<(), StoreError>>,
+    _room: OwnedSemaphorePermit,
+}
+
+fn backend(e: rocksdb::Error) -> StoreError {
+    StoreError::Backend(e.into_string())
+}
+
+fn data_dir(path: &Path, reason: impl ToString) -> StoreError {
+    StoreError::DataDir {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+impl RocksKv {
+    /// Opens (creating) the database under `dir/rocksdb` with these tables.
+    pub fn open(
+        dir: &Path,
+        tables: &[Table],
+        options: RocksOptions,
+        metrics: StoreMetrics,
+    ) -> Result<RocksKv, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| data_dir(dir, e))?;
+        let mut db_options = Options::default();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        db_options.set_max_background_jobs(2);
+        db_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let families = tables
+            .iter()
+            .map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        let db = Arc::new(
+            DB::open_cf_descriptors(&db_options, dir.join("rocksdb"), families).map_err(backend)?,
+        );
+        let (sender, receiver) = channel::unbounded();
+        let writer = {
+            let (db, metrics) = (db.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name("gpubridge-store-writer".into())
+                .spawn(move || write_loop(&db, &receiver, options, &metrics))
+                .map_err(|e| data_dir(dir, format!("starting the writer thread: {e}")))?
+        };
+        Ok(RocksKv {
+            db,
+            queue: Mutex::new(Some(sender)),
+            room: Arc::new(Semaphore::new(options.queue.max(1))),
+            writer: Mutex::new(Some(writer)),
+            read_only: false,
+            metrics,
+        })
+    }
+
+    /// Opens a database for reading only (offline audits): works while a daemon
+    /// holds it, and never changes it.
+    pub fn open_read_only(dir: &Path, tables: &[Table]) -> Result<RocksKv, StoreError> {
+        let path = dir.join("rocksdb");
+        if !path.exists() {
+            return Err(data_dir(&path, "no GPU-Bridge database here"));
+        }
+        let names: Vec<&str> = tables.iter().map(|t| t.name()).collect();
+        let db =
+            DB::open_cf_for_read_only(&Options::default(), path, names, false).map_err(backend)?;
+        Ok(RocksKv {
+            db: Arc::new(db),
+            queue: Mutex::new(None),
+            room: Arc::new(Semaphore::new(1)),
+            writer: Mutex::new(None),
+            read_only: true,
+            metrics: StoreMetrics::new(),
+        })
+    }
+}
+
+/// The writer thread: block for one commit, take whatever else is queued, write
+/// them as one batch, acknowledge each. Ends when every sender is gone.
+fn write_loop(db: &DB, queue: &Receiver<Commit>, options: RocksOptions, metrics: &StoreMetrics) {
+    let mut write_options = WriteOptions::default();
+    write_options.set_sync(options.sync);
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < options.max_group.max(1) {
+            match queue.try_recv() {
+                Ok(commit) => group.push(commit),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        metrics.queued.sub(group.len() as i64);
+        let mut batch = WriteBatch::default();
+        let mut members = Vec::with_capacity(group.len());
+        for commit in group {
+            // A commit naming an unknown table fails alone, before anything of it is batched.
+            match add(db, &mut batch, &commit.writes) {
+                Ok(()) => members.push(commit),
+                Err(e) => {
+                    let _ = commit.ack.send(Err(e));
+                }
+            }
+        }
+        if members.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let result = db.write_opt(batch, &write_options).map_err(backend);
+        metrics
+            .write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.group_size.observe(members.len() as f64);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, commits = members.len(), "storage write failed");
+        }
+        for commit in members {
+            metrics.commits.inc();
+            let _ = commit.ack.send(result.clone());
+        }
+    }
+}
+
+fn add(db: &DB, batch: &mut WriteBatch, writes: &WriteSet) -> Result<(), StoreError> {
+    let mut families = Vec::with_capacity(writes.len());
+    for op in writes.ops() {
+        let table = op.table();
+        families.push(
+            db.cf_handle(table.name())
+                .ok_or(StoreError::UnknownTable(table.name()))?,
+        );
+    }
+    for (op, cf) in writes.ops().iter().zip(families) {
+        match op {
+            Op::Put { key, value, .. } => batch.put_cf(cf, key, value),
+            Op::Delete { key, .. } => batch.delete_cf(cf, key),
+        }
+    }
+    Ok(())
+}
+
+struct RocksSlot {
+    queue: Sender<Commit>,
+    room: OwnedSemaphorePermit,
+    metrics: StoreMetrics,
+}
+
+impl SlotSink for RocksSlot {
+    fn submit(self: Box<Self>, writes: WriteSet) -> Ack {
+        let (ack, answer) = oneshot::channel();
+        let commit = Commit {
+            writes,
+            ack,
+            _room: self.room,
+        };
+        // Unbounded underneath: the semaphore bounds it, so this never blocks.
+        match self.queue.send(commit) {
+            Ok(()) => {
+                self.metrics.queued.inc();
+                Ack::waiting(answer)
+            }
+            Err(_) => Ack::done(Err(StoreError::Closed)),
+        }
+    }
+}
+
+struct RocksView<'a> {
+    db: &'a DB,
+    snapshot: Option<rocksdb::Snapshot<'a>>,
+}
+
+impl RocksView<'_> {
+    fn options(&self) -> ReadOptions {
+        let mut options = ReadOptions::default();
+        if let Some(snapshot) = &self.snapshot {
+            options.set_snapshot(snapshot);
+        }
+        options
+    }
+
+    fn family(&self, table: Table) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(table.name())
+            .ok_or(StoreError::UnknownTable(table.name()))
+    }
+}
+
+impl View for RocksView<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let cf = self.family(table)?;
+        self.db
+            .get_pinned_cf_opt(cf, key, &self.options())
+            .map(|value| value.map(|v| v.to_vec()))
+            .map_err(backend)
+    }
+
+    fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let cf = self.family(table)?;
+        self.db
+            .multi_get_cf_opt(keys.iter().map(|k| (cf, k)), &self.options())
+            .into_iter()
+            .map(|value| value.map_err(backend))
+            .collect()
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        visit: Visit<'_>,
+    ) -> Result<(), StoreError> {
+        let cf = self.family(table)?;
+        let mut iterator = self.db.raw_iterator_cf_opt(cf, self.options());
+        iterator.seek(start.unwrap_or(prefix));
+        while let Some((key, value)) = iterator.item() {
+            if !key.starts_with(prefix) || visit(key, value).is_break() {
+                return Ok(());
+            }
+            iterator.next();
+        }
+        iterator.status().map_err(backend)
+    }
+}
+
+impl Kv for RocksKv {
+    fn slot(&self) -> BoxFuture<'_, Result<WriteSlot, StoreError>> {
+        Box::pin(async move {
+            let Some(queue) = self.queue.lock().clone() else {
+                return Err(if self.read_only {
+                    StoreError::ReadOnly
+                } else {
+                    StoreError::Closed
+                });
+            };
+            let room = self
+                .room
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            let sink = RocksSlot {
+                queue,
+                room,
+                metrics: self.metrics.clone(),
+            };
+            Ok(WriteSlot::new(Box::new(sink)))
+        })
+    }
+
+    fn read(&self, mode: ReadMode, reader: Reader) -> BoxFuture<'_, Result<(), StoreError>> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let snapshot = (mode == ReadMode::Snapshot).then(|| db.snapshot());
+                reader(&RocksView { db: &db, snapshot });
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("read task: {e}")))
+        })
+    }
+
+    fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        // Dropping the last sender ends the writer once the queue is drained.
+        self.queue.lock().take();
+        let writer = self.writer.lock().take();
+        Box::pin(async move {
+            if let Some(writer) = writer {
+                let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+            }
+        })
+    }
+}
+
+impl Drop for RocksKv {
+    fn drop(&mut self) {
+        self.queue.lock().take();
+        if let Some(writer) = self.writer.lock().take() {
+            let _ = writer.join();
+        }
+    }
+}
