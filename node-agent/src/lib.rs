@@ -3,6 +3,11 @@
 //! it serves, sends heartbeats with GPU telemetry, and runs each job the scheduler
 //! assigns on a local runtime (OpenAI-compatible server, Cog, generic HTTP, a
 //! command, or echo). SIGTERM drains: running jobs finish, then it leaves.
+//!
+//! Where to add what: a new kind of local model server is a `RuntimeKind`
+//! variant (config.rs) and a module under `runtime/` implementing its call; a
+//! new message to or from the scheduler belongs in `gpubridge-protocol`'s `node`
+//! module first, then `agent.rs`.
 
 mod agent;
 mod config;

@@ -1,8 +1,12 @@
 //! Types shared by every GPU-Bridge component: money in integer micro-dollars,
-//! routing priorities, job states, join tokens, and the messages and frames between
-//! the scheduler and node agents. Nothing here opens a connection but the media
-//! fetcher (feature `media`); `stream` reads and writes frames on whatever byte
-//! stream it is given.
+//! account and job ids, routing priorities, job states, join tokens, and the
+//! messages and frames between the scheduler and node agents. Nothing here opens
+//! a connection but the media fetcher (feature `media`); `stream` reads and
+//! writes frames on whatever byte stream it is given.
+//!
+//! Where to add what: a type two crates must agree on goes here, in the module
+//! named for what it is; a node-agent message goes in `node` (bump
+//! `PROTOCOL_VERSION` in `wire` when old peers could misread it).
 
 mod ids;
 mod job;
