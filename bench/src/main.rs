@@ -19,6 +19,7 @@ use hdrhistogram::Histogram;
 use load::{LoadResult, LoadSpec};
 use parking_lot::Mutex;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,7 +136,8 @@ async fn main() -> anyhow::Result<()> {
         duration: Duration::from_secs(args.seconds),
         max_in_flight: args.max_in_flight,
     };
-    let accounts_on = args.accounts && args.gateway.is_none();
+    let wants_history = args.scenarios.contains("history");
+    let accounts_on = (args.accounts || wants_history) && args.gateway.is_none();
     let clients = args.clients.unwrap_or(1).max(1);
     let funded = match (accounts_on, args.spread_accounts) {
         (true, true) => funded_clients(&gateway, clients).await?,
@@ -177,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
             None => request.open(&spec).await?,
         };
         report(scenario_name(scenario), &result);
+        request.report_failures();
     }
     Ok(())
 }
@@ -260,6 +263,8 @@ struct Scenario {
     direct_url: Arc<str>,
     /// Jobs' own execution time, read from `/status` (for agents: the QUIC dispatch round trip).
     execution: Arc<Mutex<Histogram<u64>>>,
+    /// Failed answers by status (0: no answer), with the first body seen.
+    failures: Arc<Mutex<BTreeMap<u16, (u64, String)>>>,
 }
 
 fn scenario_request(
@@ -283,23 +288,30 @@ fn scenario_request(
         gateway: gateway.into(),
         direct_url: format!("{}/chat/completions", standin.base_url()).into(),
         execution: Arc::new(Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?)),
+        failures: Arc::default(),
     })
 }
 
 impl Scenario {
+    /// Sends one request; `true` if it got the answer the scenario expects.
     async fn send(&self, client: usize, n: u64) -> bool {
         let client = self.clients.get(client);
-        match self.kind {
+        let (expected, reply) = match self.kind {
             Kind::Direct => {
                 let body = json!({"model": "llama-3.3-70b-versatile", "messages": [{"role": "user", "content": "Summarize this changelog"}], "max_tokens": 64});
                 let auth = format!("Bearer {KEY}");
-                matches!(client.post_json(&self.direct_url, &body, &[("authorization", &auth)]).await, Ok(r) if r.status == 200)
+                (
+                    200,
+                    client
+                        .post_json(&self.direct_url, &body, &[("authorization", &auth)])
+                        .await,
+                )
             }
             Kind::Inference => {
                 let url = format!("{}/inference", self.gateway);
-                matches!(client.post_json(&url, &llm_body(), &[]).await, Ok(r) if r.status == 200)
+                (200, client.post_json(&url, &llm_body(), &[]).await)
             }
-            Kind::RunPoll(service) => self.run_and_poll(client, service).await,
+            Kind::RunPoll(service) => return self.run_and_poll(client, service).await,
             Kind::Accept(service) => {
                 let input = match service {
                     "echo" => json!({"n": n}),
@@ -307,8 +319,29 @@ impl Scenario {
                 };
                 let body = json!({"service": service, "input": input});
                 let url = format!("{}/run", self.gateway);
-                matches!(client.post_json(&url, &body, &[]).await, Ok(r) if r.status == 202)
+                (202, client.post_json(&url, &body, &[]).await)
             }
+        };
+        match reply {
+            Ok(r) if r.status == expected => true,
+            Ok(r) => self.failed(r.status.as_u16(), &r.body.to_string()),
+            Err(e) => self.failed(0, &e.to_string()),
+        }
+    }
+
+    fn failed(&self, status: u16, body: &str) -> bool {
+        let mut failures = self.failures.lock();
+        let entry = failures
+            .entry(status)
+            .or_insert_with(|| (0, body.chars().take(200).collect()));
+        entry.0 += 1;
+        false
+    }
+
+    /// Says which answers failed, once per status; forgets them.
+    fn report_failures(&self) {
+        for (status, (count, first)) in std::mem::take(&mut *self.failures.lock()) {
+            println!("{:<28} {count} answered {status}: {first}", "  failures");
         }
     }
 
@@ -388,6 +421,7 @@ async fn capacity(
         };
         let result = scenario.open(&step).await?;
         report(&format!("{} @ {rate}/s", scenario_name(name)), &result);
+        scenario.report_failures();
         let p99 = result.latency_us.value_at_quantile(0.99) as f64 / 1000.0;
         if p99 > p99_ms || result.errors > 0 || result.dropped > 0 {
             break;

@@ -136,8 +136,12 @@ impl PendingJob {
 
 impl Drop for PendingJob {
     fn drop(&mut self) {
-        if let Some((inner, record, input, ack)) = self.parts.take() {
-            tokio::spawn(async move {
+        let Some((inner, record, input, ack)) = self.parts.take() else {
+            return;
+        };
+        // Outside a runtime (never in the daemon) the job starts at the next restart.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
                 let _ = start_when_durable(inner, record, input, ack).await;
             });
         }

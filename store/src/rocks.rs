@@ -16,6 +16,7 @@ use crossbeam::channel::{self, Receiver, Sender, TryRecvError};
 use parking_lot::Mutex;
 use rocksdb::{ColumnFamilyDescriptor, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -43,12 +44,18 @@ impl Default for RocksOptions {
 
 pub struct RocksKv {
     db: Arc<DB>,
-    /// `None` when read-only or closed.
-    queue: Mutex<Option<Sender<Commit>>>,
+    /// `None` when read-only.
+    queue: Option<Sender<Message>>,
     room: Arc<Semaphore>,
+    closed: AtomicBool,
     writer: Mutex<Option<JoinHandle<()>>>,
-    read_only: bool,
     metrics: StoreMetrics,
+}
+
+enum Message {
+    Commit(Commit),
+    /// Write what came before, then stop.
+    Stop,
 }
 
 struct Commit {
@@ -98,10 +105,10 @@ impl RocksKv {
         };
         Ok(RocksKv {
             db,
-            queue: Mutex::new(Some(sender)),
+            queue: Some(sender),
             room: Arc::new(Semaphore::new(options.queue.max(1))),
+            closed: AtomicBool::new(false),
             writer: Mutex::new(Some(writer)),
-            read_only: false,
             metrics,
         })
     }
@@ -118,25 +125,34 @@ impl RocksKv {
             DB::open_cf_for_read_only(&Options::default(), path, names, false).map_err(backend)?;
         Ok(RocksKv {
             db: Arc::new(db),
-            queue: Mutex::new(None),
+            queue: None,
             room: Arc::new(Semaphore::new(1)),
+            closed: AtomicBool::new(false),
             writer: Mutex::new(None),
-            read_only: true,
             metrics: StoreMetrics::new(),
         })
     }
 }
 
 /// The writer thread: block for one commit, take whatever else is queued, write
-/// them as one batch, acknowledge each. Ends when every sender is gone.
-fn write_loop(db: &DB, queue: &Receiver<Commit>, options: RocksOptions, metrics: &StoreMetrics) {
+/// them as one batch, acknowledge each. Ends at `Stop` (commits queued behind
+/// it are answered `Closed` as the queue is dropped) or when every sender is gone.
+fn write_loop(db: &DB, queue: &Receiver<Message>, options: RocksOptions, metrics: &StoreMetrics) {
     let mut write_options = WriteOptions::default();
     write_options.set_sync(options.sync);
-    while let Ok(first) = queue.recv() {
+    let mut stopping = false;
+    while !stopping {
+        let Ok(Message::Commit(first)) = queue.recv() else {
+            return;
+        };
         let mut group = vec![first];
         while group.len() < options.max_group.max(1) {
             match queue.try_recv() {
-                Ok(commit) => group.push(commit),
+                Ok(Message::Commit(commit)) => group.push(commit),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
@@ -190,7 +206,7 @@ fn add(db: &DB, batch: &mut WriteBatch, writes: &WriteSet) -> Result<(), StoreEr
 }
 
 struct RocksSlot {
-    queue: Sender<Commit>,
+    queue: Sender<Message>,
     room: OwnedSemaphorePermit,
     metrics: StoreMetrics,
 }
@@ -204,7 +220,7 @@ impl SlotSink for RocksSlot {
             _room: self.room,
         };
         // Unbounded underneath: the semaphore bounds it, so this never blocks.
-        match self.queue.send(commit) {
+        match self.queue.send(Message::Commit(commit)) {
             Ok(()) => {
                 self.metrics.queued.inc();
                 Ack::waiting(answer)
@@ -276,13 +292,12 @@ impl View for RocksView<'_> {
 impl Kv for RocksKv {
     fn slot(&self) -> BoxFuture<'_, Result<WriteSlot, StoreError>> {
         Box::pin(async move {
-            let Some(queue) = self.queue.lock().clone() else {
-                return Err(if self.read_only {
-                    StoreError::ReadOnly
-                } else {
-                    StoreError::Closed
-                });
+            let Some(queue) = self.queue.clone() else {
+                return Err(StoreError::ReadOnly);
             };
+            if self.closed.load(Ordering::Acquire) {
+                return Err(StoreError::Closed);
+            }
             let room = self
                 .room
                 .clone()
@@ -315,9 +330,7 @@ impl Kv for RocksKv {
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
-        // Dropping the last sender ends the writer once the queue is drained.
-        self.queue.lock().take();
-        let writer = self.writer.lock().take();
+        let writer = self.stop();
         Box::pin(async move {
             if let Some(writer) = writer {
                 let _ = tokio::task::spawn_blocking(move || writer.join()).await;
@@ -326,10 +339,23 @@ impl Kv for RocksKv {
     }
 }
 
+impl RocksKv {
+    /// Refuses new commits and tells the writer to stop after what is queued.
+    fn stop(&self) -> Option<JoinHandle<()>> {
+        self.closed.store(true, Ordering::Release);
+        let writer = self.writer.lock().take();
+        if writer.is_some() {
+            if let Some(queue) = &self.queue {
+                let _ = queue.send(Message::Stop);
+            }
+        }
+        writer
+    }
+}
+
 impl Drop for RocksKv {
     fn drop(&mut self) {
-        self.queue.lock().take();
-        if let Some(writer) = self.writer.lock().take() {
+        if let Some(writer) = self.stop() {
             let _ = writer.join();
         }
     }

@@ -6,7 +6,8 @@ use crate::error::ApiError;
 use gpubridge_scheduler::{ModelKind, Route, ServiceSpec};
 use hyper::StatusCode;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 #[derive(Serialize)]
 struct BackendView {
@@ -138,15 +139,80 @@ struct Models<'a> {
     image: Vec<ModelView<'a>>,
 }
 
+/// How to call a dedicated route.
+#[derive(Serialize)]
+struct RouteDoc {
+    method: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<[&'static str; 2]>,
+}
+
+#[derive(Serialize)]
+struct Credits {
+    enabled: bool,
+    auth: &'static str,
+    register: &'static str,
+}
+
+#[derive(Serialize)]
+struct Enabled {
+    enabled: bool,
+}
+
+#[derive(Serialize)]
+struct Payment {
+    currency: &'static str,
+    credits: Credits,
+    x402: Enabled,
+}
+
 #[derive(Serialize)]
 struct CatalogView<'a> {
     version: u32,
     services: Vec<ServiceView<'a>>,
     models: Models<'a>,
     tts_voices: &'a [String],
-    routes: Value,
-    payment: Value,
+    routes: BTreeMap<&'static str, RouteDoc>,
+    payment: Payment,
     live_providers: Vec<&'static str>,
+}
+
+fn route_docs(llm_service: String) -> BTreeMap<&'static str, RouteDoc> {
+    let doc = |method, service, description, query| RouteDoc {
+        method,
+        service,
+        description,
+        query,
+    };
+    BTreeMap::from([
+        (
+            "/run",
+            doc(
+                "POST",
+                None,
+                Some("Universal contract: {service, input, webhook_url?}"),
+                None,
+            ),
+        ),
+        (
+            "/inference",
+            doc(
+                "POST",
+                Some(llm_service),
+                Some("Prompt-centric LLM route; inline when fast"),
+                None,
+            ),
+        ),
+        ("/status/:job_id", doc("GET", None, None, None)),
+        (
+            "/catalog/estimate",
+            doc("GET", None, None, Some(["service", "seconds"])),
+        ),
+    ])
 }
 
 pub fn catalog(app: &App) -> HttpResponse {
@@ -175,22 +241,16 @@ pub fn catalog(app: &App) -> HttpResponse {
             image: models_view(app, ModelKind::Image, &image_service),
         },
         tts_voices: catalog.tts_voices(),
-        // Fixed documentation of the routes and ways to pay.
-        routes: json!({
-            "/run": {"method": "POST", "description": "Universal contract: {service, input, webhook_url?}"},
-            "/inference": {"method": "POST", "service": llm_service, "description": "Prompt-centric LLM route; inline when fast"},
-            "/status/:job_id": {"method": "GET"},
-            "/catalog/estimate": {"method": "GET", "query": ["service", "seconds"]},
-        }),
-        payment: json!({
-            "currency": "USD",
-            "credits": {
-                "enabled": app.accounts.is_some(),
-                "auth": "Authorization: Bearer gpub_…",
-                "register": "POST /account/register",
+        routes: route_docs(llm_service),
+        payment: Payment {
+            currency: "USD",
+            credits: Credits {
+                enabled: app.accounts.is_some(),
+                auth: "Authorization: Bearer gpub_…",
+                register: "POST /account/register",
             },
-            "x402": {"enabled": false},
-        }),
+            x402: Enabled { enabled: false },
+        },
         live_providers: live,
     };
     json(StatusCode::OK, &body)
