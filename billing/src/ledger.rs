@@ -76,7 +76,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn slot(&mut self, kind: EntryKind) -> &mut u64 {
+    pub(crate) fn slot(&mut self, kind: EntryKind) -> &mut u64 {
         match kind {
             EntryKind::Credit => &mut self.credits,
             EntryKind::Reserve => &mut self.reserved,
@@ -88,11 +88,6 @@ impl Totals {
     pub fn add(&mut self, kind: EntryKind, amount: Micros) {
         let slot = self.slot(kind);
         *slot = slot.saturating_add(amount.0);
-    }
-
-    fn sub(&mut self, kind: EntryKind, amount: Micros) {
-        let slot = self.slot(kind);
-        *slot = slot.saturating_sub(amount.0);
     }
 
     /// Reserved money not yet charged or released; `None` if more left a
@@ -156,45 +151,37 @@ impl Balances {
 
     /// Applies one entry, live or on replay.
     pub fn apply(&mut self, entry: &LedgerEntry, today: u32) {
-        self.roll(today);
-        self.totals.add(entry.kind, entry.amount);
-        let amount = entry.amount.0;
-        match entry.kind {
-            EntryKind::Reserve if entry.job_day == today => {
-                self.day_spend = self.day_spend.saturating_add(amount);
-            }
-            EntryKind::Release if entry.job_day == today => {
-                self.day_spend = self.day_spend.saturating_sub(amount);
-            }
-            EntryKind::Charge => {
-                let day = utc_day(entry.at_ms);
-                if day + TRAILING_DAYS > today {
-                    match self.charges_by_day.iter_mut().find(|(d, _)| *d == day) {
-                        Some((_, total)) => *total = total.saturating_add(amount),
-                        None => self.charges_by_day.push((day, amount)),
-                    }
-                }
-            }
-            _ => {}
-        }
+        self.count(entry, today, true);
     }
 
     /// Takes back an entry applied here whose write then failed.
     pub fn revert(&mut self, entry: &LedgerEntry, today: u32) {
+        self.count(entry, today, false);
+    }
+
+    fn count(&mut self, entry: &LedgerEntry, today: u32, forward: bool) {
         self.roll(today);
-        self.totals.sub(entry.kind, entry.amount);
         let amount = entry.amount.0;
+        let step = |value: &mut u64, up: bool| {
+            *value = if up == forward {
+                value.saturating_add(amount)
+            } else {
+                value.saturating_sub(amount)
+            };
+        };
+        step(self.totals.slot(entry.kind), true);
         match entry.kind {
-            EntryKind::Reserve if entry.job_day == today => {
-                self.day_spend = self.day_spend.saturating_sub(amount);
-            }
-            EntryKind::Release if entry.job_day == today => {
-                self.day_spend = self.day_spend.saturating_add(amount);
-            }
+            EntryKind::Reserve if entry.job_day == today => step(&mut self.day_spend, true),
+            EntryKind::Release if entry.job_day == today => step(&mut self.day_spend, false),
             EntryKind::Charge => {
                 let day = utc_day(entry.at_ms);
-                if let Some((_, total)) = self.charges_by_day.iter_mut().find(|(d, _)| *d == day) {
-                    *total = total.saturating_sub(amount);
+                if day + TRAILING_DAYS <= today {
+                    return;
+                }
+                match self.charges_by_day.iter_mut().find(|(d, _)| *d == day) {
+                    Some((_, total)) => step(total, true),
+                    None if forward => self.charges_by_day.push((day, amount)),
+                    None => {}
                 }
             }
             _ => {}
