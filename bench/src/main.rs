@@ -98,46 +98,16 @@ async fn main() -> anyhow::Result<()> {
     }
     .context("starting the provider stand-in")?;
     let dir = tempfile::tempdir().context("temporary data directory")?;
-    let mut config = providers_config(&standin.base_url(), KEY, &["groq"]);
-    let scheduler_settings = format!("[scheduler]\nsync_writes = {}\n", args.sync_writes);
-    config = config.replacen("[scheduler]\n", &scheduler_settings, 1);
-    if args.agents > 0 {
-        config = config.replacen("[scheduler]\n", "[scheduler]\nbuiltin_echo = false\n", 1);
-    }
-    let mut agents = Vec::new();
-    let (_daemon, gateway) = match &args.gateway {
-        Some(url) => (None, url.trim_end_matches('/').to_string()),
-        None => {
-            let mut options = DaemonOptions::new(dir.path().join("data"));
-            options.config = Some(&config);
-            options.accounts = args.accounts || args.scenarios.contains("history");
-            options.binary = args.daemon_bin.clone();
-            options.env.push(("GPUBRIDGE_LOG".into(), "warn".into()));
-            let daemon = Daemon::start(options);
-            let token = daemon.join_token();
-            let nodes = daemon.nodes_addr.clone().context("node listener")?;
-            for n in 0..args.agents {
-                let agent = AgentProcess::start(
-                    dir.path(),
-                    &format!("bench-{n}"),
-                    &nodes,
-                    &token,
-                    &echo_service(args.agent_slots, 0),
-                );
-                agent.wait_joined();
-                agents.push(agent);
-            }
-            let base = daemon.base.clone();
-            (Some(daemon), base)
-        }
+    let (_daemon, _agents, gateway) = match &args.gateway {
+        Some(url) => (None, Vec::new(), url.trim_end_matches('/').to_string()),
+        None => start_daemon(&args, &standin, dir.path())?,
     };
     let spec = LoadSpec {
         rate_per_second: args.rate,
         duration: Duration::from_secs(args.seconds),
         max_in_flight: args.max_in_flight,
     };
-    let wants_history = args.scenarios.contains("history");
-    let accounts_on = (args.accounts || wants_history) && args.gateway.is_none();
+    let accounts_on = args.with_accounts() && args.gateway.is_none();
     let clients = args.clients.unwrap_or(1).max(1);
     let funded = match (accounts_on, args.spread_accounts) {
         (true, true) => funded_clients(&gateway, clients).await?,
@@ -147,21 +117,7 @@ async fn main() -> anyhow::Result<()> {
         (false, _) => vec![JsonClient::new()],
     };
     let pool = Clients(Arc::new(funded));
-    println!(
-        "gpubridge-bench: {}, {} s per scenario, latency in µs, accounts {}, sync_writes {}, agents {}",
-        match args.clients {
-            Some(n) => format!("closed loop, {n} clients{}", if args.spread_accounts { " on their own accounts" } else { "" }),
-            None => format!("open loop at {} req/s from the scheduled send time", args.rate),
-        },
-        args.seconds,
-        if accounts_on { "on" } else { "off" },
-        args.sync_writes,
-        args.agents
-    );
-    println!(
-        "{:<28} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "scenario", "ok", "errors", "dropped", "p50", "p90", "p99", "p99.9", "max"
-    );
+    print_header(&args, accounts_on);
     // Warm connection pools and estimates so the first scenario is not penalised.
     let _ = pool.get(0).get(&format!("{gateway}/health")).await;
     for scenario in args.scenarios.split(',').map(str::trim) {
@@ -182,6 +138,71 @@ async fn main() -> anyhow::Result<()> {
         request.report_failures();
     }
     Ok(())
+}
+
+impl Args {
+    /// The `history` scenario needs an account whatever `--accounts` says.
+    fn with_accounts(&self) -> bool {
+        self.accounts || self.scenarios.contains("history")
+    }
+}
+
+/// The daemon (and `--agents` node agents) on loopback; returns them, to keep
+/// them running, and the gateway's base URL.
+fn start_daemon(
+    args: &Args,
+    standin: &Standin,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Option<Daemon>, Vec<AgentProcess>, String)> {
+    let mut config = providers_config(&standin.base_url(), KEY, &["groq"]);
+    let scheduler_settings = format!("[scheduler]\nsync_writes = {}\n", args.sync_writes);
+    config = config.replacen("[scheduler]\n", &scheduler_settings, 1);
+    if args.agents > 0 {
+        config = config.replacen("[scheduler]\n", "[scheduler]\nbuiltin_echo = false\n", 1);
+    }
+    let mut options = DaemonOptions::new(dir.join("data"));
+    options.config = Some(&config);
+    options.accounts = args.with_accounts();
+    options.binary = args.daemon_bin.clone();
+    options.env.push(("GPUBRIDGE_LOG".into(), "warn".into()));
+    let daemon = Daemon::start(options);
+    let mut agents = Vec::new();
+    if args.agents > 0 {
+        let token = daemon.join_token();
+        let nodes = daemon.nodes_addr.clone().context("node listener")?;
+        for n in 0..args.agents {
+            let service = echo_service(args.agent_slots, 0);
+            let agent = AgentProcess::start(dir, &format!("bench-{n}"), &nodes, &token, &service);
+            agent.wait_joined();
+            agents.push(agent);
+        }
+    }
+    let base = daemon.base.clone();
+    Ok((Some(daemon), agents, base))
+}
+
+fn print_header(args: &Args, accounts_on: bool) {
+    let mode = match args.clients {
+        Some(n) if args.spread_accounts => {
+            format!("closed loop, {n} clients on their own accounts")
+        }
+        Some(n) => format!("closed loop, {n} clients"),
+        None => format!(
+            "open loop at {} req/s from the scheduled send time",
+            args.rate
+        ),
+    };
+    println!(
+        "gpubridge-bench: {mode}, {} s per scenario, latency in µs, accounts {}, sync_writes {}, agents {}",
+        args.seconds,
+        if accounts_on { "on" } else { "off" },
+        args.sync_writes,
+        args.agents
+    );
+    println!(
+        "{:<28} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "scenario", "ok", "errors", "dropped", "p50", "p90", "p99", "p99.9", "max"
+    );
 }
 
 /// Registers a bench account with ample credits and limit; returns a client using its key.

@@ -8,7 +8,7 @@ use crate::record::AccountRecord;
 use crate::tables::{ACCOUNTS, LEDGER};
 use gpubridge_protocol::AccountId;
 use gpubridge_scheduler::now_ms;
-use gpubridge_store::{ReadMode, StoreError};
+use gpubridge_store::{ReadMode, Store, StoreError, View};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -26,39 +26,8 @@ pub(crate) async fn load(accounts: &Accounts) -> Result<(), AccountError> {
     let loaded = accounts
         .store
         .read(ReadMode::Snapshot, move |view| {
-            let mut records: Vec<AccountRecord> = Vec::new();
-            let mut failure: Option<StoreError> = None;
-            view.scan(ACCOUNTS, &[], None, &mut |key, value| {
-                match store.decode::<AccountRecord>(ACCOUNTS, key, value) {
-                    Ok(record) => records.push(record),
-                    Err(e) => failure = Some(e),
-                }
-                ControlFlow::Continue(())
-            })?;
-            // An account that cannot be read would lose its money: refuse to start.
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            let today = utc_day(now_ms());
-            let (mut balances, mut max_seq, mut entries) =
-                (HashMap::<AccountId, Balances>::new(), 0, 0u64);
-            view.scan(LEDGER, &[], None, &mut |key, value| {
-                match store.decode::<LedgerEntry>(LEDGER, key, value) {
-                    Ok(entry) => {
-                        max_seq = max_seq.max(entry.seq);
-                        entries += 1;
-                        balances
-                            .entry(entry.account)
-                            .or_default()
-                            .apply(&entry, today);
-                    }
-                    Err(e) => failure = Some(e),
-                }
-                ControlFlow::Continue(())
-            })?;
-            if let Some(e) = failure {
-                return Err(e);
-            }
+            let records = read_accounts(&store, view)?;
+            let (mut balances, max_seq, entries) = replay_ledger(&store, view)?;
             let mut accounts = Vec::with_capacity(records.len());
             for record in records {
                 let jobs = history::next_number(view, record.id)?;
@@ -79,10 +48,8 @@ pub(crate) async fn load(accounts: &Accounts) -> Result<(), AccountError> {
         let id = record.id;
         accounts.by_digest.insert(record.key_digest, id);
         accounts.by_email.insert(record.email.clone(), id);
-        accounts.accounts.insert(
-            id,
-            Arc::new(Mutex::new(AccountState::new(record, balances, jobs))),
-        );
+        let state = AccountState::new(record, balances, jobs);
+        accounts.accounts.insert(id, Arc::new(Mutex::new(state)));
     }
     accounts
         .next_seq
@@ -93,4 +60,44 @@ pub(crate) async fn load(accounts: &Accounts) -> Result<(), AccountError> {
         "ledger replayed"
     );
     Ok(())
+}
+
+/// Every account record. One that cannot be read would lose its money: refuse to start.
+fn read_accounts(store: &Store, view: &dyn View) -> Result<Vec<AccountRecord>, StoreError> {
+    let mut records = Vec::new();
+    let mut failure = None;
+    view.scan(ACCOUNTS, &[], None, &mut |key, value| {
+        match store.decode::<AccountRecord>(ACCOUNTS, key, value) {
+            Ok(record) => records.push(record),
+            Err(e) => failure = Some(e),
+        }
+        ControlFlow::Continue(())
+    })?;
+    failure.map_or(Ok(records), Err)
+}
+
+/// Balances per account from the whole ledger, the highest sequence number, and
+/// how many entries there were.
+fn replay_ledger(
+    store: &Store,
+    view: &dyn View,
+) -> Result<(HashMap<AccountId, Balances>, u64, u64), StoreError> {
+    let today = utc_day(now_ms());
+    let (mut balances, mut max_seq, mut entries) = (HashMap::<AccountId, Balances>::new(), 0, 0u64);
+    let mut failure = None;
+    view.scan(LEDGER, &[], None, &mut |key, value| {
+        match store.decode::<LedgerEntry>(LEDGER, key, value) {
+            Ok(entry) => {
+                max_seq = max_seq.max(entry.seq);
+                entries += 1;
+                balances
+                    .entry(entry.account)
+                    .or_default()
+                    .apply(&entry, today);
+            }
+            Err(e) => failure = Some(e),
+        }
+        ControlFlow::Continue(())
+    })?;
+    failure.map_or(Ok((balances, max_seq, entries)), Err)
 }

@@ -81,15 +81,7 @@ impl Daemon {
     pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
         let catalog = load_catalog(config.scheduler.catalog_path.as_deref())?;
         let registry = prometheus::Registry::new();
-        let data_dir = config.scheduler.data_dir.clone();
-        let store_error = |source| DaemonError::Store {
-            path: data_dir.display().to_string(),
-            source,
-        };
-        let store = open_store(&data_dir, config.scheduler.sync_writes, &registry)
-            .await
-            .map_err(store_error)?;
-        schema::upgrade(&store).await.map_err(store_error)?;
+        let store = open_current_store(&config, &registry).await?;
         let accounts = match config.accounts.enabled {
             true => Some(Arc::new(open_accounts(&config, &store).await?)),
             false => None,
@@ -104,31 +96,17 @@ impl Daemon {
         )
         .await?;
         let (nodes, local_agent) = start_nodes(&config, &scheduler).await?;
-        let listener = tokio::net::TcpListener::bind(config.http.addr)
-            .await
-            .map_err(|source| DaemonError::Bind {
-                addr: config.http.addr,
-                source,
-            })?;
-        let http_addr = listener.local_addr().map_err(|source| DaemonError::Bind {
+        let bind_error = |source| DaemonError::Bind {
             addr: config.http.addr,
             source,
-        })?;
-        let access = match &accounts {
-            Some(accounts) => {
-                spawn_idempotency_sweeper(Arc::downgrade(accounts));
-                Access::Accounts(accounts.clone())
-            }
-            None => {
-                tracing::warn!(
-                    "accounts are disabled: anyone who can reach the gateway may run jobs"
-                );
-                Access::Open
-            }
         };
+        let listener = tokio::net::TcpListener::bind(config.http.addr)
+            .await
+            .map_err(bind_error)?;
+        let http_addr = listener.local_addr().map_err(bind_error)?;
         let app = Arc::new(App {
             scheduler: scheduler.clone(),
-            access,
+            access: access(accounts.as_ref()),
             accounts,
             admin_token: config.admin.token.clone(),
             metrics: HttpMetrics::register(&registry)?,
@@ -140,12 +118,7 @@ impl Daemon {
         let http = tokio::spawn(gpubridge_gateway::serve(listener, app, async {
             let _ = stopped.await;
         }));
-        let live: Vec<&str> = gpubridge_scheduler::Provider::HOSTED
-            .iter()
-            .filter(|p| config.scheduler.is_live(**p))
-            .map(|p| p.name())
-            .collect();
-        tracing::info!(addr = %http_addr, data_dir = %data_dir.display(), live_providers = ?live, "gpubridge listening");
+        log_started(&config, http_addr);
         Ok(Daemon {
             scheduler,
             store,
@@ -193,6 +166,47 @@ impl Daemon {
         self.store.close().await;
         tracing::info!("stopped");
     }
+}
+
+/// The store, upgraded to this build's layout.
+async fn open_current_store(
+    config: &Config,
+    registry: &prometheus::Registry,
+) -> Result<Store, DaemonError> {
+    let data_dir = &config.scheduler.data_dir;
+    let store_error = |source| DaemonError::Store {
+        path: data_dir.display().to_string(),
+        source,
+    };
+    let store = open_store(data_dir, config.scheduler.sync_writes, registry)
+        .await
+        .map_err(store_error)?;
+    schema::upgrade(&store).await.map_err(store_error)?;
+    Ok(store)
+}
+
+/// How callers pay: with their account's credits, or not at all.
+fn access(accounts: Option<&Arc<Accounts>>) -> Access {
+    match accounts {
+        Some(accounts) => {
+            spawn_idempotency_sweeper(Arc::downgrade(accounts));
+            Access::Accounts(accounts.clone())
+        }
+        None => {
+            tracing::warn!("accounts are disabled: anyone who can reach the gateway may run jobs");
+            Access::Open
+        }
+    }
+}
+
+fn log_started(config: &Config, addr: SocketAddr) {
+    let live: Vec<&str> = gpubridge_scheduler::Provider::HOSTED
+        .iter()
+        .filter(|p| config.scheduler.is_live(**p))
+        .map(|p| p.name())
+        .collect();
+    let data_dir = config.scheduler.data_dir.display();
+    tracing::info!(%addr, %data_dir, live_providers = ?live, "gpubridge listening");
 }
 
 fn load_catalog(path: Option<&Path>) -> Result<Catalog, DaemonError> {

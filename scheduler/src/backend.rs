@@ -3,7 +3,7 @@
 //! breaker and learned latency. Routes bind a backend to a service.
 
 use crate::breaker::Breaker;
-use crate::catalog::{BackendSpec, Catalog, Operation, ServiceSpec};
+use crate::catalog::{BackendSpec, Catalog, ModelSpec, Operation, ServiceSpec};
 use crate::config::{BackendLimits, BreakerConfig, SchedulerConfig};
 use crate::estimate::Ewma;
 use crate::executor::Executor;
@@ -228,82 +228,37 @@ impl BackendSet {
         cfg: &SchedulerConfig,
         source: ExecutorSource<'_>,
     ) -> BackendSet {
-        let ExecutorSource { hosted, fleet } = source;
-        let mut shared: HashMap<BackendId, Arc<Backend>> = HashMap::new();
-        let mut hosted_backend = |provider: Provider, model: &str, cost: u64| -> Arc<Backend> {
-            let id = BackendId::Hosted {
-                provider,
-                model: model.to_string(),
-            };
-            shared
-                .entry(id.clone())
-                .or_insert_with(|| {
-                    let (live, limits) = (cfg.is_live(provider), cfg.limits(provider));
-                    Arc::new(Backend::new(
-                        id,
-                        hosted(provider),
-                        cost,
-                        live,
-                        limits,
-                        &cfg.breaker,
-                    ))
-                })
-                .clone()
+        let mut builder = Builder {
+            cfg,
+            source,
+            shared: HashMap::new(),
+            fleets: Vec::new(),
         };
         let mut by_service = HashMap::new();
         let mut by_model: HashMap<String, HashMap<String, Vec<Route>>> = HashMap::new();
-        let mut fleets: Vec<Arc<Backend>> = Vec::new();
         for service in catalog.services() {
-            let fleet_routes: Vec<Route> = GpuTier::ALL
-                .into_iter()
-                .map(|tier| {
-                    let id = BackendId::Fleet {
-                        tier,
-                        service: service.key.clone(),
-                    };
-                    let cost = cfg.nodes.cost_per_second_micros.of(tier);
-                    let executor = fleet(tier, &service.key);
-                    let backend = Arc::new(Backend::new(
-                        id,
-                        executor,
-                        cost,
-                        false,
-                        cfg.fleet_limits(),
-                        &cfg.breaker,
-                    ));
-                    fleets.push(backend.clone());
-                    route(service, backend, tier.name(), None)
+            let fleet_routes = builder.fleet_routes(service);
+            let mut routes: Vec<Route> = service
+                .backends
+                .iter()
+                .map(|spec| {
+                    let backend =
+                        builder.hosted(spec.provider, &spec.model, spec.cost_per_second_micros);
+                    route(service, backend, &spec.model, Some(spec))
                 })
                 .collect();
-            let mut routes = Vec::new();
-            for spec in &service.backends {
-                let backend =
-                    hosted_backend(spec.provider, &spec.model, spec.cost_per_second_micros);
-                routes.push(route(service, backend, &spec.model, Some(spec)));
-            }
             routes.extend(fleet_routes.iter().cloned());
             routes.truncate(MAX_ROUTES);
             by_service.insert(service.key.clone(), routes);
             if let Some(kind) = service.models {
                 let per_model = by_model.entry(service.key.clone()).or_default();
                 for model in catalog.models_of(kind) {
-                    let mut routes: Vec<Route> = model
-                        .providers
-                        .iter()
-                        .map(|(&provider, pm)| {
-                            let backend =
-                                hosted_backend(provider, &pm.id, pm.cost_per_second_micros);
-                            route(service, backend, &pm.id, None)
-                        })
-                        .collect();
-                    // HashMap order is random; keep route order stable for ties.
-                    routes.sort_by(|a, b| a.backend.id.cmp(&b.backend.id));
-                    routes.extend(fleet_routes.iter().cloned());
-                    routes.truncate(MAX_ROUTES);
+                    let routes = builder.model_routes(service, model, &fleet_routes);
                     per_model.insert(model.id.clone(), routes);
                 }
             }
         }
+        let Builder { shared, fleets, .. } = builder;
         let mut backends: Vec<Arc<Backend>> = shared.into_values().chain(fleets).collect();
         backends.sort_by(|a, b| a.label.cmp(&b.label));
         BackendSet {
@@ -339,6 +294,87 @@ impl BackendSet {
         providers.sort();
         providers.dedup();
         providers
+    }
+}
+
+/// Makes backends: one per hosted provider model, shared by every route to it,
+/// and one per GPU tier for each service's node fleet.
+struct Builder<'c, 's> {
+    cfg: &'c SchedulerConfig,
+    source: ExecutorSource<'s>,
+    shared: HashMap<BackendId, Arc<Backend>>,
+    fleets: Vec<Arc<Backend>>,
+}
+
+impl Builder<'_, '_> {
+    fn hosted(&mut self, provider: Provider, model: &str, cost: u64) -> Arc<Backend> {
+        let id = BackendId::Hosted {
+            provider,
+            model: model.to_string(),
+        };
+        let (cfg, hosted) = (self.cfg, &mut self.source.hosted);
+        self.shared
+            .entry(id.clone())
+            .or_insert_with(|| {
+                let (live, limits) = (cfg.is_live(provider), cfg.limits(provider));
+                Arc::new(Backend::new(
+                    id,
+                    hosted(provider),
+                    cost,
+                    live,
+                    limits,
+                    &cfg.breaker,
+                ))
+            })
+            .clone()
+    }
+
+    /// A service's fleet routes, one per GPU tier: dead until an agent joins.
+    fn fleet_routes(&mut self, service: &ServiceSpec) -> Vec<Route> {
+        GpuTier::ALL
+            .into_iter()
+            .map(|tier| {
+                let id = BackendId::Fleet {
+                    tier,
+                    service: service.key.clone(),
+                };
+                let cost = self.cfg.nodes.cost_per_second_micros.of(tier);
+                let executor = (self.source.fleet)(tier, &service.key);
+                let limits = self.cfg.fleet_limits();
+                let backend = Arc::new(Backend::new(
+                    id,
+                    executor,
+                    cost,
+                    false,
+                    limits,
+                    &self.cfg.breaker,
+                ));
+                self.fleets.push(backend.clone());
+                route(service, backend, tier.name(), None)
+            })
+            .collect()
+    }
+
+    /// The routes of one model of a model service: its providers, then the fleets.
+    fn model_routes(
+        &mut self,
+        service: &ServiceSpec,
+        model: &ModelSpec,
+        fleets: &[Route],
+    ) -> Vec<Route> {
+        let mut routes: Vec<Route> = model
+            .providers
+            .iter()
+            .map(|(&provider, pm)| {
+                let backend = self.hosted(provider, &pm.id, pm.cost_per_second_micros);
+                route(service, backend, &pm.id, None)
+            })
+            .collect();
+        // HashMap order is random; keep route order stable for ties.
+        routes.sort_by(|a, b| a.backend.id.cmp(&b.backend.id));
+        routes.extend(fleets.iter().cloned());
+        routes.truncate(MAX_ROUTES);
+        routes
     }
 }
 
