@@ -14,6 +14,7 @@
 mod accounts;
 mod admission;
 pub mod audit;
+pub mod chain;
 mod config;
 mod email;
 mod history;
@@ -27,6 +28,7 @@ mod settlement;
 pub mod tables;
 #[cfg(test)]
 mod testing;
+pub mod x402;
 
 pub use accounts::{AccountError, AccountView, Accounts};
 pub use admission::{Admission, AdmitError};

@@ -76,6 +76,7 @@ fn job(service: &str, model: Option<&str>, cost: u64) -> PreparedJob {
         from_price: Micros(cost),
         price_per_second: Micros(0),
         billing: None,
+        payment: None,
     }
 }
 

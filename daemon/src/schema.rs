@@ -78,6 +78,12 @@ mod tests {
         encode(record)[1..].to_vec()
     }
 
+    /// A job as the first release wrote it: no version byte, no `payment` at the end.
+    fn legacy_job(job: &gpubridge_scheduler::JobRecord) -> Vec<u8> {
+        let bytes = encode(job);
+        bytes[1..bytes.len() - 1].to_vec()
+    }
+
     #[tokio::test]
     async fn a_first_release_store_is_brought_up_to_date_once() {
         let store = Store::memory(&crate::TABLES);
@@ -97,7 +103,7 @@ mod tests {
         let jobs: Vec<JobId> = (0..3).map(|_| JobId::random()).collect();
         let mut writes = WriteSet::new();
         writes.put(Table::META, SCHEMA_KEY, "1");
-        writes.put(JOBS, job.id.as_bytes(), legacy(&job));
+        writes.put(JOBS, job.id.as_bytes(), legacy_job(&job));
         writes.put(LEDGER, entry.key(), legacy(&entry));
         for (n, id) in jobs.iter().enumerate() {
             // Newest first under `account ‖ (u64::MAX − ms) ‖ job id`.

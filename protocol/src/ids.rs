@@ -64,6 +64,13 @@ impl JobId {
         JobId(uuid::Uuid::new_v4().to_string())
     }
 
+    /// An id that is also the bearer token of its job (x402 jobs): 192 random
+    /// bits in hex, unguessable where a UUID's 122 would do for a mere name.
+    pub fn bearer() -> JobId {
+        let bytes: [u8; 24] = rand::random();
+        JobId(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// An id as a client sent it; `None` when it cannot be one of ours.
     pub fn parse(text: &str) -> Option<JobId> {
         let ok = !text.is_empty()
@@ -120,5 +127,9 @@ mod tests {
         assert_eq!(JobId::parse(""), None);
         assert_eq!(JobId::parse("../etc"), None);
         assert_eq!(JobId::parse(&"a".repeat(65)), None);
+        let bearer = JobId::bearer();
+        assert_eq!(bearer.as_str().len(), 48);
+        assert_eq!(JobId::parse(bearer.as_str()), Some(bearer.clone()));
+        assert_ne!(bearer, JobId::bearer());
     }
 }

@@ -19,3 +19,20 @@ pub struct NoHooks;
 impl JobHooks for NoHooks {
     fn on_terminal(&self, _job: &mut JobRecord, _writes: &mut WriteSet) {}
 }
+
+/// Several hooks, each seeing every job in turn (billing's credits, x402's proofs).
+pub struct AllHooks(pub Vec<std::sync::Arc<dyn JobHooks>>);
+
+impl JobHooks for AllHooks {
+    fn on_terminal(&self, job: &mut JobRecord, writes: &mut WriteSet) {
+        for hooks in &self.0 {
+            hooks.on_terminal(job, writes);
+        }
+    }
+
+    fn after_persist(&self, job: &JobRecord) {
+        for hooks in &self.0 {
+            hooks.after_persist(job);
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! A versioned [`Record`]; input and output are kept as JSON text inside it.
 
 use gpubridge_protocol::{AccountId, JobId, JobStatus, Micros, Priority};
-use gpubridge_store::Record;
+use gpubridge_store::{payload_of, DecodeError, Record};
 use serde::{Deserialize, Serialize};
 
 /// How a job is paid for from an account's credits: the reservation made when it
@@ -78,6 +78,28 @@ pub struct JobRecord {
     pub recoveries: u32,
     /// Credits reserved for it; `None` when nobody pays (free access, x402).
     pub billing: Option<JobBilling>,
+    /// The x402 payment that paid for it. Last, so records of version 1 (which
+    /// end before it) read as `None`.
+    pub payment: Option<JobPayment>,
+}
+
+/// How an x402 job was paid. Each proof pays for one job (and, if that job
+/// fails everywhere, one retry of the same service).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPayment {
+    /// The proof's key in the payments table.
+    pub proof: String,
+    /// `tx-hash` (a transfer already made) or `eip3009` (an authorization we settled).
+    pub scheme: String,
+    /// Who paid, and how much, in the asset's atomic units.
+    pub payer: String,
+    pub amount_atomic: String,
+    /// The transaction that moved the money.
+    pub transaction: String,
+    /// This job is the proof's retry.
+    pub retry: bool,
+    /// Set when the job failed: until then the proof pays for one retry.
+    pub retry_until_ms: Option<u64>,
 }
 
 /// `Option<AccountId>` stored as `Option<String>`.
@@ -98,7 +120,22 @@ mod owner_text {
 
 impl Record for JobRecord {
     const KIND: &'static str = "job";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+
+    /// Version 1 ends before `payment`: the same bytes and a `None`.
+    fn upgrade(version: u8, payload: &[u8]) -> Result<Self, DecodeError> {
+        match version {
+            1 => {
+                let mut bytes = payload.to_vec();
+                bytes.push(0);
+                payload_of(Self::KIND, &bytes)
+            }
+            _ => Err(DecodeError::UnknownVersion {
+                kind: Self::KIND,
+                version,
+            }),
+        }
+    }
 }
 
 impl JobRecord {
@@ -140,6 +177,7 @@ pub fn sample(id: &str) -> JobRecord {
         owner: None,
         recoveries: 0,
         billing: None,
+        payment: None,
     }
 }
 
@@ -161,6 +199,11 @@ mod tests {
         record.output = Some(r#"{"text":"hi"}"#.into());
         record.owner = Some(AccountId([3; 16]));
         assert_eq!(decode::<JobRecord>(&encode(&record)).unwrap(), record);
-        assert!(decode::<JobRecord>(b"\x01\xff\xff").is_err());
+        assert!(decode::<JobRecord>(b"\x02\xff\xff").is_err());
+        // A record written before payments existed reads with none.
+        let mut v1 = encode(&record);
+        v1[0] = 1;
+        v1.pop();
+        assert_eq!(decode::<JobRecord>(&v1).unwrap(), record);
     }
 }

@@ -41,10 +41,10 @@ pub use catalog::{
 pub use config::{BreakerConfig, ProviderConfig, SchedulerConfig};
 pub use executor::{AttemptError, Call, Executed, Executor};
 pub use gpubridge_protocol::media::{is_private, MediaError, MediaFetcher};
-pub use hooks::{JobHooks, NoHooks};
+pub use hooks::{AllHooks, JobHooks, NoHooks};
 #[cfg(any(test, feature = "test-support"))]
 pub use job::sample;
-pub use job::{now_ms, Attempt, JobBilling, JobRecord, Origin, Settlement};
+pub use job::{now_ms, Attempt, JobBilling, JobPayment, JobRecord, Origin, Settlement};
 pub use provider::Provider;
 pub use scheduler::{
     Estimate, JobRequest, PendingJob, PreparedJob, Scheduler, StartError, SubmitError,

@@ -8,7 +8,7 @@ use crate::config::SchedulerConfig;
 use crate::estimate::Ewma;
 use crate::hooks::{JobHooks, NoHooks};
 use crate::http::HttpClient;
-use crate::job::{now_ms, JobBilling, JobRecord, Origin};
+use crate::job::{now_ms, JobBilling, JobPayment, JobRecord, Origin};
 use crate::live::LiveJobs;
 use crate::metrics::{MetricsError, SchedulerMetrics};
 use crate::nodes::NodePool;
@@ -95,6 +95,8 @@ pub struct PreparedJob {
     pub price_per_second: Micros,
     /// Set by billing before `submit`.
     pub billing: Option<JobBilling>,
+    /// Set by the x402 payer before `submit`.
+    pub payment: Option<JobPayment>,
 }
 
 pub struct Estimate {
@@ -339,6 +341,7 @@ impl Scheduler {
             from_price: spec.from_price(),
             price_per_second: spec.price_per_second(),
             billing: None,
+            payment: None,
         })
     }
 
@@ -422,6 +425,7 @@ impl Scheduler {
             owner,
             recoveries: 0,
             billing: job.billing,
+            payment: job.payment,
         };
         let mut writes = writes;
         crate::jobs::write_new(&mut writes, &record);

@@ -19,7 +19,7 @@ mod rocks;
 mod store;
 mod write;
 
-pub use codec::{decode, encode, DecodeError, Record};
+pub use codec::{decode, encode, payload_of, DecodeError, Record};
 pub use error::StoreError;
 pub use kv::{Ack, BoxFuture, Kv, ReadMode, Reader, SlotSink, View, Visit, WriteSlot};
 pub use memory::MemoryKv;
