@@ -18,7 +18,9 @@ pub const IDEMPOTENCY: Table = Table("idempotency");
 /// Support-assisted key recovery requests by time.
 pub const RECOVERIES: Table = Table("recoveries");
 
-pub const TABLES: [Table; 7] = [
+pub use crate::x402::PROOFS;
+
+pub const TABLES: [Table; 8] = [
     ACCOUNTS,
     EMAILS,
     API_KEYS,
@@ -26,4 +28,5 @@ pub const TABLES: [Table; 7] = [
     ACCOUNT_JOBS,
     IDEMPOTENCY,
     RECOVERIES,
+    PROOFS,
 ];

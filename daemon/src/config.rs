@@ -1,6 +1,7 @@
 //! The daemon's configuration: defaults that run, then a TOML file, then the
 //! environment, then command-line flags, each overriding the one before.
 
+use gpubridge_billing::x402::X402Config;
 use gpubridge_billing::AccountsConfig;
 use gpubridge_gateway::{AdminConfig, HttpConfig};
 use gpubridge_scheduler::{Provider, SchedulerConfig};
@@ -15,6 +16,7 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub accounts: AccountsConfig,
     pub admin: AdminConfig,
+    pub x402: X402Config,
 }
 
 /// Shortest operator token accepted: anything shorter is guessable.
@@ -106,6 +108,20 @@ impl Config {
             .accounts
             .rules()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let x402 = config
+            .x402
+            .rules()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if x402.is_some() && !config.accounts.enabled {
+            return Err(ConfigError::Invalid(
+                "x402 needs accounts.enabled = true: with accounts off every job is already free"
+                    .into(),
+            ));
+        }
+        config
+            .x402
+            .relayer()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(config)
     }
 
@@ -157,6 +173,7 @@ impl Config {
         if let Some(token) = get("GPUBRIDGE_ADMIN_TOKEN") {
             self.admin.token = Some(token);
         }
+        self.apply_x402_env(&get)?;
         for provider in Provider::HOSTED {
             let settings = self.scheduler.providers.entry(provider).or_default();
             if let Some(key) = provider.key_env().and_then(get) {
@@ -165,6 +182,38 @@ impl Config {
             if let Some(url) = provider.base_url_env().and_then(|n| get(&n)) {
                 settings.base_url = Some(url);
             }
+        }
+        Ok(())
+    }
+
+    fn apply_x402_env(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let x402 = &mut self.x402;
+        if let Some(value) = get("GPUBRIDGE_BASE_CHAIN_ID") {
+            x402.chain_id = value.trim().parse().map_err(|_| ConfigError::Env {
+                name: "GPUBRIDGE_BASE_CHAIN_ID".into(),
+                value: value.clone(),
+                reason: "expected a chain id, like 8453".into(),
+            })?;
+        }
+        let texts: [(&str, &mut Option<String>); 4] = [
+            ("GPUBRIDGE_BASE_RPC_URL", &mut x402.rpc_url),
+            ("GPUBRIDGE_X402_PAY_TO", &mut x402.pay_to),
+            ("GPUBRIDGE_X402_RELAYER_KEY", &mut x402.relayer_key),
+            ("GPUBRIDGE_X402_FACILITATOR_URL", &mut x402.facilitator_url),
+        ];
+        for (name, field) in texts {
+            if let Some(value) = get(name) {
+                *field = Some(value);
+            }
+        }
+        if let Some(value) = get("GPUBRIDGE_X402_RELAYER_KEY_FILE") {
+            x402.relayer_key_file = Some(PathBuf::from(value));
+        }
+        if let Some(value) = get("GPUBRIDGE_X402_ASSET") {
+            x402.asset = value;
+        }
+        if let Some(value) = get("GPUBRIDGE_SANCTIONS_ORACLE") {
+            x402.sanctions_oracle = value;
         }
         Ok(())
     }
@@ -182,6 +231,7 @@ impl Config {
         }
         mask(&mut shown.accounts.key_hash_secret);
         mask(&mut shown.admin.token);
+        mask(&mut shown.x402.relayer_key);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }

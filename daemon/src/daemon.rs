@@ -3,11 +3,13 @@
 use crate::config::Config;
 use crate::local_agent::LocalAgent;
 use crate::schema;
+use gpubridge_billing::chain::ChainError;
+use gpubridge_billing::x402::{X402ConfigError, X402};
 use gpubridge_billing::{AccountError, Accounts, KeyError, RulesError};
 use gpubridge_gateway::access::Access;
 use gpubridge_gateway::{App, HttpMetrics};
 use gpubridge_scheduler::nodes::{EndpointError, Identity, IdentityError};
-use gpubridge_scheduler::{Catalog, JobHooks, Scheduler, StartError};
+use gpubridge_scheduler::{AllHooks, Catalog, JobHooks, Scheduler, StartError};
 use gpubridge_store::{RocksKv, RocksOptions, Store, StoreError, StoreMetrics, Table};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Every table of the store: the store's own, the job core's, billing's.
-pub const TABLES: [Table; 11] = {
+pub const TABLES: [Table; 12] = {
     let j = gpubridge_scheduler::jobs::TABLES;
     let b = gpubridge_billing::TABLES;
     [
@@ -32,6 +34,7 @@ pub const TABLES: [Table; 11] = {
         b[4],
         b[5],
         b[6],
+        b[7],
     ]
 };
 
@@ -60,6 +63,10 @@ pub enum DaemonError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("x402 settings: {0}")]
+    X402Config(#[from] X402ConfigError),
+    #[error("x402: {0}")]
+    Chain(#[from] ChainError),
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -86,7 +93,8 @@ impl Daemon {
             true => Some(Arc::new(open_accounts(&config, &store).await?)),
             false => None,
         };
-        let hooks = accounts.clone().map(|a| a as Arc<dyn JobHooks>);
+        let x402 = open_x402(&config, &store).await?;
+        let hooks = job_hooks(accounts.as_ref(), x402.as_ref());
         let scheduler = Scheduler::start(
             config.scheduler.clone(),
             catalog,
@@ -106,7 +114,7 @@ impl Daemon {
         let http_addr = listener.local_addr().map_err(bind_error)?;
         let app = Arc::new(App {
             scheduler: scheduler.clone(),
-            access: access(accounts.as_ref()),
+            access: access(accounts.as_ref(), x402),
             accounts,
             admin_token: config.admin.token.clone(),
             metrics: HttpMetrics::register(&registry)?,
@@ -185,12 +193,15 @@ async fn open_current_store(
     Ok(store)
 }
 
-/// How callers pay: with their account's credits, or not at all.
-fn access(accounts: Option<&Arc<Accounts>>) -> Access {
+/// How callers pay: with their account's credits (or x402 without a key), or not at all.
+fn access(accounts: Option<&Arc<Accounts>>, x402: Option<Arc<X402>>) -> Access {
     match accounts {
         Some(accounts) => {
             spawn_idempotency_sweeper(Arc::downgrade(accounts));
-            Access::Accounts(accounts.clone())
+            Access::Accounts {
+                accounts: accounts.clone(),
+                x402,
+            }
         }
         None => {
             tracing::warn!("accounts are disabled: anyone who can reach the gateway may run jobs");
@@ -253,6 +264,44 @@ pub async fn open_read_only(data_dir: &Path) -> Result<Store, StoreError> {
     let store = Store::new(Arc::new(kv));
     schema::check(&store).await?;
     Ok(store)
+}
+
+/// x402 when configured: connected to the chain, which must be the configured one.
+async fn open_x402(config: &Config, store: &Store) -> Result<Option<Arc<X402>>, DaemonError> {
+    let Some(rules) = config.x402.rules()? else {
+        return Ok(None);
+    };
+    let relayer = config.x402.relayer()?;
+    let x402 = X402::connect(rules, relayer, store.clone()).await?;
+    let rules = x402.rules();
+    tracing::info!(
+        chain_id = rules.chain_id,
+        pay_to = %rules.pay_to,
+        asset = %rules.asset,
+        relayer = ?x402.chain().relayer(),
+        screening = rules.sanctions_oracle.is_some(),
+        "x402 payments on"
+    );
+    Ok(Some(Arc::new(x402)))
+}
+
+/// Billing's hooks on finished jobs: accounts settle, x402 frees failed proofs.
+fn job_hooks(
+    accounts: Option<&Arc<Accounts>>,
+    x402: Option<&Arc<X402>>,
+) -> Option<Arc<dyn JobHooks>> {
+    let mut hooks: Vec<Arc<dyn JobHooks>> = Vec::new();
+    if let Some(accounts) = accounts {
+        hooks.push(accounts.clone());
+    }
+    if let Some(x402) = x402 {
+        hooks.push(x402.clone());
+    }
+    match hooks.len() {
+        0 => None,
+        1 => hooks.pop(),
+        _ => Some(Arc::new(AllHooks(hooks))),
+    }
 }
 
 async fn open_accounts(config: &Config, store: &Store) -> Result<Accounts, DaemonError> {
@@ -328,4 +377,24 @@ fn spawn_idempotency_sweeper(accounts: Weak<Accounts>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table left out here would fail its first write at runtime.
+    #[test]
+    fn the_store_opens_every_table_once() {
+        let owned = gpubridge_scheduler::jobs::TABLES
+            .iter()
+            .chain(gpubridge_billing::TABLES.iter());
+        for table in owned {
+            assert!(TABLES.contains(table), "{} missing", table.0);
+        }
+        let mut names: Vec<&str> = TABLES.iter().map(|t| t.0).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), TABLES.len());
+    }
 }

@@ -1,14 +1,17 @@
 //! Who may run what, and how it is paid for. `Open` (accounts disabled): anyone,
 //! nothing charged, a job's id is its read token. `Accounts`: an API key names
-//! the account whose credits pay for each job. x402 will be a third way to pay.
+//! the account whose credits pay for each job; with x402 on, a request without
+//! a key pays for itself in USDC and its job's id is its read token.
 
 use crate::error::ApiError;
+use crate::x402::{self as door, Payer};
+use gpubridge_billing::x402::{PaidBy, PAYMENT_SIGNATURE, X402};
 use gpubridge_billing::{AccountError, Accounts, Admission, AdmitError, IdempotencyClaim};
 use gpubridge_protocol::AccountId;
 use gpubridge_scheduler::{JobRecord, PreparedJob, Scheduler};
 use gpubridge_store::WriteSet;
 use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
-use hyper::{HeaderMap, StatusCode};
+use hyper::{HeaderMap, StatusCode, Uri};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -16,19 +19,30 @@ use std::sync::Arc;
 #[derive(Clone, Debug, Default)]
 pub struct Caller {
     pub account: Option<AccountId>,
+    /// Set on the x402 path: no API key, x402 on.
+    pub payer: Option<Payer>,
 }
 
 pub enum Access {
     /// Accounts disabled: everything is allowed and unowned.
     Open,
-    /// API key + credits.
-    Accounts(Arc<Accounts>),
+    /// API key + credits, and x402 for callers without a key when configured.
+    Accounts {
+        accounts: Arc<Accounts>,
+        x402: Option<Arc<X402>>,
+    },
+}
+
+/// An accepted job's admission, and the payment that paid for it on the x402 path.
+pub struct Admitted {
+    pub admission: Admission,
+    pub paid: Option<PaidBy>,
 }
 
 impl Access {
     /// A bad credential is refused here; no credential is an anonymous caller.
     pub fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let Access::Accounts(accounts) = self else {
+        let Access::Accounts { accounts, .. } = self else {
             return Ok(Caller::default());
         };
         let Some(token) = bearer(headers)? else {
@@ -39,7 +53,43 @@ impl Access {
             .ok_or_else(|| unauthorized("Invalid API key"))?;
         Ok(Caller {
             account: Some(account),
+            payer: None,
         })
+    }
+
+    pub fn x402(&self) -> Option<&Arc<X402>> {
+        match self {
+            Access::Accounts { x402, .. } => x402.as_ref(),
+            Access::Open => None,
+        }
+    }
+
+    /// The x402 version a request's answers speak, when it is on the x402
+    /// path: 2 when it pays with `PAYMENT-SIGNATURE`, else the contract's 1.
+    pub fn x402_version(&self, headers: &HeaderMap) -> Option<u8> {
+        if self.x402().is_none() || headers.contains_key(AUTHORIZATION) {
+            return None;
+        }
+        Some(match headers.contains_key(PAYMENT_SIGNATURE) {
+            true => 2,
+            false => 1,
+        })
+    }
+
+    /// [`Access::identify`] for a request that runs a job: without a key and
+    /// with x402 on, also what it pays with.
+    pub fn identify_payer(&self, headers: &HeaderMap, uri: &Uri) -> Result<Caller, ApiError> {
+        let mut caller = self.identify(headers)?;
+        if caller.account.is_some() && door::has_payment(headers) {
+            return Err(ApiError::bad_request(
+                "Send either an API key or an x402 payment, not both",
+                "With an API key your credits pay; drop X-Payment / PAYMENT-SIGNATURE. To pay per request, drop Authorization.",
+            ));
+        }
+        if caller.account.is_none() && self.x402().is_some() {
+            caller.payer = Some(Payer::from_request(headers, uri)?);
+        }
+        Ok(caller)
     }
 
     /// The caller's account, or 401.
@@ -56,31 +106,68 @@ impl Access {
         caller: &Caller,
         job: PreparedJob,
         idempotency: Option<&IdempotencyClaim>,
-    ) -> Result<Admission, ApiError> {
-        match self {
-            Access::Open => scheduler
-                .submit(job, None, WriteSet::new())
-                .await
-                .map(|record| Admission::Accepted(Box::new(record)))
-                .map_err(|e| ApiError::from_scheduler(scheduler, e)),
-            Access::Accounts(accounts) => {
-                let account = caller
-                    .account
-                    .ok_or_else(|| unauthorized("API key required"))?;
-                accounts
-                    .admit(scheduler, account, job, idempotency)
+    ) -> Result<Admitted, ApiError> {
+        let (accounts, x402) = match self {
+            Access::Open => {
+                let record = scheduler
+                    .submit(job, None, WriteSet::new())
                     .await
-                    .map_err(|e| match e {
-                        AdmitError::Submit(e) => ApiError::from_scheduler(scheduler, e),
-                        AdmitError::Account(e) => account_error(e),
-                    })
+                    .map_err(|e| ApiError::from_scheduler(scheduler, e))?;
+                return Ok(Admitted::unpaid(Admission::Accepted(Box::new(record))));
             }
+            Access::Accounts { accounts, x402 } => (accounts, x402),
+        };
+        match (caller.account, &caller.payer, x402) {
+            (Some(account), _, _) => accounts
+                .admit(scheduler, account, job, idempotency)
+                .await
+                .map(Admitted::unpaid)
+                .map_err(|e| match e {
+                    AdmitError::Submit(e) => ApiError::from_scheduler(scheduler, e),
+                    AdmitError::Account(e) => account_error(e),
+                }),
+            (None, Some(payer), Some(x402)) => pay_per_request(x402, scheduler, payer, job).await,
+            (None, _, _) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "API key required",
+                "Send Authorization: Bearer gpub_… with your API key; get one with POST /account/register. This deployment does not take x402 payments.",
+            )
+            .with_header(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))),
         }
     }
 
     /// May this caller see the job's output (not only its status)?
     pub fn may_read_output(&self, caller: &Caller, job: &JobRecord) -> bool {
         job.owner.is_none() || job.owner == caller.account
+    }
+}
+
+impl Admitted {
+    fn unpaid(admission: Admission) -> Admitted {
+        Admitted {
+            admission,
+            paid: None,
+        }
+    }
+}
+
+/// The x402 path: a 402 saying what to pay, or the job its payment pays for.
+async fn pay_per_request(
+    x402: &X402,
+    scheduler: &Scheduler,
+    payer: &Payer,
+    job: PreparedJob,
+) -> Result<Admitted, ApiError> {
+    let offer = door::offer(x402, scheduler, &job, payer);
+    let Some(payment) = &payer.payment else {
+        return Err(door::unpaid(x402, &offer));
+    };
+    match x402.admit(scheduler, job, payment).await {
+        Ok((record, paid)) => Ok(Admitted {
+            admission: Admission::Accepted(Box::new(record)),
+            paid: Some(paid),
+        }),
+        Err(e) => Err(door::refused(x402, &offer, scheduler, e)),
     }
 }
 

@@ -26,6 +26,10 @@ pub struct ErrorBody {
     pub details: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub available_services: Option<Vec<String>>,
+    /// Top-level fields a protocol adds beside the envelope (x402's
+    /// `x402Version` and `accepts`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<serde_json::Map<String, Value>>,
     #[serde(skip)]
     pub retry_after_seconds: Option<u64>,
     /// Extra response headers (`WWW-Authenticate`, …).
@@ -54,6 +58,7 @@ impl ApiError {
             hint: hint.into(),
             details: None,
             available_services: None,
+            extra: None,
             retry_after_seconds: None,
             headers: Vec::new(),
         }))
@@ -100,6 +105,11 @@ impl ApiError {
     /// The field named by [`ApiError::with_field`], if any.
     pub fn field(&self) -> Option<&str> {
         self.details.as_ref()?.get("field")?.as_str()
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
+        self
     }
 
     pub fn retry_after(mut self, seconds: u64) -> ApiError {

@@ -6,6 +6,7 @@
 use crate::access::Caller;
 use crate::app::App;
 use crate::error::ApiError;
+use gpubridge_billing::x402::PaidBy;
 use gpubridge_billing::{Admission, IdempotencyClaim};
 use gpubridge_protocol::Priority;
 use gpubridge_scheduler::{is_private, JobRecord, JobRequest, Origin};
@@ -27,6 +28,8 @@ pub struct Accepted {
     pub record: JobRecord,
     /// An earlier request's job, returned for the same Idempotency-Key.
     pub replayed: bool,
+    /// On the x402 path, the payment that paid for it.
+    pub paid: Option<PaidBy>,
 }
 
 impl App {
@@ -52,7 +55,7 @@ impl App {
         let app = self.clone();
         let idempotency = request.idempotency;
         // From here credits are reserved and a job written: finish even if the client leaves.
-        let admission = tokio::spawn(async move {
+        let admitted = tokio::spawn(async move {
             app.access
                 .accept(&app.scheduler, &caller, prepared, idempotency.as_ref())
                 .await
@@ -66,7 +69,9 @@ impl App {
                 "Retry it; with an Idempotency-Key a retry is safe.",
             )
         })??;
-        self.admitted(admission).await
+        let mut accepted = self.admitted(admitted.admission).await?;
+        accepted.paid = admitted.paid;
+        Ok(accepted)
     }
 
     /// The job an admission stands for.
@@ -76,6 +81,7 @@ impl App {
                 return Ok(Accepted {
                     record: *record,
                     replayed: false,
+                    paid: None,
                 })
             }
             Admission::Replayed(id) => id,
@@ -84,6 +90,7 @@ impl App {
             Ok(Some(record)) => Ok(Accepted {
                 record,
                 replayed: true,
+                paid: None,
             }),
             Ok(None) => {
                 tracing::error!(job_id = %id, "idempotent replay of a missing job");

@@ -23,6 +23,7 @@ mod requests;
 mod router;
 mod server;
 mod views;
+pub mod x402;
 
 pub use app::App;
 pub use config::{AdminConfig, HttpConfig};

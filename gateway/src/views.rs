@@ -3,7 +3,7 @@
 
 use gpubridge_billing::AccountView;
 use gpubridge_protocol::JobId;
-use gpubridge_scheduler::{Attempt, JobRecord};
+use gpubridge_scheduler::{Attempt, JobPayment, JobRecord};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -97,6 +97,36 @@ pub struct FullStatus<'a> {
     pub webhook_url: Option<&'a str>,
     #[serde(flatten)]
     pub settlement: SettlementView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentView<'a>>,
+}
+
+/// How an x402 job was paid, and whether its payment may pay for a retry.
+#[derive(Serialize)]
+pub struct PaymentView<'a> {
+    pub scheme: &'a str,
+    pub payer: &'a str,
+    pub amount_atomic: &'a str,
+    pub transaction: &'a str,
+    /// This job is the retry its payment allowed after a failure.
+    pub is_retry: bool,
+    /// The job failed everywhere: until then the same payment pays for one
+    /// retry of the same service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_until_ms: Option<u64>,
+}
+
+impl<'a> From<&'a JobPayment> for PaymentView<'a> {
+    fn from(p: &'a JobPayment) -> Self {
+        PaymentView {
+            scheme: &p.scheme,
+            payer: &p.payer,
+            amount_atomic: &p.amount_atomic,
+            transaction: &p.transaction,
+            is_retry: p.retry,
+            retry_until_ms: p.retry_until_ms,
+        }
+    }
 }
 
 /// What a billed job cost once settled; `null` before (or when nobody pays).
@@ -145,6 +175,7 @@ impl<'a> FullStatus<'a> {
             recoveries: (record.recoveries > 0).then_some(record.recoveries),
             webhook_url: record.webhook_url.as_deref(),
             settlement: SettlementView::of(record),
+            payment: record.payment.as_ref().map(PaymentView::from),
         }
     }
 }

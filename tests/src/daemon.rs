@@ -110,6 +110,18 @@ impl Daemon {
             .env_remove("GPUBRIDGE_REPLICATE_BASE_URL")
             .env_remove("GPUBRIDGE_KEY_HASH_SECRET")
             .env_remove("GPUBRIDGE_SIGNUP_CREDITS_USD");
+        for name in [
+            "GPUBRIDGE_BASE_RPC_URL",
+            "GPUBRIDGE_BASE_CHAIN_ID",
+            "GPUBRIDGE_X402_PAY_TO",
+            "GPUBRIDGE_X402_ASSET",
+            "GPUBRIDGE_SANCTIONS_ORACLE",
+            "GPUBRIDGE_X402_RELAYER_KEY",
+            "GPUBRIDGE_X402_RELAYER_KEY_FILE",
+            "GPUBRIDGE_X402_FACILITATOR_URL",
+        ] {
+            command.env_remove(name);
+        }
         if options.accounts {
             command
                 .env("GPUBRIDGE_ACCOUNTS_ENABLED", "true")

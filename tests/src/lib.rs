@@ -1,9 +1,10 @@
 //! Integration-test support for GPU-Bridge: a stand-in for the hosted providers,
-//! the daemon in-process or as the real binary, node agents, and a JSON client. Shared by every test in
+//! the daemon in-process or as the real binary, node agents, a local chain, and a JSON client. Shared by every test in
 //! `tests/tests/` and by the bench.
 
 pub mod accounts;
 mod agent;
+pub mod chain;
 mod client;
 mod daemon;
 mod inprocess;

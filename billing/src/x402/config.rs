@@ -1,7 +1,8 @@
 //! x402 settings as operators write them, and the checked rules the payment
 //! paths apply. Without an RPC URL x402 is off.
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
 use gpubridge_protocol::Micros;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -125,7 +126,16 @@ impl X402Config {
                 "required with rpc_url: the address payments go to",
             )
         })?;
-        let oracle = self.sanctions_oracle.trim();
+        if self.facilitator_url.is_some() {
+            return Err(invalid(
+                "facilitator_url",
+                "settling through a facilitator is not supported yet; set relayer_key_file",
+            ));
+        }
+        let oracle = match self.sanctions_oracle.trim() {
+            "none" | "off" => "",
+            oracle => oracle,
+        };
         Ok(Some(X402Rules {
             rpc_url: rpc_url.to_string(),
             chain_id: self.chain_id,
@@ -145,6 +155,37 @@ impl X402Config {
             retry: Duration::from_secs(self.retry_hours.saturating_mul(3600)),
             rpc_timeout: Duration::from_millis(self.rpc_timeout_ms.max(100)),
         }))
+    }
+}
+
+impl X402Config {
+    /// The relayer's signer, from `relayer_key` or the file `relayer_key_file`
+    /// names. Errors never quote the key.
+    pub fn relayer(&self) -> Result<Option<PrivateKeySigner>, X402ConfigError> {
+        let key = match (&self.relayer_key, &self.relayer_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "relayer_key",
+                    "set relayer_key or relayer_key_file, not both",
+                ))
+            }
+            (Some(key), None) => key.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "relayer_key_file",
+                    format!("reading {}: {e}", path.display()),
+                )
+            })?,
+            (None, None) => return Ok(None),
+        };
+        let bad = || invalid("relayer_key", "not a 32-byte hex private key");
+        let key = key.trim();
+        let bytes: B256 = format!("0x{}", key.strip_prefix("0x").unwrap_or(key))
+            .parse()
+            .map_err(|_| bad())?;
+        PrivateKeySigner::from_bytes(&bytes)
+            .map(Some)
+            .map_err(|_| bad())
     }
 }
 
@@ -226,5 +267,26 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.rules().is_err());
+    }
+
+    #[test]
+    fn relayer_keys_parse_and_errors_never_quote_them() {
+        let key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+        let config = X402Config {
+            relayer_key: Some(key.into()),
+            ..Default::default()
+        };
+        let signer = config.relayer().unwrap().unwrap();
+        assert_eq!(
+            signer.address().to_string(),
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        );
+        let bad = X402Config {
+            relayer_key: Some("0xnot-a-key-but-secret".into()),
+            ..Default::default()
+        };
+        let error = bad.relayer().unwrap_err().to_string();
+        assert!(!error.contains("secret"), "{error}");
+        assert!(X402Config::default().relayer().unwrap().is_none());
     }
 }

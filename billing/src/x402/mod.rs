@@ -36,8 +36,10 @@ use verify::Paid;
 pub enum X402Error {
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// Which job it paid for is not said: the proof is public on chain, and
+    /// an x402 job's id is the key to its output.
     #[error("this payment already paid for a job")]
-    Spent { job: Option<JobId> },
+    Spent,
     #[error("settling the authorization on chain failed: {0}")]
     Settlement(String),
     #[error(
@@ -127,7 +129,7 @@ impl X402 {
         let earlier = self.store.get::<ProofRecord>(PROOFS, key.clone()).await?;
         let standing = ProofRecord::standing(earlier.as_ref(), &job.service, now_ms());
         let paid = match (&standing, payment, &earlier) {
-            (Standing::Spent { job }, _, _) => return Err(X402Error::Spent { job: job.clone() }),
+            (Standing::Spent { .. }, _, _) => return Err(X402Error::Spent),
             // Verified when first used; the retry of a failed job pays nothing more.
             (Standing::Retry | Standing::Settled { .. }, _, Some(earlier)) => {
                 self.paid_before(payment, earlier, needed)

@@ -2,7 +2,7 @@
 //! atomic units) and the x402 v2 `PAYMENT-REQUIRED` header, from one offer.
 
 use super::config::X402Rules;
-use alloy::primitives::U256;
+use alloy::primitives::{Address, B256, U256};
 use base64::Engine;
 use serde::Serialize;
 
@@ -75,6 +75,21 @@ struct PaymentRequiredV2<'a> {
     accepts: [RequirementsV2<'a>; 1],
 }
 
+/// x402's `SettlementResponse`, in `PAYMENT-RESPONSE` (v2) or `X-PAYMENT-RESPONSE` (v1).
+#[derive(Serialize)]
+struct SettlementResponse {
+    success: bool,
+    transaction: String,
+    network: String,
+    payer: String,
+}
+
+fn base64_json<T: Serialize>(value: &T) -> String {
+    // Serialising plain strings and numbers cannot fail.
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(json)
+}
+
 /// x402 v1's network name for a chain.
 pub fn network_v1(chain_id: u64) -> String {
     match chain_id {
@@ -137,9 +152,20 @@ impl X402Rules {
                 extra: &extra,
             }],
         };
-        // Serialising plain strings and numbers cannot fail.
-        let json = serde_json::to_vec(&body).unwrap_or_default();
-        base64::engine::general_purpose::STANDARD.encode(json)
+        base64_json(&body)
+    }
+
+    /// The settlement answer header's value for a settled authorization.
+    pub fn settled_header(&self, version: u8, transaction: B256, payer: Address) -> String {
+        base64_json(&SettlementResponse {
+            success: true,
+            transaction: transaction.to_string(),
+            network: match version {
+                1 => network_v1(self.chain_id),
+                _ => network_v2(self.chain_id),
+            },
+            payer: payer.to_string(),
+        })
     }
 
     /// Is `network` (as a client named it) this chain?

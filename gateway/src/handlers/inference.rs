@@ -5,14 +5,13 @@
 use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
-use crate::handlers::REPLAYED;
+use crate::handlers::{accepted_headers, x402_tagged};
 use crate::intake::IntakeRequest;
 use crate::views::InferenceView;
 use gpubridge_billing::IdempotencyClaim;
 use gpubridge_protocol::JobStatus;
 use gpubridge_scheduler::Origin;
 use hyper::body::Incoming;
-use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -21,10 +20,19 @@ use std::time::Duration;
 pub const SERVICE: &str = "llm-4090";
 
 pub async fn handle(app: &Arc<App>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let x402 = app.access.x402_version(request.headers());
+    x402_tagged(x402, infer(app, request, x402).await)
+}
+
+async fn infer(
+    app: &Arc<App>,
+    request: Request<Incoming>,
+    x402: Option<u8>,
+) -> Result<HttpResponse, ApiError> {
     let (parts, incoming) = request.into_parts();
     let priority = body::priority(&parts.headers)?;
     let idempotency_key = body::idempotency_key(&parts.headers)?;
-    let caller = app.access.identify(&parts.headers)?;
+    let caller = app.access.identify_payer(&parts.headers, &parts.uri)?;
     let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
     let input = Value::Object(body::parse::<Map<String, Value>>(&bytes)?);
     let idempotency = idempotency_key.map(|key| IdempotencyClaim::new(key, "/inference", &input));
@@ -38,22 +46,19 @@ pub async fn handle(app: &Arc<App>, request: Request<Incoming>) -> Result<HttpRe
     };
     let accepted = app.intake(caller, request).await.map_err(inference_paths)?;
     let wait = Duration::from_millis(app.http.inline_wait_ms);
-    let record = match app.scheduler.wait(&accepted.record.id, wait).await {
+    let finished = app.scheduler.wait(&accepted.record.id, wait).await;
+    // On a failed read the job is persisted and running: point at /status.
+    let record = match &finished {
         Ok(Some(record)) => record,
-        // The job is persisted and running; only this read failed. Point at /status.
-        _ => accepted.record,
+        _ => &accepted.record,
     };
     let status = match record.status {
         JobStatus::Completed => StatusCode::OK,
         JobStatus::Failed => StatusCode::BAD_GATEWAY,
         JobStatus::Pending | JobStatus::Running => StatusCode::ACCEPTED,
     };
-    let mut response = json(status, &InferenceView::of(&record));
-    if accepted.replayed {
-        response
-            .headers_mut()
-            .insert(REPLAYED, HeaderValue::from_static("true"));
-    }
+    let mut response = json(status, &InferenceView::of(record));
+    accepted_headers(app, x402, &accepted, &mut response);
     Ok(response)
 }
 

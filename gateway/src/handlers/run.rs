@@ -4,7 +4,7 @@
 use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
-use crate::handlers::REPLAYED;
+use crate::handlers::{accepted_headers, x402_tagged};
 use crate::intake::IntakeRequest;
 use crate::requests::RunBody;
 use crate::views::RunAccepted;
@@ -17,10 +17,19 @@ use serde_json::Value;
 use std::sync::Arc;
 
 pub async fn handle(app: &Arc<App>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let x402 = app.access.x402_version(request.headers());
+    x402_tagged(x402, run(app, request, x402).await)
+}
+
+async fn run(
+    app: &Arc<App>,
+    request: Request<Incoming>,
+    x402: Option<u8>,
+) -> Result<HttpResponse, ApiError> {
     let (parts, incoming) = request.into_parts();
     let priority = body::priority(&parts.headers)?;
     let idempotency_key = body::idempotency_key(&parts.headers)?;
-    let caller = app.access.identify(&parts.headers)?;
+    let caller = app.access.identify_payer(&parts.headers, &parts.uri)?;
     let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
     let run: RunBody = body::parse(&bytes).map_err(|mut e| {
         if e.field() == Some("service") {
@@ -47,10 +56,6 @@ pub async fn handle(app: &Arc<App>, request: Request<Incoming>) -> Result<HttpRe
     if let Ok(value) = HeaderValue::from_str(&view.status_url) {
         response.headers_mut().insert(LOCATION, value);
     }
-    if accepted.replayed {
-        response
-            .headers_mut()
-            .insert(REPLAYED, HeaderValue::from_static("true"));
-    }
+    accepted_headers(app, x402, &accepted, &mut response);
     Ok(response)
 }
