@@ -368,3 +368,10 @@ pub fn x_payment_v1(payload: Value) -> String {
 pub fn payment_signature(accepted: &Value, payload: Value) -> String {
     base64_json(&json!({"x402Version": 2, "accepted": accepted, "payload": payload}))
 }
+
+/// x402's Python client in `tests/clients/.venv` (made by `.ci/setup-deps`)
+/// and the script that pays through it.
+pub fn x402_python_client() -> (PathBuf, PathBuf) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients");
+    (dir.join(".venv/bin/python"), dir.join("x402_pay.py"))
+}

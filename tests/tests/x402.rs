@@ -6,8 +6,8 @@
 
 use base64::Engine;
 use gpubridge_tests::chain::{
-    address_of, authorization, payment_signature, x_payment, x_payment_v1, Chain, DEV_KEYS,
-    SANCTIONS_ORACLE, USDC,
+    address_of, authorization, payment_signature, x402_python_client, x_payment, x_payment_v1,
+    Chain, DEV_KEYS, SANCTIONS_ORACLE, USDC,
 };
 use gpubridge_tests::{
     providers_config, wait_terminal, Behavior, DaemonOptions, InProcess, JsonClient, Reply, Standin,
@@ -134,6 +134,25 @@ async fn without_a_key_the_price_is_asked_for_after_the_request_is_validated() {
         .parse()
         .unwrap();
     assert_eq!(atomic, (dollars * 1e6).ceil() as u64);
+    assert_eq!(
+        estimate.body["x402_amount_atomic"],
+        accepts["maxAmountRequired"]
+    );
+    let catalog = s.client.get(&s.daemon.url("/catalog")).await.unwrap().body;
+    let terms = &catalog["payment"]["x402"];
+    assert_eq!(terms["enabled"], true, "{terms}");
+    assert_eq!(terms["pay_to"], PAY_TO);
+    assert_eq!(terms["schemes"], json!(["tx-hash", "exact"]));
+    let llm_service = catalog["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "llm-4090")
+        .unwrap();
+    assert_eq!(
+        llm_service["pricing"]["x402_amount_atomic"],
+        accepts["maxAmountRequired"]
+    );
 
     let v2 = decoded(&reply, "payment-required");
     assert_eq!(v2["x402Version"], 2);
@@ -563,4 +582,33 @@ async fn the_daemon_refuses_a_node_serving_another_chain() {
         .err()
         .expect("refused");
     assert!(error.to_string().contains("chain 8453, not 1"), "{error}");
+}
+
+#[tokio::test]
+async fn x402s_own_python_client_pays_unchanged() {
+    let s = setup().await;
+    let price = s.price(&llm()).await;
+    let payer = address_of(DEV_KEYS[1]);
+    let (python, script) = x402_python_client();
+    let output = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(s.daemon.url("/run"))
+        .arg(DEV_KEYS[1])
+        .arg(llm().to_string())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{} (bash .ci/setup-deps makes it): {e}", python.display()));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["status"], 202, "{result} {stderr}");
+    assert_eq!(result["payment_response"]["success"], true, "{result}");
+    assert_eq!(result["payment_response"]["payer"], payer.to_string());
+    assert_eq!(s.chain.balance(payer).await, 100 * DOLLAR - price);
+    let id = result["body"]["job_id"].as_str().unwrap();
+    let done = wait_terminal(&s.client, &s.daemon.base, id, 10)
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["payment"]["scheme"], "eip3009");
 }

@@ -3,6 +3,7 @@
 
 use crate::app::{json, App, HttpResponse};
 use crate::error::ApiError;
+use gpubridge_protocol::Micros;
 use gpubridge_scheduler::{ModelKind, Route, ServiceSpec};
 use hyper::StatusCode;
 use serde::Serialize;
@@ -34,6 +35,16 @@ struct Pricing {
     price_per_second_usd: f64,
     estimated_seconds: f64,
     estimated_cost_usd: f64,
+    /// The estimate as an x402 price in the asset's atomic units; with x402 on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x402_amount_atomic: Option<String>,
+}
+
+/// A price as x402 asks for it (atomic units, rounded up), when x402 is on.
+fn x402_amount(app: &App, price: Micros) -> Option<String> {
+    app.access
+        .x402()
+        .map(|x402| x402.rules().atomic(price).to_string())
 }
 
 #[derive(Serialize)]
@@ -61,7 +72,7 @@ fn service_view<'a>(app: &'a App, spec: &'a ServiceSpec) -> ServiceView<'a> {
     let seconds = scheduler.expected_seconds(spec);
     let cost = scheduler
         .estimate(&spec.key, Some(seconds))
-        .map(|e| e.estimated_cost.as_dollars())
+        .map(|e| e.estimated_cost)
         .unwrap_or_default();
     let backends = match spec.models {
         Some(_) => None,
@@ -84,7 +95,8 @@ fn service_view<'a>(app: &'a App, spec: &'a ServiceSpec) -> ServiceView<'a> {
             from_usd: spec.from_price().as_dollars(),
             price_per_second_usd: spec.price_per_second().as_dollars(),
             estimated_seconds: seconds,
-            estimated_cost_usd: cost,
+            estimated_cost_usd: cost.as_dollars(),
+            x402_amount_atomic: x402_amount(app, cost),
         },
         max_seconds: spec.max_seconds,
         input_schema: &spec.input_schema,
@@ -158,16 +170,63 @@ struct Credits {
     register: &'static str,
 }
 
+/// x402's terms, when it is on.
 #[derive(Serialize)]
-struct Enabled {
+struct X402Terms {
     enabled: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    on: Option<X402On>,
+}
+
+#[derive(Serialize)]
+struct X402On {
+    network: String,
+    chain_id: u64,
+    asset: String,
+    asset_decimals: u8,
+    pay_to: String,
+    max_timeout_seconds: u64,
+    confirmations: u64,
+    large_payment_usd: f64,
+    large_payment_confirmations: u64,
+    /// `tx-hash`: send, then prove with `X-Payment`; `exact`: an EIP-3009
+    /// authorization GPU-Bridge settles (only with a relayer).
+    schemes: Vec<&'static str>,
+    sanctions_screening: bool,
+}
+
+fn x402_terms(app: &App) -> X402Terms {
+    let on = app.access.x402().map(|x402| {
+        let rules = x402.rules();
+        let mut schemes = vec!["tx-hash"];
+        if x402.chain().relayer().is_some() {
+            schemes.push("exact");
+        }
+        X402On {
+            network: gpubridge_billing::x402::network_v1(rules.chain_id),
+            chain_id: rules.chain_id,
+            asset: rules.asset.to_string(),
+            asset_decimals: rules.asset_decimals,
+            pay_to: rules.pay_to.to_string(),
+            max_timeout_seconds: rules.max_payment_age.as_secs(),
+            confirmations: rules.confirmations,
+            large_payment_usd: rules.large_payment.as_dollars(),
+            large_payment_confirmations: rules.large_payment_confirmations,
+            schemes,
+            sanctions_screening: rules.sanctions_oracle.is_some(),
+        }
+    });
+    X402Terms {
+        enabled: on.is_some(),
+        on,
+    }
 }
 
 #[derive(Serialize)]
 struct Payment {
     currency: &'static str,
     credits: Credits,
-    x402: Enabled,
+    x402: X402Terms,
 }
 
 #[derive(Serialize)]
@@ -249,7 +308,7 @@ pub fn catalog(app: &App) -> HttpResponse {
                 auth: "Authorization: Bearer gpub_…",
                 register: "POST /account/register",
             },
-            x402: Enabled { enabled: false },
+            x402: x402_terms(app),
         },
         live_providers: live,
     };
@@ -273,6 +332,8 @@ struct EstimateView {
     estimated_seconds: f64,
     price_per_second: f64,
     estimated_cost_usd: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x402_amount_atomic: Option<String>,
 }
 
 pub fn estimate(app: &App, query: Option<&str>) -> Result<HttpResponse, ApiError> {
@@ -310,6 +371,7 @@ pub fn estimate(app: &App, query: Option<&str>) -> Result<HttpResponse, ApiError
             estimated_seconds: estimate.estimated_seconds,
             price_per_second: estimate.price_per_second.as_dollars(),
             estimated_cost_usd: estimate.estimated_cost.as_dollars(),
+            x402_amount_atomic: x402_amount(app, estimate.estimated_cost),
         },
     ))
 }
