@@ -336,15 +336,52 @@ impl Accounts {
         if amount == Micros::ZERO {
             return Err(AccountError::ZeroCredit);
         }
-        let state = self.state(id)?;
-        let entry = self.entry(id, EntryKind::Credit, amount, None, 0, Some(note.into()));
-        let mut writes = WriteSet::new();
-        Accounts::put_entry(&mut writes, &entry);
+        self.credit_with(id, amount, note, WriteSet::new()).await?;
+        self.view(id)
+    }
+
+    /// Adds credits in the same atomic write as `writes` (what paid for them);
+    /// returns the ledger entry.
+    pub async fn credit_with(
+        &self,
+        id: AccountId,
+        amount: Micros,
+        note: &str,
+        writes: WriteSet,
+    ) -> Result<LedgerEntry, AccountError> {
+        let entry = self.credit_entry(id, amount, note)?;
+        self.commit_credit(&entry, writes).await?;
+        Ok(entry)
+    }
+
+    /// A credit's ledger entry, numbered but not yet written, for records that
+    /// name it.
+    pub(crate) fn credit_entry(
+        &self,
+        id: AccountId,
+        amount: Micros,
+        note: &str,
+    ) -> Result<LedgerEntry, AccountError> {
+        if amount == Micros::ZERO {
+            return Err(AccountError::ZeroCredit);
+        }
+        self.state(id)?;
+        Ok(self.entry(id, EntryKind::Credit, amount, None, 0, Some(note.into())))
+    }
+
+    /// Writes a credit's entry with `writes`, then counts it.
+    pub(crate) async fn commit_credit(
+        &self,
+        entry: &LedgerEntry,
+        mut writes: WriteSet,
+    ) -> Result<(), AccountError> {
+        let state = self.state(entry.account)?;
+        Accounts::put_entry(&mut writes, entry);
         self.store.commit(writes).await?;
         // Money in counts once it is durable.
-        state.lock().balances.apply(&entry, utc_day(entry.at_ms));
-        tracing::info!(account = %id, amount = %amount, note, "credits added");
-        self.view(id)
+        state.lock().balances.apply(entry, utc_day(entry.at_ms));
+        tracing::info!(account = %entry.account, amount = %entry.amount, note = entry.note.as_deref().unwrap_or_default(), "credits added");
+        Ok(())
     }
 
     pub fn view(&self, id: AccountId) -> Result<AccountView, AccountError> {

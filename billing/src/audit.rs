@@ -2,6 +2,7 @@
 //! alone, at one consistent snapshot, and checks it against the jobs it paid for.
 //! Independent of the in-memory balances, so it can judge them.
 
+use crate::deposits::{DepositRecord, DEPOSITS};
 use crate::ledger::{EntryKind, LedgerEntry, Totals};
 use crate::record::AccountRecord;
 use crate::tables::{ACCOUNTS, LEDGER};
@@ -32,6 +33,9 @@ pub struct AuditReport {
     pub total_charges_micros: u64,
     pub total_open_reservations_micros: u64,
     pub total_balance_micros: u64,
+    /// USDC deposits credited, and the credits they bought.
+    pub crypto_deposits: u64,
+    pub crypto_deposit_credits_micros: u64,
     pub accounts: Vec<AccountAudit>,
     /// Every broken invariant found; empty means the books balance.
     pub problems: Vec<String>,
@@ -53,6 +57,7 @@ pub async fn audit(store: &Store) -> Result<AuditReport, StoreError> {
             let mut by_job = read_ledger(&reader, view, &mut accounts, &mut report)?;
             sum_accounts(&accounts, &mut report);
             check_jobs(&reader, view, &mut by_job, &mut report)?;
+            check_deposits(&reader, view, &mut report)?;
             for job in by_job.keys() {
                 report.problems.push(format!(
                     "ledger entries for job {job}, which was never stored"
@@ -226,6 +231,52 @@ fn check_job(job: &JobRecord, billing: &JobBilling, ledger: &Totals, report: &mu
             }
         )),
     }
+}
+
+/// Each credited deposit has its own credit entry in the ledger, for the
+/// credits it bought, naming its transaction and log index.
+fn check_deposits(
+    store: &Store,
+    view: &dyn View,
+    report: &mut AuditReport,
+) -> Result<(), StoreError> {
+    let mut problems = Vec::new();
+    let mut found = Vec::new();
+    view.scan(DEPOSITS, &[], None, &mut |key, value| {
+        match store.decode::<DepositRecord>(DEPOSITS, key, value) {
+            Ok(deposit) => found.push((key.to_vec(), deposit)),
+            Err(e) => problems.push(e.to_string()),
+        }
+        ControlFlow::Continue(())
+    })?;
+    for (key, deposit) in found {
+        let (tx, log_index) = key.split_at(32.min(key.len()));
+        let name = format!(
+            "0x{}:{}",
+            alloy::primitives::hex::encode(tx),
+            u64::from_be_bytes(log_index.try_into().unwrap_or_default())
+        );
+        let mut entry_key = deposit.account.0.to_vec();
+        entry_key.extend_from_slice(&deposit.ledger_seq.to_be_bytes());
+        let entry = view
+            .get(LEDGER, &entry_key)?
+            .map(|bytes| store.decode::<LedgerEntry>(LEDGER, &entry_key, &bytes))
+            .transpose()?;
+        let matches = entry.as_ref().is_some_and(|e| {
+            e.kind == EntryKind::Credit
+                && e.amount == deposit.credits
+                && e.note.as_deref().is_some_and(|n| n.ends_with(&name))
+        });
+        if !matches {
+            problems.push(format!(
+                "deposit {name} has no matching credit entry in the ledger"
+            ));
+        }
+        report.crypto_deposits += 1;
+        report.crypto_deposit_credits_micros += deposit.credits.0;
+    }
+    report.problems.extend(problems);
+    Ok(())
 }
 
 #[cfg(test)]

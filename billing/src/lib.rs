@@ -16,12 +16,14 @@ mod admission;
 pub mod audit;
 pub mod chain;
 mod config;
+pub mod deposits;
 mod email;
 mod history;
 mod idempotency;
 mod keys;
 mod ledger;
 mod load;
+mod packages;
 mod record;
 mod recovery;
 mod settlement;
@@ -41,6 +43,7 @@ pub use history::{upgrade_layout_1 as upgrade_history_layout_1, HistoryPage, Pag
 pub use idempotency::IdempotencyClaim;
 pub use keys::{check_secret, load_or_create_secret, KeyError, KEY_PREFIX};
 pub use ledger::{EntryKind, LedgerEntry, Totals};
+pub use packages::{package, package_keys, Package, PACKAGES};
 pub use recovery::RecoveryRequest;
 pub use tables::TABLES;
 

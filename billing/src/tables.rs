@@ -18,9 +18,10 @@ pub const IDEMPOTENCY: Table = Table("idempotency");
 /// Support-assisted key recovery requests by time.
 pub const RECOVERIES: Table = Table("recoveries");
 
+pub use crate::deposits::{CURSORS, DEPOSITS, TOPUPS};
 pub use crate::x402::PROOFS;
 
-pub const TABLES: [Table; 8] = [
+pub const TABLES: [Table; 11] = [
     ACCOUNTS,
     EMAILS,
     API_KEYS,
@@ -29,4 +30,7 @@ pub const TABLES: [Table; 8] = [
     IDEMPOTENCY,
     RECOVERIES,
     PROOFS,
+    TOPUPS,
+    DEPOSITS,
+    CURSORS,
 ];

@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::local_agent::LocalAgent;
 use crate::schema;
 use gpubridge_billing::chain::ChainError;
+use gpubridge_billing::deposits::Deposits;
 use gpubridge_billing::x402::{X402ConfigError, X402};
 use gpubridge_billing::{AccountError, Accounts, KeyError, RulesError};
 use gpubridge_gateway::access::Access;
@@ -19,7 +20,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Every table of the store: the store's own, the job core's, billing's.
-pub const TABLES: [Table; 12] = {
+pub const TABLES: [Table; 15] = {
     let j = gpubridge_scheduler::jobs::TABLES;
     let b = gpubridge_billing::TABLES;
     [
@@ -35,6 +36,9 @@ pub const TABLES: [Table; 12] = {
         b[5],
         b[6],
         b[7],
+        b[8],
+        b[9],
+        b[10],
     ]
 };
 
@@ -80,6 +84,8 @@ pub struct Daemon {
     local_agent: Option<LocalAgent>,
     stop_http: Option<oneshot::Sender<()>>,
     http: JoinHandle<()>,
+    /// The USDC deposit watcher, when top-ups are on.
+    watcher: Option<JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -94,6 +100,8 @@ impl Daemon {
             false => None,
         };
         let x402 = open_x402(&config, &store).await?;
+        let deposits = open_deposits(accounts.as_ref(), x402.as_ref(), &store).await?;
+        let watcher = deposits.as_ref().map(|d| d.spawn_watcher());
         let hooks = job_hooks(accounts.as_ref(), x402.as_ref());
         let scheduler = Scheduler::start(
             config.scheduler.clone(),
@@ -116,6 +124,7 @@ impl Daemon {
             scheduler: scheduler.clone(),
             access: access(accounts.as_ref(), x402),
             accounts,
+            deposits,
             admin_token: config.admin.token.clone(),
             metrics: HttpMetrics::register(&registry)?,
             registry,
@@ -135,6 +144,7 @@ impl Daemon {
             local_agent,
             stop_http: Some(stop_http),
             http,
+            watcher,
             grace: Duration::from_secs(config.http.shutdown_grace_seconds),
         })
     }
@@ -170,6 +180,11 @@ impl Daemon {
         }
         if let Some(agent) = self.local_agent.take() {
             agent.stop();
+        }
+        // Crediting is one atomic write keyed by the deposit: stopping between
+        // writes loses nothing.
+        if let Some(watcher) = self.watcher.take() {
+            watcher.abort();
         }
         self.store.close().await;
         tracing::info!("stopped");
@@ -283,6 +298,23 @@ async fn open_x402(config: &Config, store: &Store) -> Result<Option<Arc<X402>>, 
         "x402 payments on"
     );
     Ok(Some(Arc::new(x402)))
+}
+
+/// USDC top-ups, with x402's chain, for accounts.
+async fn open_deposits(
+    accounts: Option<&Arc<Accounts>>,
+    x402: Option<&Arc<X402>>,
+    store: &Store,
+) -> Result<Option<Arc<Deposits>>, DaemonError> {
+    let (Some(accounts), Some(x402)) = (accounts, x402) else {
+        return Ok(None);
+    };
+    Deposits::open(x402.clone(), accounts.clone(), store.clone())
+        .await
+        .map_err(|source| DaemonError::Store {
+            path: "crypto_topups".into(),
+            source,
+        })
 }
 
 /// Billing's hooks on finished jobs: accounts settle, x402 frees failed proofs.

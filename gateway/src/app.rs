@@ -8,6 +8,7 @@ use crate::handlers;
 use crate::http_metrics::{HttpMetrics, RouteLabel};
 use crate::router::{route, Route};
 use bytes::Bytes;
+use gpubridge_billing::deposits::Deposits;
 use gpubridge_billing::Accounts;
 use gpubridge_scheduler::Scheduler;
 use http_body_util::Full;
@@ -24,6 +25,8 @@ pub struct App {
     pub access: Access,
     /// `None` when accounts are disabled.
     pub accounts: Option<Arc<Accounts>>,
+    /// USDC top-ups; `None` without x402's chain or with top-ups off.
+    pub deposits: Option<Arc<Deposits>>,
     /// The operator token guarding `/admin/*`; `None` disables it.
     pub admin_token: Option<String>,
     pub http: HttpConfig,
@@ -120,7 +123,9 @@ impl App {
             Route::Register => account::register(self, accounts, request).await,
             Route::Recover => account::recover(self, accounts, request).await,
             Route::RegenerateKey => account::regenerate_key(self, accounts, &request).await,
-            Route::Balance => account::balance(self, accounts, &request),
+            Route::Balance => account::balance(self, accounts, &request).await,
+            Route::TopupCrypto => handlers::topup_crypto::open(self, request).await,
+            Route::TopupCryptoClaim => handlers::topup_crypto::claim(self, accounts, request).await,
             Route::SpendingLimit => account::spending_limit(self, accounts, request).await,
             Route::Jobs => account::jobs(self, accounts, &request).await,
             Route::AdminCredits => admin::grant(self, accounts, request).await,

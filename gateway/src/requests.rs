@@ -70,3 +70,29 @@ impl Body for Map<String, Value> {
     const HINT: &'static str =
         "Send a JSON object; GET /catalog shows each service's input schema.";
 }
+
+/// `POST /account/topup-crypto`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopupBody {
+    pub package: String,
+}
+
+impl Body for TopupBody {
+    const HINT: &'static str =
+        "Send {\"package\": \"credits_25\"} (credits_10, credits_25, credits_50 or credits_100).";
+}
+
+/// `POST /account/topup-crypto/claim`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimBody {
+    pub tx_hash: String,
+    /// EIP-191 signature of the claim message by the deposit's sender.
+    #[serde(default)]
+    pub signature: Option<String>,
+}
+
+impl Body for ClaimBody {
+    const HINT: &'static str = "Send {\"tx_hash\": \"0x…\", \"signature\": \"0x…\"}; without a signature the answer says what to sign.";
+}

@@ -17,7 +17,9 @@ pub enum Route<'a> {
     Balance,
     SpendingLimit,
     Jobs,
-    /// Card and crypto top-ups, auto top-up and the dashboard: not on this build.
+    TopupCrypto,
+    TopupCryptoClaim,
+    /// Card top-ups, auto top-up and the dashboard: not on this build.
     NotYet(&'static str),
     AdminCredits,
     AdminAccount(&'a str),
@@ -48,7 +50,8 @@ pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         "/account/spending-limit" => (Route::SpendingLimit, POST),
         "/account/jobs" => (Route::Jobs, GET),
         "/account/topup" => (Route::NotYet("Card top-ups"), POST),
-        "/account/topup-crypto" => (Route::NotYet("Crypto top-ups"), POST),
+        "/account/topup-crypto" => (Route::TopupCrypto, POST),
+        "/account/topup-crypto/claim" => (Route::TopupCryptoClaim, POST),
         "/account/auto-topup" => (Route::NotYet("Automatic top-ups"), POST),
         "/account/dashboard" => (Route::NotYet("The web dashboard"), GET),
         "/admin/credits" => (Route::AdminCredits, POST),
@@ -95,6 +98,8 @@ impl Route<'_> {
             | Route::Balance
             | Route::SpendingLimit
             | Route::Jobs
+            | Route::TopupCrypto
+            | Route::TopupCryptoClaim
             | Route::NotYet(_) => RouteLabel::Account,
             Route::AdminCredits
             | Route::AdminAccount(_)

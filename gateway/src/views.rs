@@ -1,9 +1,11 @@
 //! What clients see of jobs and accounts, as serializable types. Money leaves
 //! as dollars here; stored outputs are embedded as they are, never re-parsed.
 
+use gpubridge_billing::deposits::TopupRecord;
+use gpubridge_billing::x402::X402Rules;
 use gpubridge_billing::AccountView;
 use gpubridge_protocol::JobId;
-use gpubridge_scheduler::{Attempt, JobPayment, JobRecord};
+use gpubridge_scheduler::{now_ms, Attempt, JobPayment, JobRecord};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -223,6 +225,9 @@ pub struct HistoryPageView<'a> {
     pub count: usize,
     /// Pass as `cursor` for the next page; `null` at the end.
     pub next_cursor: Option<String>,
+    /// The account's latest USDC top-ups, when they are on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crypto_topups: Option<Vec<TopupView>>,
 }
 
 /// `POST /inference`: inline output when done, else where to poll.
@@ -287,6 +292,9 @@ pub struct AccountBody {
     pub charges: f64,
     pub account_id: String,
     pub created_at_ms: u64,
+    /// The account's latest USDC top-ups, when they are on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crypto_topups: Option<Vec<TopupView>>,
 }
 
 impl From<AccountView> for AccountBody {
@@ -306,6 +314,7 @@ impl From<AccountView> for AccountBody {
             charges: view.charges.as_dollars(),
             account_id: view.id.to_string(),
             created_at_ms: view.created_ms,
+            crypto_topups: None,
         }
     }
 }
@@ -332,4 +341,86 @@ pub struct KeyRotated {
 pub struct Acknowledged<'a> {
     pub status: &'a str,
     pub message: &'a str,
+}
+
+/// `POST /account/topup-crypto` → 201: where to send exactly how much.
+#[derive(Serialize)]
+pub struct TopupOpened {
+    #[serde(flatten)]
+    pub topup: TopupView,
+    pub pay_to: String,
+    pub asset: String,
+    pub network: String,
+    pub chain_id: u64,
+    pub asset_decimals: u8,
+    pub hint: String,
+}
+
+impl TopupOpened {
+    pub fn of(record: &TopupRecord, rules: &X402Rules, network: String) -> Self {
+        TopupOpened {
+            topup: TopupView::of(record),
+            pay_to: rules.pay_to.to_string(),
+            asset: rules.asset.to_string(),
+            network,
+            chain_id: rules.chain_id,
+            asset_decimals: rules.asset_decimals,
+            hint: format!(
+                "Send exactly amount_atomic units of the asset to pay_to on chain {} before expires_at; the credits are added once the transfer is confirmed. Another amount is not matched: claim it with POST /account/topup-crypto/claim.",
+                rules.chain_id
+            ),
+        }
+    }
+}
+
+/// A USDC top-up as `/account/balance`, `/account/jobs` and its opening show it.
+#[derive(Serialize)]
+pub struct TopupView {
+    pub topup_id: String,
+    pub package: String,
+    /// Exactly what to send, in the asset's atomic units.
+    pub amount_atomic: String,
+    pub credits_usd: f64,
+    /// `awaiting_deposit`, `credited` or `expired`.
+    pub status: &'static str,
+    pub created_at_ms: u64,
+    pub expires_at: String,
+    pub expires_at_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credited_at_ms: Option<u64>,
+}
+
+impl TopupView {
+    pub fn of(record: &TopupRecord) -> Self {
+        let status = match (&record.credited, record.expires_ms < now_ms()) {
+            (Some(_), _) => "credited",
+            (None, true) => "expired",
+            (None, false) => "awaiting_deposit",
+        };
+        TopupView {
+            topup_id: record.id.clone(),
+            package: record.package.clone(),
+            amount_atomic: record.amount_atomic.clone(),
+            credits_usd: record.credits.as_dollars(),
+            status,
+            created_at_ms: record.created_ms,
+            expires_at: humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(record.expires_ms),
+            )
+            .to_string(),
+            expires_at_ms: record.expires_ms,
+            transaction: record.credited.as_ref().map(|c| c.transaction.clone()),
+            credited_at_ms: record.credited.as_ref().map(|c| c.at_ms),
+        }
+    }
+}
+
+/// `POST /account/topup-crypto/claim` → 200.
+#[derive(Serialize)]
+pub struct TopupClaimed {
+    pub credited_usd: f64,
+    pub balance: f64,
+    pub transaction: String,
 }

@@ -375,3 +375,25 @@ pub fn x402_python_client() -> (PathBuf, PathBuf) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients");
     (dir.join(".venv/bin/python"), dir.join("x402_pay.py"))
 }
+
+/// An EIP-191 `personal_sign` of `message` by `key`, as wallets make it.
+pub fn personal_sign(key: &str, message: &str) -> String {
+    let signature = signer(key)
+        .sign_message_sync(message.as_bytes())
+        .expect("signing");
+    format!("0x{}", alloy::primitives::hex::encode(signature.as_bytes()))
+}
+
+/// Where test payments go.
+pub const PAY_TO: &str = "0xB0FdC6030B9f30652e8B221B8090d443Dd3C6381";
+/// $1 in USDC's atomic units.
+pub const DOLLAR: u64 = 1_000_000;
+
+/// The daemon's `[x402]` section for `chain`: paid to [`PAY_TO`], settled by
+/// the relayer `DEV_KEYS[3]`, quick RPC timeouts and a quick deposit watcher.
+pub fn x402_config(chain: &Chain, extra: &str) -> String {
+    format!(
+        "[x402]\nrpc_url = \"{}\"\npay_to = \"{PAY_TO}\"\nrelayer_key = \"{}\"\nrpc_timeout_ms = 1000\ntopup_poll_ms = 100\n{extra}",
+        chain.url, DEV_KEYS[3]
+    )
+}

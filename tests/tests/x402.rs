@@ -6,17 +6,13 @@
 
 use base64::Engine;
 use gpubridge_tests::chain::{
-    address_of, authorization, payment_signature, x402_python_client, x_payment, x_payment_v1,
-    Chain, DEV_KEYS, SANCTIONS_ORACLE, USDC,
+    address_of, authorization, payment_signature, x402_config, x402_python_client, x_payment,
+    x_payment_v1, Chain, DEV_KEYS, DOLLAR, PAY_TO, SANCTIONS_ORACLE, USDC,
 };
 use gpubridge_tests::{
     providers_config, wait_terminal, Behavior, DaemonOptions, InProcess, JsonClient, Reply, Standin,
 };
 use serde_json::{json, Value};
-
-const PAY_TO: &str = "0xB0FdC6030B9f30652e8B221B8090d443Dd3C6381";
-/// $1 in USDC's atomic units.
-const DOLLAR: u64 = 1_000_000;
 
 struct Setup {
     chain: Chain,
@@ -30,10 +26,7 @@ async fn setup_on(chain: Chain, extra: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let standin = Standin::start("k").await.unwrap();
     let config = providers_config(&standin.base_url(), "k", &["groq", "together"])
-        + &format!(
-            "[x402]\nrpc_url = \"{}\"\npay_to = \"{PAY_TO}\"\nrelayer_key = \"{}\"\nrpc_timeout_ms = 1000\n{extra}",
-            chain.url, DEV_KEYS[3]
-        );
+        + &x402_config(&chain, extra);
     let mut options = DaemonOptions::new(dir.path().join("data"));
     options.config = Some(&config);
     options.accounts = true;

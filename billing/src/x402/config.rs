@@ -45,6 +45,14 @@ pub struct X402Config {
     /// How long a proof whose job failed everywhere may pay for one retry.
     pub retry_hours: u64,
     pub rpc_timeout_ms: u64,
+    /// USDC top-ups for accounts (`POST /account/topup-crypto`): their fee in
+    /// basis points, how long an opened top-up waits for its deposit, and how
+    /// often (and in how many blocks at a time) the watcher reads the chain.
+    pub topups: bool,
+    pub topup_fee_bps: u64,
+    pub topup_expiry_minutes: u64,
+    pub topup_poll_ms: u64,
+    pub topup_log_range_blocks: u64,
 }
 
 impl Default for X402Config {
@@ -67,6 +75,11 @@ impl Default for X402Config {
             large_payment_confirmations: 5,
             retry_hours: 24,
             rpc_timeout_ms: 10_000,
+            topups: true,
+            topup_fee_bps: 50,
+            topup_expiry_minutes: 60,
+            topup_poll_ms: 2_000,
+            topup_log_range_blocks: 2_000,
         }
     }
 }
@@ -107,6 +120,15 @@ pub struct X402Rules {
     pub large_payment_confirmations: u64,
     pub retry: Duration,
     pub rpc_timeout: Duration,
+    pub topups: Option<TopupRules>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TopupRules {
+    pub fee_bps: u64,
+    pub expiry: Duration,
+    pub poll: Duration,
+    pub log_range_blocks: u64,
 }
 
 impl X402Config {
@@ -154,6 +176,12 @@ impl X402Config {
             large_payment_confirmations: self.large_payment_confirmations.max(1),
             retry: Duration::from_secs(self.retry_hours.saturating_mul(3600)),
             rpc_timeout: Duration::from_millis(self.rpc_timeout_ms.max(100)),
+            topups: self.topups.then(|| TopupRules {
+                fee_bps: self.topup_fee_bps.min(10_000),
+                expiry: Duration::from_secs(self.topup_expiry_minutes.max(1) * 60),
+                poll: Duration::from_millis(self.topup_poll_ms.max(50)),
+                log_range_blocks: self.topup_log_range_blocks.max(1),
+            }),
         }))
     }
 }

@@ -11,13 +11,17 @@ mod proofs;
 mod requirements;
 mod verify;
 
-pub use config::{X402Config, X402ConfigError, X402Rules, BASE_SANCTIONS_ORACLE, BASE_USDC};
+pub use config::{
+    TopupRules, X402Config, X402ConfigError, X402Rules, BASE_SANCTIONS_ORACLE, BASE_USDC,
+};
 pub use payment::{
     parse as parse_payment, Authorization, Payment, PaymentError, SignedAuthorization,
     PAYMENT_SIGNATURE, X_PAYMENT,
 };
+pub(crate) use proofs::transfer_key;
 pub use proofs::{ProofRecord, ProofState, PROOFS};
 pub use requirements::{network_v1, network_v2, Offer, PaymentRequiredV1};
+pub(crate) use verify::screen;
 pub use verify::Refusal;
 
 use crate::chain::{Chain, ChainError, ChainSettings};
@@ -29,7 +33,7 @@ use gpubridge_scheduler::{
     now_ms, JobHooks, JobPayment, JobRecord, PreparedJob, Scheduler, SubmitError,
 };
 use gpubridge_store::{Store, StoreError, WriteSet};
-use proofs::{authorization_key, printable, transfer_key, Standing};
+use proofs::{authorization_key, printable, Standing};
 use verify::Paid;
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +102,12 @@ impl X402 {
 
     pub fn chain(&self) -> &Chain {
         &self.chain
+    }
+
+    /// Held by whoever is deciding what a proof pays for: a job here, a
+    /// deposit credited to an account in `deposits`.
+    pub(crate) fn claims(&self) -> &Claims {
+        &self.claims
     }
 
     /// What a request priced at `price` asks for.

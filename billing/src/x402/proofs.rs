@@ -52,6 +52,8 @@ pub enum ProofState {
     Used,
     /// Its job failed: it pays for one retry of the same service until then.
     Freed { until_ms: u64 },
+    /// The transfer was credited to an account as a top-up deposit.
+    Deposit,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ use crate::access::account_error;
 use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
+use crate::handlers::topup_crypto;
 use crate::requests::{EmailBody, SpendingLimitBody};
 use crate::views::{
     AccountBody, Acknowledged, HistoryItem, HistoryPageView, KeyRotated, Registered,
@@ -70,14 +71,16 @@ pub async fn regenerate_key(
     Ok(json(StatusCode::OK, &rotated))
 }
 
-pub fn balance(
+pub async fn balance(
     app: &App,
     accounts: &Accounts,
     request: &Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
     let account = app.access.require(request.headers())?;
     let view = accounts.view(account).map_err(account_error)?;
-    Ok(json(StatusCode::OK, &AccountBody::from(view)))
+    let mut body = AccountBody::from(view);
+    body.crypto_topups = topup_crypto::recent(app, account).await?;
+    Ok(json(StatusCode::OK, &body))
 }
 
 pub async fn spending_limit(
@@ -145,6 +148,7 @@ pub async fn jobs(
         limit,
         offset: matches!(start, PageStart::Offset(_)).then_some(offset),
         next_cursor: page.next_cursor.map(|n| n.to_string()),
+        crypto_topups: topup_crypto::recent(app, account).await?,
     };
     Ok(json(StatusCode::OK, &view))
 }

@@ -8,6 +8,7 @@ pub mod nodes;
 pub mod ops;
 pub mod run;
 pub mod status;
+pub mod topup_crypto;
 
 use crate::app::{App, HttpResponse};
 use crate::error::ApiError;
