@@ -8,9 +8,11 @@
 //! agent and back. `history` measures `/account/jobs` paging at depth.
 
 mod load;
+mod x402;
 
 use anyhow::Context;
 use clap::Parser;
+use gpubridge_tests::chain::{x402_config, Chain};
 use gpubridge_tests::{
     accounts, echo_service, providers_config, AgentProcess, Daemon, DaemonOptions, JsonClient,
     Standin,
@@ -39,7 +41,10 @@ struct Args {
     #[arg(long, default_value_t = 4096)]
     max_in_flight: u64,
     /// Scenarios to run, comma separated: direct, inference, run, echo, paid,
-    /// echo-run (echo jobs until completed: through agents with --agents).
+    /// echo-run (echo jobs until completed: through agents with --agents),
+    /// x402-tx and x402-eip3009 (keyless /run paid per request on a local
+    /// Anvil chain: the contract's tx-hash proof, or an EIP-3009 authorization
+    /// the daemon settles; compare with `paid`, the same request with a key).
     #[arg(long, default_value = "direct,inference,run,echo,paid")]
     scenarios: String,
     /// Use an already running gateway (its Groq base URL must point at --upstream).
@@ -81,6 +86,9 @@ struct Args {
     /// Run this gpubridge binary instead of the one built beside the bench (an older build).
     #[arg(long)]
     daemon_bin: Option<std::path::PathBuf>,
+    /// Payments made up front for each x402 scenario (default: rate × seconds, plus 10%).
+    #[arg(long)]
+    x402_payments: Option<usize>,
 }
 
 const KEY: &str = "bench-key";
@@ -98,9 +106,13 @@ async fn main() -> anyhow::Result<()> {
     }
     .context("starting the provider stand-in")?;
     let dir = tempfile::tempdir().context("temporary data directory")?;
+    let chain = match args.x402() && args.gateway.is_none() {
+        true => Some(Chain::start().await),
+        false => None,
+    };
     let (_daemon, _agents, gateway) = match &args.gateway {
         Some(url) => (None, Vec::new(), url.trim_end_matches('/').to_string()),
-        None => start_daemon(&args, &standin, dir.path())?,
+        None => start_daemon(&args, &standin, chain.as_ref(), dir.path())?,
     };
     let spec = LoadSpec {
         rate_per_second: args.rate,
@@ -125,7 +137,8 @@ async fn main() -> anyhow::Result<()> {
             history(&pool, &gateway, args.history_jobs).await?;
             continue;
         }
-        let request = scenario_request(scenario, &pool, &gateway, &standin)?;
+        let payments = payments(&args, scenario, chain.as_ref(), &gateway).await?;
+        let request = scenario_request(scenario, &pool, &gateway, &standin, payments)?;
         if args.capacity {
             capacity(scenario, &spec, args.p99_ms, &request).await?;
             continue;
@@ -141,10 +154,48 @@ async fn main() -> anyhow::Result<()> {
 }
 
 impl Args {
-    /// The `history` scenario needs an account whatever `--accounts` says.
+    /// The `history` and x402 scenarios need accounts whatever `--accounts` says.
     fn with_accounts(&self) -> bool {
-        self.accounts || self.scenarios.contains("history")
+        self.accounts || self.scenarios.contains("history") || self.x402()
     }
+
+    fn x402(&self) -> bool {
+        self.scenarios.contains("x402")
+    }
+}
+
+/// The payments an x402 scenario spends, made before its load starts.
+async fn payments(
+    args: &Args,
+    scenario: &str,
+    chain: Option<&Chain>,
+    gateway: &str,
+) -> anyhow::Result<Option<Arc<x402::Payments>>> {
+    if !scenario.starts_with("x402") {
+        return Ok(None);
+    }
+    let chain = chain.context("x402 scenarios start their own daemon and chain (no --gateway)")?;
+    let count = args
+        .x402_payments
+        .unwrap_or((args.rate * args.seconds as f64 * 1.1) as usize + 16);
+    let unpaid = JsonClient::new()
+        .post_json(&format!("{gateway}/run"), &accept_body("llm-4090", 0), &[])
+        .await?;
+    let price: u64 = unpaid.body["accepts"][0]["maxAmountRequired"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("the 402 names no price: {}", unpaid.body))?;
+    let started = std::time::Instant::now();
+    let payments = match scenario {
+        "x402-tx" => x402::transfers(chain, count, price).await,
+        _ => x402::authorizations(chain, count, price).await,
+    };
+    println!(
+        "{:<28} {count} payments of {price} atomic units made in {:.1} s",
+        "",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Some(Arc::new(payments)))
 }
 
 /// The daemon (and `--agents` node agents) on loopback; returns them, to keep
@@ -152,9 +203,13 @@ impl Args {
 fn start_daemon(
     args: &Args,
     standin: &Standin,
+    chain: Option<&Chain>,
     dir: &std::path::Path,
 ) -> anyhow::Result<(Option<Daemon>, Vec<AgentProcess>, String)> {
     let mut config = providers_config(&standin.base_url(), KEY, &["groq"]);
+    if let Some(chain) = chain {
+        config.push_str(&x402_config(chain, ""));
+    }
     let scheduler_settings = format!("[scheduler]\nsync_writes = {}\n", args.sync_writes);
     config = config.replacen("[scheduler]\n", &scheduler_settings, 1);
     if args.agents > 0 {
@@ -256,6 +311,8 @@ fn scenario_name(scenario: &str) -> &'static str {
         "run" => "POST /run + poll /status",
         "paid" => "POST /run llm (accept)",
         "echo-run" => "POST /run echo + poll",
+        "x402-tx" => "POST /run llm, x402 tx-hash",
+        "x402-eip3009" => "POST /run llm, x402 EIP-3009",
         _ => "POST /run echo (accept)",
     }
 }
@@ -273,6 +330,8 @@ enum Kind {
     RunPoll(&'static str),
     /// `/run` until the 202: validation, pricing, reservation, persistence.
     Accept(&'static str),
+    /// `/run` without a key, paid with the next x402 payment.
+    X402,
 }
 
 /// What one scenario sends, by client and sequence number.
@@ -286,6 +345,9 @@ struct Scenario {
     execution: Arc<Mutex<Histogram<u64>>>,
     /// Failed answers by status (0: no answer), with the first body seen.
     failures: Arc<Mutex<BTreeMap<u16, (u64, String)>>>,
+    /// What x402 requests pay with, and the keyless client they are sent by.
+    payments: Option<Arc<x402::Payments>>,
+    anonymous: JsonClient,
 }
 
 fn scenario_request(
@@ -293,6 +355,7 @@ fn scenario_request(
     clients: &Clients,
     gateway: &str,
     standin: &Standin,
+    payments: Option<Arc<x402::Payments>>,
 ) -> anyhow::Result<Scenario> {
     let kind = match scenario {
         "direct" => Kind::Direct,
@@ -301,6 +364,7 @@ fn scenario_request(
         "echo-run" => Kind::RunPoll("echo"),
         "echo" => Kind::Accept("echo"),
         "paid" => Kind::Accept("llm-4090"),
+        "x402-tx" | "x402-eip3009" => Kind::X402,
         other => anyhow::bail!("unknown scenario {other:?}"),
     };
     Ok(Scenario {
@@ -310,7 +374,18 @@ fn scenario_request(
         direct_url: format!("{}/chat/completions", standin.base_url()).into(),
         execution: Arc::new(Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?)),
         failures: Arc::default(),
+        payments,
+        anonymous: JsonClient::new(),
     })
+}
+
+/// The `/run` body of an accept scenario's request `n`.
+fn accept_body(service: &str, n: u64) -> serde_json::Value {
+    let input = match service {
+        "echo" => json!({"n": n}),
+        _ => json!({"prompt": format!("request {n}"), "max_tokens": 16}),
+    };
+    json!({"service": service, "input": input})
 }
 
 impl Scenario {
@@ -334,13 +409,27 @@ impl Scenario {
             }
             Kind::RunPoll(service) => return self.run_and_poll(client, service).await,
             Kind::Accept(service) => {
-                let input = match service {
-                    "echo" => json!({"n": n}),
-                    _ => json!({"prompt": format!("request {n}"), "max_tokens": 16}),
-                };
-                let body = json!({"service": service, "input": input});
                 let url = format!("{}/run", self.gateway);
-                (202, client.post_json(&url, &body, &[]).await)
+                (
+                    202,
+                    client.post_json(&url, &accept_body(service, n), &[]).await,
+                )
+            }
+            Kind::X402 => {
+                let Some(payment) = self.payments.as_ref().and_then(|p| p.take()) else {
+                    return self.failed(
+                        0,
+                        "the payments made up front are used up (--x402-payments)",
+                    );
+                };
+                let url = format!("{}/run", self.gateway);
+                let body = accept_body("llm-4090", n);
+                (
+                    202,
+                    self.anonymous
+                        .post_json(&url, &body, &[("x-payment", payment)])
+                        .await,
+                )
             }
         };
         match reply {

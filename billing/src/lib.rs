@@ -24,6 +24,7 @@ mod keys;
 mod ledger;
 mod load;
 mod packages;
+mod poster;
 mod record;
 mod recovery;
 mod settlement;

@@ -122,6 +122,10 @@ impl Config {
             .x402
             .relayer()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config
+            .x402
+            .facilitator()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(config)
     }
 

@@ -287,13 +287,15 @@ async fn open_x402(config: &Config, store: &Store) -> Result<Option<Arc<X402>>, 
         return Ok(None);
     };
     let relayer = config.x402.relayer()?;
-    let x402 = X402::connect(rules, relayer, store.clone()).await?;
+    let facilitator = config.x402.facilitator()?;
+    let x402 = X402::connect(rules, relayer, facilitator, store.clone()).await?;
     let rules = x402.rules();
     tracing::info!(
         chain_id = rules.chain_id,
         pay_to = %rules.pay_to,
         asset = %rules.asset,
         relayer = ?x402.chain().relayer(),
+        facilitator = config.x402.facilitator_url.as_deref().unwrap_or("none"),
         screening = rules.sanctions_oracle.is_some(),
         "x402 payments on"
     );

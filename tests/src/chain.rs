@@ -25,11 +25,12 @@ pub const BASE: u64 = 8453;
 
 /// Anvil's default dev keys (its well-known test mnemonic): funded with ETH and
 /// unlocked on the node.
-pub const DEV_KEYS: [&str; 4] = [
+pub const DEV_KEYS: [&str; 5] = [
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
     "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
     "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
 ];
 
 alloy::sol! {
@@ -392,8 +393,28 @@ pub const DOLLAR: u64 = 1_000_000;
 /// The daemon's `[x402]` section for `chain`: paid to [`PAY_TO`], settled by
 /// the relayer `DEV_KEYS[3]`, quick RPC timeouts and a quick deposit watcher.
 pub fn x402_config(chain: &Chain, extra: &str) -> String {
+    let relayer = format!("relayer_key = \"{}\"\n", DEV_KEYS[3]);
+    x402_section(chain, &relayer, extra)
+}
+
+/// [`x402_config`] settling through the facilitator at `url` instead.
+pub fn x402_config_facilitator(chain: &Chain, url: &str, extra: &str) -> String {
+    x402_section(chain, &format!("facilitator_url = \"{url}\"\n"), extra)
+}
+
+fn x402_section(chain: &Chain, settler: &str, extra: &str) -> String {
     format!(
-        "[x402]\nrpc_url = \"{}\"\npay_to = \"{PAY_TO}\"\nrelayer_key = \"{}\"\nrpc_timeout_ms = 1000\ntopup_poll_ms = 100\n{extra}",
-        chain.url, DEV_KEYS[3]
+        "[x402]\nrpc_url = \"{}\"\npay_to = \"{PAY_TO}\"\n{settler}rpc_timeout_ms = 1000\ntopup_poll_ms = 100\n{extra}",
+        chain.url
     )
+}
+
+/// An EIP-3009 nonce.
+pub type Nonce = B256;
+
+/// The EIP-3009 nonce numbered `n` (big-endian in the last bytes).
+pub fn nonce(n: u64) -> Nonce {
+    let mut bytes = [0u8; 32];
+    bytes[24..].copy_from_slice(&n.to_be_bytes());
+    B256::from(bytes)
 }

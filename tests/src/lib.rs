@@ -7,8 +7,10 @@ mod agent;
 pub mod chain;
 mod client;
 mod daemon;
+pub mod facilitator;
 mod inprocess;
 mod process;
+mod serve;
 mod standin;
 
 pub use agent::{echo_service, AgentProcess};

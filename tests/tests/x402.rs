@@ -6,9 +6,11 @@
 
 use base64::Engine;
 use gpubridge_tests::chain::{
-    address_of, authorization, payment_signature, x402_config, x402_python_client, x_payment,
-    x_payment_v1, Chain, DEV_KEYS, DOLLAR, PAY_TO, SANCTIONS_ORACLE, USDC,
+    address_of, authorization, payment_signature, x402_config, x402_config_facilitator,
+    x402_python_client, x_payment, x_payment_v1, Chain, DEV_KEYS, DOLLAR, PAY_TO, SANCTIONS_ORACLE,
+    USDC,
 };
+use gpubridge_tests::facilitator::FacilitatorStandin;
 use gpubridge_tests::{
     providers_config, wait_terminal, Behavior, DaemonOptions, InProcess, JsonClient, Reply, Standin,
 };
@@ -23,10 +25,14 @@ struct Setup {
 }
 
 async fn setup_on(chain: Chain, extra: &str) -> Setup {
+    let x402 = x402_config(&chain, extra);
+    setup_with(chain, &x402).await
+}
+
+async fn setup_with(chain: Chain, x402: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let standin = Standin::start("k").await.unwrap();
-    let config = providers_config(&standin.base_url(), "k", &["groq", "together"])
-        + &x402_config(&chain, extra);
+    let config = providers_config(&standin.base_url(), "k", &["groq", "together"]) + x402;
     let mut options = DaemonOptions::new(dir.path().join("data"));
     options.config = Some(&config);
     options.accounts = true;
@@ -604,4 +610,119 @@ async fn x402s_own_python_client_pays_unchanged() {
         .unwrap();
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["payment"]["scheme"], "eip3009");
+}
+
+#[tokio::test]
+async fn authorizations_settle_through_a_facilitator_when_configured() {
+    let chain = Chain::start().await;
+    let facilitator = FacilitatorStandin::start(&chain).await;
+    let x402 = x402_config_facilitator(&chain, &facilitator.url(), "");
+    let s = setup_with(chain, &x402).await;
+    let pay_to = PAY_TO.parse().unwrap();
+    let payer = address_of(DEV_KEYS[0]);
+    let price = s.price(&llm()).await;
+    let v1 = x_payment_v1(authorization(
+        DEV_KEYS[0],
+        pay_to,
+        price,
+        600,
+        alloy_nonce(9),
+    ));
+    let reply = s.run(&llm(), &[("x-payment", &v1)]).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(facilitator.calls(), (1, 1));
+    let sent = facilitator.last_request();
+    assert_eq!(sent["x402Version"], 2);
+    assert_eq!(sent["paymentRequirements"]["network"], "eip155:8453");
+    assert_eq!(sent["paymentRequirements"]["payTo"], PAY_TO);
+    assert_eq!(
+        sent["paymentPayload"]["payload"]["authorization"]["from"],
+        payer.to_string()
+    );
+    assert_eq!(
+        decoded(&reply, "x-payment-response")["transaction"]
+            .as_str()
+            .map(str::len),
+        Some(66)
+    );
+    assert_eq!(s.chain.balance(payer).await, 100 * DOLLAR - price);
+
+    facilitator.refuse();
+    let refused = x_payment_v1(authorization(
+        DEV_KEYS[0],
+        pay_to,
+        price,
+        600,
+        alloy_nonce(10),
+    ));
+    let reply = s.run(&llm(), &[("x-payment", &refused)]).await;
+    assert_eq!(reply.status, 402, "{}", reply.body);
+    assert!(
+        reply.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("insufficient_funds"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        facilitator.calls(),
+        (2, 1),
+        "no settlement after a failed verify"
+    );
+    assert_eq!(s.chain.balance(payer).await, 100 * DOLLAR - price);
+}
+
+#[tokio::test]
+async fn an_authorization_already_settled_on_chain_pays_without_settling_again() {
+    // Someone (a lost facilitator answer, a relayer that timed out) settled it
+    // before GPU-Bridge could: the transaction that used it pays, once.
+    let s = setup().await;
+    let elsewhere = FacilitatorStandin::start(&s.chain).await;
+    let pay_to = PAY_TO.parse().unwrap();
+    let payer = address_of(DEV_KEYS[0]);
+    let price = s.price(&llm()).await;
+    let payload = authorization(DEV_KEYS[0], pay_to, price, 600, alloy_nonce(11));
+    let settle = json!({
+        "x402Version": 2,
+        "paymentPayload": {"x402Version": 2, "payload": payload},
+        "paymentRequirements": {"scheme": "exact", "network": "eip155:8453"},
+    });
+    let settled = s
+        .client
+        .post_json(&format!("{}/settle", elsewhere.url()), &settle, &[])
+        .await
+        .unwrap();
+    assert_eq!(settled.body["success"], true, "{}", settled.body);
+    assert_eq!(s.chain.balance(payer).await, 100 * DOLLAR - price);
+
+    let reply = s
+        .run(&llm(), &[("x-payment", &x_payment_v1(payload))])
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(
+        decoded(&reply, "x-payment-response")["transaction"],
+        settled.body["transaction"]
+    );
+    assert_eq!(
+        s.chain.balance(payer).await,
+        100 * DOLLAR - price,
+        "charged once"
+    );
+    let again = s
+        .run(
+            &llm(),
+            &[(
+                "x-payment",
+                &x_payment_v1(authorization(
+                    DEV_KEYS[0],
+                    pay_to,
+                    price,
+                    600,
+                    alloy_nonce(11),
+                )),
+            )],
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
 }

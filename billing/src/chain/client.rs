@@ -169,6 +169,26 @@ impl Chain {
         Ok(logs.iter().filter_map(transfer).collect())
     }
 
+    /// The transaction that used `from`'s EIP-3009 `nonce`, if one did in the
+    /// last `within` blocks.
+    pub async fn authorization_transaction(
+        &self,
+        from: Address,
+        nonce: B256,
+        within: u64,
+    ) -> Result<Option<B256>, ChainError> {
+        let latest = self.latest_block().await?;
+        let filter = Filter::new()
+            .address(self.settings.asset)
+            .event_signature(Token::AuthorizationUsed::SIGNATURE_HASH)
+            .topic1(from.into_word())
+            .topic2(nonce)
+            .from_block(latest.saturating_sub(within))
+            .to_block(latest);
+        let logs = self.provider.get_logs(&filter).await.map_err(rpc)?;
+        Ok(logs.iter().find_map(|log| log.transaction_hash))
+    }
+
     /// Submits `transferWithAuthorization` from the relayer and waits for it to be mined.
     #[allow(clippy::too_many_arguments)]
     pub async fn transfer_with_authorization(

@@ -9,6 +9,7 @@ alloy::sol! {
     #[sol(rpc)]
     interface Token {
         event Transfer(address indexed from, address indexed to, uint256 value);
+        event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
         function balanceOf(address account) external view returns (uint256);
         function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
         function transferWithAuthorization(

@@ -101,7 +101,7 @@ impl Deposits {
             .filter(|t| t.to == rules.pay_to)
             .collect();
         match receipt.status() && !found.is_empty() {
-            true => Ok(found),
+            true => Ok(super::numbered_within_transactions(found)),
             false => Err(ClaimError::NoDeposit(tx)),
         }
     }

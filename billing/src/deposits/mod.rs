@@ -3,7 +3,8 @@
 //! atomic units that make it unique among open top-ups, so a deposit names its
 //! top-up. A watcher follows the asset's transfers to `pay_to` from a persisted
 //! block cursor and credits each confirmed deposit once: the transaction hash
-//! and log index key the deposit record, written with the ledger entry. A
+//! and the deposit's index within it key the deposit record, written with the
+//! ledger entry. A
 //! deposit that matched no top-up is credited at the base rate when its sender
 //! claims it with a signature.
 
@@ -18,9 +19,10 @@ pub use records::{Credited, DepositRecord, TopupRecord, CURSORS, DEPOSITS, TOPUP
 pub use watcher::{Poll, WatchError};
 
 use crate::accounts::Accounts;
+use crate::chain::Transfer;
 use crate::packages::{self, Package};
 use crate::x402::{TopupRules, X402};
-use alloy::primitives::U256;
+use alloy::primitives::{B256, U256};
 use gpubridge_protocol::{AccountId, Micros};
 use gpubridge_scheduler::now_ms;
 use gpubridge_store::{Store, StoreError, WriteSet};
@@ -168,6 +170,19 @@ impl Deposits {
     }
 }
 
+/// Numbers each transaction's deposits 0, 1, … in log order, in place of the
+/// block's log index (which a reorg can change): the deposit's identity.
+pub(crate) fn numbered_within_transactions(mut transfers: Vec<Transfer>) -> Vec<Transfer> {
+    transfers.sort_by_key(|t| (t.block, t.log_index));
+    let mut seen: HashMap<B256, u64> = HashMap::new();
+    for transfer in &mut transfers {
+        let next = seen.entry(transfer.tx_hash).or_default();
+        transfer.log_index = *next;
+        *next += 1;
+    }
+    transfers
+}
+
 /// A deposit sent before its top-up expired may be seen a while after.
 fn grace_ms(rules: &TopupRules) -> u64 {
     rules.expiry.as_millis() as u64
@@ -184,5 +199,44 @@ fn placeholder_record() -> TopupRecord {
         created_ms: 0,
         expires_ms: 0,
         credited: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::Address;
+
+    fn transfer(tx: u8, block: u64, log_index: u64) -> Transfer {
+        Transfer {
+            from: Address::ZERO,
+            to: Address::ZERO,
+            value: U256::from(1),
+            tx_hash: B256::with_last_byte(tx),
+            log_index,
+            block,
+        }
+    }
+
+    #[test]
+    fn deposits_are_numbered_within_their_transaction_whatever_block_they_land_in() {
+        let before = numbered_within_transactions(vec![
+            transfer(1, 10, 7),
+            transfer(2, 10, 3),
+            transfer(1, 10, 9),
+        ]);
+        // The same transactions after a reorg: other blocks, other log indexes.
+        let after = numbered_within_transactions(vec![
+            transfer(1, 12, 40),
+            transfer(1, 12, 44),
+            transfer(2, 11, 0),
+        ]);
+        let ids = |list: &[Transfer]| {
+            let mut ids: Vec<(B256, u64)> = list.iter().map(|t| (t.tx_hash, t.log_index)).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(&before), ids(&after));
+        assert_eq!(ids(&before).len(), 3);
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 /// `account ‖ inverted created_ms ‖ 8 random bytes` → [`TopupRecord`].
 pub const TOPUPS: Table = Table("crypto_topups");
-/// `tx hash ‖ log index` → [`DepositRecord`].
+/// `tx hash ‖ index among the transaction's deposits` → [`DepositRecord`].
 pub const DEPOSITS: Table = Table("crypto_deposits");
 /// Watcher name → [`Cursor`].
 pub const CURSORS: Table = Table("chain_cursors");
@@ -71,6 +71,9 @@ impl Record for Cursor {
     const VERSION: u8 = 1;
 }
 
+/// The key of a transaction's `index`th deposit. Not the block's log index: a
+/// reorg that moves the transaction to another block changes that, and must
+/// not make the deposit look new.
 pub fn deposit_key(tx: B256, log_index: u64) -> Vec<u8> {
     let mut key = tx.to_vec();
     key.extend_from_slice(&log_index.to_be_bytes());

@@ -52,7 +52,8 @@ impl Deposits {
         let pay_to = self.x402.rules().pay_to;
         let mut unconfirmed: Option<u64> = None;
         let mut credited = 0;
-        for transfer in chain.transfers_to(pay_to, cursor + 1, to).await? {
+        let found = chain.transfers_to(pay_to, cursor + 1, to).await?;
+        for transfer in super::numbered_within_transactions(found) {
             let needs = self.x402.rules().confirmations_for(transfer.value);
             if latest + 1 - transfer.block < needs {
                 unconfirmed = Some(unconfirmed.map_or(transfer.block, |b| b.min(transfer.block)));

@@ -148,10 +148,12 @@ impl X402Config {
                 "required with rpc_url: the address payments go to",
             )
         })?;
-        if self.facilitator_url.is_some() {
+        if self.facilitator_url.is_some()
+            && (self.relayer_key.is_some() || self.relayer_key_file.is_some())
+        {
             return Err(invalid(
                 "facilitator_url",
-                "settling through a facilitator is not supported yet; set relayer_key_file",
+                "settle through a facilitator or with a relayer key, not both",
             ));
         }
         let oracle = match self.sanctions_oracle.trim() {
@@ -187,6 +189,25 @@ impl X402Config {
 }
 
 impl X402Config {
+    /// The facilitator that settles authorizations, when one is configured.
+    pub fn facilitator(&self) -> Result<Option<super::Facilitator>, X402ConfigError> {
+        let Some(url) = self
+            .facilitator_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(invalid("facilitator_url", "must be an http(s) URL"));
+        }
+        let timeout =
+            Duration::from_millis(self.rpc_timeout_ms.max(100)).max(Duration::from_secs(30));
+        super::Facilitator::new(url, timeout)
+            .map(Some)
+            .map_err(|e| invalid("facilitator_url", e))
+    }
+
     /// The relayer's signer, from `relayer_key` or the file `relayer_key_file`
     /// names. Errors never quote the key.
     pub fn relayer(&self) -> Result<Option<PrivateKeySigner>, X402ConfigError> {

@@ -6,6 +6,7 @@
 //! for one retry of the same service.
 
 mod config;
+mod facilitator;
 mod payment;
 mod proofs;
 mod requirements;
@@ -14,6 +15,7 @@ mod verify;
 pub use config::{
     TopupRules, X402Config, X402ConfigError, X402Rules, BASE_SANCTIONS_ORACLE, BASE_USDC,
 };
+pub use facilitator::{Facilitator, FacilitatorError};
 pub use payment::{
     parse as parse_payment, Authorization, Payment, PaymentError, SignedAuthorization,
     PAYMENT_SIGNATURE, X_PAYMENT,
@@ -66,18 +68,27 @@ pub struct PaidBy {
     pub payer: Address,
 }
 
+/// How far back to look for the transaction that used an authorization
+/// (about an hour of Base blocks).
+const SETTLED_LOOKBACK_BLOCKS: u64 = 2_000;
+
 pub struct X402 {
     rules: X402Rules,
     chain: Chain,
+    /// Settles authorizations when set; else the chain's relayer does.
+    facilitator: Option<Facilitator>,
     store: Store,
     claims: Claims,
 }
 
 impl X402 {
     /// Connects to the chain (refusing another chain id) with an optional relayer.
+    /// Connects to the chain (refusing another chain id); authorizations are
+    /// settled by the facilitator when one is given, else by the relayer.
     pub async fn connect(
         rules: X402Rules,
         relayer: Option<PrivateKeySigner>,
+        facilitator: Option<Facilitator>,
         store: Store,
     ) -> Result<X402, ChainError> {
         let settings = ChainSettings {
@@ -91,6 +102,7 @@ impl X402 {
         Ok(X402 {
             rules,
             chain,
+            facilitator,
             store,
             claims: Claims::default(),
         })
@@ -102,6 +114,11 @@ impl X402 {
 
     pub fn chain(&self) -> &Chain {
         &self.chain
+    }
+
+    /// Whether EIP-3009 authorizations can be settled here.
+    pub fn settles_authorizations(&self) -> bool {
+        self.facilitator.is_some() || self.chain.relayer().is_some()
     }
 
     /// Held by whoever is deciding what a proof pays for: a job here, a
@@ -215,30 +232,20 @@ impl X402 {
         key: &[u8],
         service: &str,
     ) -> Result<Paid, X402Error> {
-        if self.chain.relayer().is_none() {
+        if !self.settles_authorizations() {
             return Err(X402Error::CannotSettle);
         }
         verify::authorization_offline(&self.rules, signed, needed)?;
-        verify::authorization_online(&self.chain, signed).await?;
         let a = &signed.authorization;
-        let receipt = self
-            .chain
-            .transfer_with_authorization(
-                a.from,
-                a.to,
-                a.value,
-                a.valid_after,
-                a.valid_before,
-                a.nonce,
-                &signed.signature,
-            )
-            .await
-            .map_err(|e| X402Error::Settlement(e.to_string()))?;
+        let transaction = match self.settled_before(signed, needed).await? {
+            Some(transaction) => transaction,
+            None => self.settle_now(signed, needed).await?,
+        };
         let settled = ProofRecord {
             state: ProofState::Settled,
             job: None,
             service: service.to_string(),
-            transaction: receipt.transaction_hash.to_string(),
+            transaction: transaction.to_string(),
             retried: false,
             at_ms: now_ms(),
         };
@@ -248,8 +255,91 @@ impl X402 {
         Ok(Paid {
             payer: a.from,
             amount: a.value,
-            transaction: receipt.transaction_hash,
+            transaction,
         })
+    }
+
+    /// Settles an authorization not yet used on chain, from the relayer or
+    /// through the facilitator.
+    async fn settle_now(
+        &self,
+        signed: &SignedAuthorization,
+        needed: alloy::primitives::U256,
+    ) -> Result<B256, X402Error> {
+        verify::authorization_window(signed)?;
+        verify::authorization_online(&self.chain, signed).await?;
+        let a = &signed.authorization;
+        Ok(match &self.facilitator {
+            Some(facilitator) => self.settle_through(facilitator, signed, needed).await?,
+            None => {
+                self.chain
+                    .transfer_with_authorization(
+                        a.from,
+                        a.to,
+                        a.value,
+                        a.valid_after,
+                        a.valid_before,
+                        a.nonce,
+                        &signed.signature,
+                    )
+                    .await
+                    .map_err(|e| X402Error::Settlement(e.to_string()))?
+                    .transaction_hash
+            }
+        })
+    }
+
+    /// The transaction that already used this authorization and paid us — our
+    /// relayer's whose receipt we never saw, a facilitator's whose answer was
+    /// lost, or anyone's who submitted it — so a payer is never charged twice
+    /// or for nothing.
+    async fn settled_before(
+        &self,
+        signed: &SignedAuthorization,
+        needed: alloy::primitives::U256,
+    ) -> Result<Option<B256>, X402Error> {
+        let a = &signed.authorization;
+        if !self
+            .chain
+            .authorization_used(a.from, a.nonce)
+            .await
+            .map_err(Refusal::from)?
+        {
+            return Ok(None);
+        }
+        let found = self
+            .chain
+            .authorization_transaction(a.from, a.nonce, SETTLED_LOOKBACK_BLOCKS)
+            .await
+            .map_err(Refusal::from)?;
+        let Some(transaction) = found else {
+            return Ok(None);
+        };
+        verify::settled(&self.chain, &self.rules, transaction, a.from, needed).await?;
+        verify::screen(&self.chain, a.from).await?;
+        Ok(Some(transaction))
+    }
+
+    /// `/verify` and `/settle` at the facilitator, then a look at the chain:
+    /// the transaction it names must have paid us.
+    async fn settle_through(
+        &self,
+        facilitator: &Facilitator,
+        signed: &SignedAuthorization,
+        needed: alloy::primitives::U256,
+    ) -> Result<B256, X402Error> {
+        let a = &signed.authorization;
+        let transaction = facilitator
+            .settle(&self.rules, signed, a.value)
+            .await
+            .map_err(|e| match e {
+                FacilitatorError::Invalid(reason) => X402Error::Refused(Refusal::Authorization(
+                    format!("the facilitator says {reason}"),
+                )),
+                FacilitatorError::Failed(reason) => X402Error::Settlement(reason),
+            })?;
+        verify::settled(&self.chain, &self.rules, transaction, a.from, needed).await?;
+        Ok(transaction)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use alloy::primitives::{Address, Signature, B256, U256};
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::str::FromStr;
 
@@ -171,13 +171,14 @@ struct Accepted {
     network: String,
 }
 
-#[derive(Deserialize)]
-struct ExactPayload {
+/// x402's `exact` payload as it travels (from clients, to facilitators).
+#[derive(Deserialize, Serialize)]
+pub(super) struct ExactPayload {
     signature: String,
     authorization: WireAuthorization,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct WireAuthorization {
     from: String,
@@ -186,6 +187,26 @@ struct WireAuthorization {
     valid_after: String,
     valid_before: String,
     nonce: String,
+}
+
+impl ExactPayload {
+    pub(super) fn of(signed: &SignedAuthorization) -> ExactPayload {
+        let a = &signed.authorization;
+        ExactPayload {
+            signature: format!(
+                "0x{}",
+                alloy::primitives::hex::encode(signed.signature.as_bytes())
+            ),
+            authorization: WireAuthorization {
+                from: a.from.to_string(),
+                to: a.to.to_string(),
+                value: a.value.to_string(),
+                valid_after: a.valid_after.to_string(),
+                valid_before: a.valid_before.to_string(),
+                nonce: a.nonce.to_string(),
+            },
+        }
+    }
 }
 
 fn exact(

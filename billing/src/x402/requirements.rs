@@ -54,16 +54,17 @@ struct ResourceV2<'a> {
     mime_type: &'static str,
 }
 
+/// x402 v2's `PaymentRequirements` (also what facilitators are sent).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct RequirementsV2<'a> {
+pub struct RequirementsV2 {
     scheme: &'static str,
     network: String,
     amount: String,
     asset: String,
     pay_to: String,
     max_timeout_seconds: u64,
-    extra: &'a Extra,
+    extra: Extra,
 }
 
 #[derive(Serialize)]
@@ -72,7 +73,7 @@ struct PaymentRequiredV2<'a> {
     x402_version: u8,
     error: &'a str,
     resource: ResourceV2<'a>,
-    accepts: [RequirementsV2<'a>; 1],
+    accepts: [RequirementsV2; 1],
 }
 
 /// x402's `SettlementResponse`, in `PAYMENT-RESPONSE` (v2) or `X-PAYMENT-RESPONSE` (v1).
@@ -132,8 +133,20 @@ impl X402Rules {
     }
 
     /// The v2 `PAYMENT-REQUIRED` header value (base64 JSON).
+    /// What paying `amount` means in x402 v2.
+    pub fn requirements_v2(&self, amount: U256) -> RequirementsV2 {
+        RequirementsV2 {
+            scheme: "exact",
+            network: network_v2(self.chain_id),
+            amount: amount.to_string(),
+            asset: self.asset.to_string(),
+            pay_to: self.pay_to.to_string(),
+            max_timeout_seconds: self.max_payment_age.as_secs(),
+            extra: self.extra(),
+        }
+    }
+
     pub fn required_v2_header(&self, offer: &Offer, error: &str) -> String {
-        let extra = self.extra();
         let body = PaymentRequiredV2 {
             x402_version: 2,
             error,
@@ -142,15 +155,7 @@ impl X402Rules {
                 description: &offer.description,
                 mime_type: MIME_TYPE,
             },
-            accepts: [RequirementsV2 {
-                scheme: "exact",
-                network: network_v2(self.chain_id),
-                amount: offer.amount.to_string(),
-                asset: self.asset.to_string(),
-                pay_to: self.pay_to.to_string(),
-                max_timeout_seconds: self.max_payment_age.as_secs(),
-                extra: &extra,
-            }],
+            accepts: [self.requirements_v2(offer.amount)],
         };
         base64_json(&body)
     }

@@ -101,6 +101,44 @@ pub async fn transfer_proof(
     })
 }
 
+/// Checks a transaction someone else settled (a facilitator) moved at least
+/// `needed` from `from` to us, waiting briefly for it to be readable.
+pub async fn settled(
+    chain: &Chain,
+    rules: &X402Rules,
+    tx: B256,
+    from: Address,
+    needed: U256,
+) -> Result<(), Refusal> {
+    let deadline = tokio::time::Instant::now() + rules.rpc_timeout;
+    let receipt = loop {
+        match chain.receipt(tx).await? {
+            Some(receipt) => break receipt,
+            None if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            None => return Err(Refusal::NotFound(tx)),
+        }
+    };
+    let paid = receipt.status()
+        && receipt
+            .inner
+            .logs()
+            .iter()
+            .filter(|log| log.address() == rules.asset)
+            .filter_map(transfer)
+            .any(|t| t.from == from && t.to == rules.pay_to && t.value >= needed);
+    match paid {
+        true => Ok(()),
+        false => Err(Refusal::NoTransfer {
+            tx,
+            from,
+            pay_to: rules.pay_to,
+            needed,
+        }),
+    }
+}
+
 /// Refuses a sanctioned payer.
 pub async fn screen(chain: &Chain, payer: Address) -> Result<(), Refusal> {
     match chain.is_sanctioned(payer).await? {
@@ -113,7 +151,7 @@ pub async fn screen(chain: &Chain, payer: Address) -> Result<(), Refusal> {
 const SETTLE_MARGIN_S: u64 = 6;
 
 /// Checks what can be checked without the chain: network, recipient, amount,
-/// validity window, and that the payer signed it.
+/// and that the payer signed it.
 pub fn authorization_offline(
     rules: &X402Rules,
     signed: &SignedAuthorization,
@@ -132,13 +170,6 @@ pub fn authorization_offline(
             "it moves {} and this request costs {needed}",
             a.value
         ));
-    }
-    let now = U256::from(now_s());
-    if a.valid_after > now {
-        return refuse("it is not valid yet (validAfter is in the future)".into());
-    }
-    if a.valid_before <= now + U256::from(SETTLE_MARGIN_S) {
-        return refuse("it expires before it could be settled (validBefore)".into());
     }
     let domain = Eip712Domain::new(
         Some(rules.asset_name.clone().into()),
@@ -160,6 +191,23 @@ pub fn authorization_offline(
         Ok(signer) if signer == a.from => Ok(()),
         _ => refuse(format!("the signature is not {}'s", a.from)),
     }
+}
+
+/// Checks the authorization can still be settled now.
+pub fn authorization_window(signed: &SignedAuthorization) -> Result<(), Refusal> {
+    let a = &signed.authorization;
+    let now = U256::from(now_s());
+    if a.valid_after > now {
+        return Err(Refusal::Authorization(
+            "it is not valid yet (validAfter is in the future)".into(),
+        ));
+    }
+    if a.valid_before <= now + U256::from(SETTLE_MARGIN_S) {
+        return Err(Refusal::Authorization(
+            "it expires before it could be settled (validBefore)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks on chain that the authorization can settle: nonce unused, funds there, payer not sanctioned.

@@ -199,7 +199,7 @@ fn x402_terms(app: &App) -> X402Terms {
     let on = app.access.x402().map(|x402| {
         let rules = x402.rules();
         let mut schemes = vec!["tx-hash"];
-        if x402.chain().relayer().is_some() {
+        if x402.settles_authorizations() {
             schemes.push("exact");
         }
         X402On {
