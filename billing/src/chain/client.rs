@@ -211,11 +211,7 @@ impl Chain {
             .send()
             .await
             .map_err(|e| ChainError::Settlement(e.to_string()))?;
-        let receipt = pending
-            .with_timeout(Some(Duration::from_secs(120)))
-            .get_receipt()
-            .await
-            .map_err(|e| ChainError::Settlement(e.to_string()))?;
+        let receipt = self.mined(*pending.tx_hash()).await?;
         if !receipt.status() {
             return Err(ChainError::Settlement(format!(
                 "transaction {} reverted",
@@ -225,6 +221,31 @@ impl Chain {
         Ok(receipt)
     }
 }
+
+impl Chain {
+    /// Waits for `tx`'s receipt, asking often at first: a Base block is 2 s,
+    /// and alloy's own watcher would look only every 7.
+    async fn mined(&self, tx: B256) -> Result<TransactionReceipt, ChainError> {
+        let deadline = tokio::time::Instant::now() + MINING_DEADLINE;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if let Some(receipt) = self.receipt(tx).await? {
+                return Ok(receipt);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ChainError::Settlement(format!(
+                    "transaction {tx} was not mined within {MINING_DEADLINE:?}"
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+}
+
+/// How long a settlement may take to be mined before the request gives up
+/// (the payer is not charged twice: a retry finds the transaction on chain).
+const MINING_DEADLINE: Duration = Duration::from_secs(120);
 
 /// A log as an asset transfer, if it is one.
 pub fn transfer(log: &Log) -> Option<Transfer> {

@@ -313,7 +313,8 @@ impl X402 {
             .await
             .map_err(Refusal::from)?;
         let Some(transaction) = found else {
-            return Ok(None);
+            let why = "its nonce was already used on chain, long ago or by a transfer elsewhere";
+            return Err(Refusal::Authorization(why.into()).into());
         };
         verify::settled(&self.chain, &self.rules, transaction, a.from, needed).await?;
         verify::screen(&self.chain, a.from).await?;

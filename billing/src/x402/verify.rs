@@ -77,10 +77,13 @@ pub async fn transfer_proof(
             needed,
         })?;
     let block = receipt.block_number.ok_or(Refusal::NotFound(tx))?;
-    let time = chain
-        .block_time(block)
-        .await?
-        .ok_or(Refusal::NotFound(tx))?;
+    // The rest is independent: ask the node all at once.
+    let (time, latest, sanctioned) = tokio::try_join!(
+        chain.block_time(block),
+        chain.latest_block(),
+        chain.is_sanctioned(from)
+    )?;
+    let time = time.ok_or(Refusal::NotFound(tx))?;
     let age = now_s().saturating_sub(time);
     if age > rules.max_payment_age.as_secs() {
         return Err(Refusal::TooOld {
@@ -88,12 +91,14 @@ pub async fn transfer_proof(
             max: rules.max_payment_age.as_secs(),
         });
     }
-    let has = chain.latest_block().await?.saturating_sub(block) + 1;
+    let has = latest.saturating_sub(block) + 1;
     let needs = rules.confirmations_for(paid);
     if has < needs {
         return Err(Refusal::Unconfirmed { has, needs });
     }
-    screen(chain, from).await?;
+    if sanctioned {
+        return Err(Refusal::Sanctioned(from));
+    }
     Ok(Paid {
         payer: from,
         amount: paid,
@@ -210,23 +215,22 @@ pub fn authorization_window(signed: &SignedAuthorization) -> Result<(), Refusal>
     Ok(())
 }
 
-/// Checks on chain that the authorization can settle: nonce unused, funds there, payer not sanctioned.
+/// Checks on chain that the authorization can settle: funds there, payer not sanctioned.
 pub async fn authorization_online(
     chain: &Chain,
     signed: &SignedAuthorization,
 ) -> Result<(), Refusal> {
     let a = &signed.authorization;
-    if chain.authorization_used(a.from, a.nonce).await? {
-        return Err(Refusal::Authorization(
-            "its nonce was already used on chain".into(),
-        ));
-    }
-    let balance = chain.balance_of(a.from).await?;
+    let (balance, sanctioned) =
+        tokio::try_join!(chain.balance_of(a.from), chain.is_sanctioned(a.from))?;
     if balance < a.value {
         return Err(Refusal::Authorization(format!(
             "the payer holds {balance} and it moves {}",
             a.value
         )));
     }
-    screen(chain, a.from).await
+    match sanctioned {
+        true => Err(Refusal::Sanctioned(a.from)),
+        false => Ok(()),
+    }
 }
