@@ -436,7 +436,10 @@ impl Scenario {
             Ok(r) if r.status == expected => true,
             Ok(r) => {
                 let error = r.body["error"].as_str().map(str::to_string);
-                self.failed(r.status.as_u16(), &error.unwrap_or_else(|| r.body.to_string()))
+                self.failed(
+                    r.status.as_u16(),
+                    &error.unwrap_or_else(|| r.body.to_string()),
+                )
             }
             Err(e) => self.failed(0, &e.to_string()),
         }

@@ -45,7 +45,7 @@ pub async fn transfers(chain: &Chain, count: usize, price: u64) -> Payments {
         let tx = chain.pay(from, pay_to, price).await;
         headers.push(x_payment(tx, from));
     }
-    chain.mine(count as u64 / 300 + 2).await;
+    chain.mine_pending().await;
     chain.set_automine(true).await;
     Payments {
         headers,

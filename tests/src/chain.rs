@@ -261,6 +261,27 @@ impl Chain {
         }
     }
 
+    /// Mines until the node holds no pending transaction.
+    pub async fn mine_pending(&self) {
+        loop {
+            let status = self
+                .rpc("txpool_status", json!([]))
+                .await
+                .expect("txpool_status");
+            let count = |field: &str| {
+                let hex = status[field]
+                    .as_str()
+                    .unwrap_or("0x0")
+                    .trim_start_matches("0x");
+                u64::from_str_radix(hex, 16).unwrap_or(0)
+            };
+            if count("pending") + count("queued") == 0 {
+                return;
+            }
+            self.mine(count("pending") / 300 + 1).await;
+        }
+    }
+
     pub async fn block_number(&self) -> u64 {
         let hex = self
             .rpc("eth_blockNumber", json!([]))
