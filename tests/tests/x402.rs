@@ -557,6 +557,32 @@ async fn eip3009_authorizations_settle_then_run_in_v1_and_v2() {
     forged["authorization"]["from"] = json!(payer.to_string());
     let reply = s.run(&llm(), &[("x-payment", &x_payment_v1(forged))]).await;
     assert_eq!(reply.status, 402, "{}", reply.body);
+    // About to expire, or from a payer without the funds: 402 too.
+    let expiring = x_payment_v1(authorization(DEV_KEYS[0], pay_to, price, 2, alloy_nonce(6)));
+    let reply = s.run(&llm(), &[("x-payment", &expiring)]).await;
+    assert_eq!(reply.status, 402, "{}", reply.body);
+    assert!(
+        reply.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("validBefore"),
+        "{}",
+        reply.body
+    );
+    let penniless = x_payment_v1(authorization(
+        DEV_KEYS[4],
+        pay_to,
+        price,
+        600,
+        alloy_nonce(7),
+    ));
+    let reply = s.run(&llm(), &[("x-payment", &penniless)]).await;
+    assert_eq!(reply.status, 402, "{}", reply.body);
+    assert!(
+        reply.body["error"].as_str().unwrap().contains("holds 0"),
+        "{}",
+        reply.body
+    );
     assert_eq!(s.chain.balance(payer).await, 100 * DOLLAR - 2 * price);
 }
 
