@@ -6,9 +6,10 @@
 //! it pays for. Money is integer micro-dollars throughout.
 //!
 //! Where to add what: a way to pay that credits an account (card, USDC) writes
-//! a `Credit` entry through a method beside `Accounts::credit` and is applied
-//! once durable; a way to pay per request without an account gets its own
-//! module beside `admission`; a new kind of ledger entry extends `EntryKind`,
+//! a `Credit` entry with what paid for it through `Accounts::credit_with` (see
+//! `deposits` for USDC top-ups; the packages are in `packages`); a way to pay per
+//! request without an account gets its own module like `x402`; chain access
+//! (alloy) goes in `chain`; a new kind of ledger entry extends `EntryKind`,
 //! `Balances` and the audit together.
 
 mod accounts;

@@ -9,7 +9,8 @@
 //! - a route: its `Route` variant and path in `router.rs`, its handler in `handlers/`;
 //! - a request body: a type in `requests.rs` (`deny_unknown_fields`), read with `body::read`;
 //! - a response: a `Serialize` type in `views.rs`;
-//! - a way to pay: a variant of [`access::Access`].
+//! - a way to pay: a variant of [`access::Access`]; x402's HTTP side (its
+//!   headers, the 402, refusals) is `x402.rs`.
 
 pub mod access;
 mod app;
