@@ -752,3 +752,36 @@ async fn an_authorization_already_settled_on_chain_pays_without_settling_again()
         .await;
     assert_eq!(again.status, 409, "{}", again.body);
 }
+
+#[tokio::test]
+async fn the_relayer_recovers_when_its_nonce_moved_elsewhere() {
+    // Someone used the relayer's account outside GPU-Bridge (or a submission
+    // failed after taking a nonce): the locally counted nonce is stale.
+    let s = setup().await;
+    let pay_to = PAY_TO.parse().unwrap();
+    let price = s.price(&llm()).await;
+    let first = x_payment_v1(authorization(
+        DEV_KEYS[0],
+        pay_to,
+        price,
+        600,
+        alloy_nonce(21),
+    ));
+    assert_eq!(s.run(&llm(), &[("x-payment", &first)]).await.status, 202);
+    let relayer = address_of(DEV_KEYS[3]);
+    s.chain.mint(relayer, 1).await;
+    s.chain.mint(relayer, 1).await;
+    let second = x_payment_v1(authorization(
+        DEV_KEYS[0],
+        pay_to,
+        price,
+        600,
+        alloy_nonce(22),
+    ));
+    let reply = s.run(&llm(), &[("x-payment", &second)]).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(
+        s.chain.balance(address_of(DEV_KEYS[0])).await,
+        100 * DOLLAR - 2 * price
+    );
+}

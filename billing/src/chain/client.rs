@@ -4,8 +4,8 @@
 //! `transferWithAuthorization`. Every call goes to the configured RPC node.
 
 use super::contracts::{SanctionsOracle, Token};
+use super::relayer::Relayer;
 use super::transport::RpcTransport;
-use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, FixedBytes, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::client::RpcClient;
@@ -55,7 +55,7 @@ pub struct Transfer {
 
 pub struct Chain {
     provider: DynProvider,
-    relayer: Option<(DynProvider, Address)>,
+    relayer: Option<Relayer>,
     settings: ChainSettings,
 }
 
@@ -70,19 +70,10 @@ impl Chain {
             .parse()
             .map_err(|_| ChainError::Url(settings.rpc_url.clone()))?;
         let transport = RpcTransport::new(url, settings.rpc_timeout);
-        let client = || RpcClient::new(transport.clone(), false);
-        let provider = ProviderBuilder::new().connect_client(client()).erased();
-        let relayer = relayer.map(|signer| {
-            let address = signer.address();
-            let wallet = EthereumWallet::from(signer);
-            (
-                ProviderBuilder::new()
-                    .wallet(wallet)
-                    .connect_client(client())
-                    .erased(),
-                address,
-            )
-        });
+        let provider = ProviderBuilder::new()
+            .connect_client(RpcClient::new(transport.clone(), false))
+            .erased();
+        let relayer = relayer.map(|signer| Relayer::new(signer, transport));
         let found = provider.get_chain_id().await.map_err(rpc)?;
         if found != settings.chain_id {
             return Err(ChainError::WrongChain {
@@ -102,7 +93,7 @@ impl Chain {
     }
 
     pub fn relayer(&self) -> Option<Address> {
-        self.relayer.as_ref().map(|(_, address)| *address)
+        self.relayer.as_ref().map(Relayer::address)
     }
 
     pub async fn latest_block(&self) -> Result<u64, ChainError> {
@@ -201,16 +192,41 @@ impl Chain {
         nonce: B256,
         signature: &alloy::primitives::Signature,
     ) -> Result<TransactionReceipt, ChainError> {
-        let (provider, _) = self.relayer.as_ref().ok_or(ChainError::NoRelayer)?;
-        let token = Token::new(self.settings.asset, provider);
+        let relayer = self.relayer.as_ref().ok_or(ChainError::NoRelayer)?;
         let v = 27 + u8::from(signature.v());
         let r: FixedBytes<32> = signature.r().into();
         let s: FixedBytes<32> = signature.s().into();
-        let pending = token
-            .transferWithAuthorization(from, to, value, valid_after, valid_before, nonce, v, r, s)
-            .send()
-            .await
-            .map_err(|e| ChainError::Settlement(e.to_string()))?;
+        // A second try after re-reading the nonce: the first may have failed
+        // only because the relayer's local count was off.
+        let mut tries = 0;
+        let pending = loop {
+            let provider = relayer.provider();
+            let token = Token::new(self.settings.asset, &provider);
+            let sent = token
+                .transferWithAuthorization(
+                    from,
+                    to,
+                    value,
+                    valid_after,
+                    valid_before,
+                    nonce,
+                    v,
+                    r,
+                    s,
+                )
+                .send()
+                .await;
+            match sent {
+                Ok(pending) => break pending,
+                Err(e) => {
+                    relayer.resync();
+                    tries += 1;
+                    if tries == 2 {
+                        return Err(ChainError::Settlement(e.to_string()));
+                    }
+                }
+            }
+        };
         let receipt = self.mined(*pending.tx_hash()).await?;
         if !receipt.status() {
             return Err(ChainError::Settlement(format!(

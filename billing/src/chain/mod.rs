@@ -3,6 +3,7 @@
 
 mod client;
 mod contracts;
+mod relayer;
 mod transport;
 
 pub use client::{transfer, Chain, ChainError, ChainSettings, Transfer};
