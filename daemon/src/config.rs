@@ -104,6 +104,13 @@ impl Config {
                 "admin.token must be at least {MIN_ADMIN_TOKEN} characters"
             )));
         }
+        if let Some(url) = &config.http.public_url {
+            if url::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+                return Err(ConfigError::Invalid(format!(
+                    "http.public_url {url:?} must be an http(s) URL, like https://api.example.com"
+                )));
+            }
+        }
         config
             .accounts
             .rules()
@@ -137,6 +144,9 @@ impl Config {
                 value: value.clone(),
                 reason: "expected host:port, like 127.0.0.1:8080".into(),
             })?;
+        }
+        if let Some(value) = get("GPUBRIDGE_PUBLIC_URL") {
+            self.http.public_url = Some(value);
         }
         if let Some(value) = get("GPUBRIDGE_DATA_DIR") {
             self.scheduler.data_dir = PathBuf::from(value);

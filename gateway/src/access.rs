@@ -78,7 +78,12 @@ impl Access {
 
     /// [`Access::identify`] for a request that runs a job: without a key and
     /// with x402 on, also what it pays with.
-    pub fn identify_payer(&self, headers: &HeaderMap, uri: &Uri) -> Result<Caller, ApiError> {
+    pub fn identify_payer(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        public_url: Option<&str>,
+    ) -> Result<Caller, ApiError> {
         let mut caller = self.identify(headers)?;
         if caller.account.is_some() && door::has_payment(headers) {
             return Err(ApiError::bad_request(
@@ -87,7 +92,7 @@ impl Access {
             ));
         }
         if caller.account.is_none() && self.x402().is_some() {
-            caller.payer = Some(Payer::from_request(headers, uri)?);
+            caller.payer = Some(Payer::from_request(headers, uri, public_url)?);
         }
         Ok(caller)
     }

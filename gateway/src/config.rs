@@ -17,6 +17,10 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// On SIGTERM: how long running jobs may take to finish before exit.
     pub shutdown_grace_seconds: u64,
+    /// The URL clients reach this gateway at (`https://api.example.com`), for
+    /// URLs it names, such as the `resource` an x402 payment pays for; unset,
+    /// `http://` and the request's Host.
+    pub public_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -28,6 +32,7 @@ impl Default for HttpConfig {
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
             shutdown_grace_seconds: 30,
+            public_url: None,
         }
     }
 }

@@ -25,7 +25,11 @@ pub struct Payer {
 
 impl Payer {
     /// Reads the payment headers; a malformed one is a 400 naming what is wrong.
-    pub fn from_request(headers: &HeaderMap, uri: &Uri) -> Result<Payer, ApiError> {
+    pub fn from_request(
+        headers: &HeaderMap,
+        uri: &Uri,
+        public_url: Option<&str>,
+    ) -> Result<Payer, ApiError> {
         let payment = parse_payment(
             headers.get(X_PAYMENT).map(HeaderValue::as_bytes),
             headers.get(PAYMENT_SIGNATURE).map(HeaderValue::as_bytes),
@@ -39,7 +43,7 @@ impl Payer {
         })?;
         Ok(Payer {
             payment,
-            resource: resource(headers, uri),
+            resource: resource(headers, uri, public_url),
         })
     }
 }
@@ -49,8 +53,11 @@ pub fn has_payment(headers: &HeaderMap) -> bool {
     headers.contains_key(X_PAYMENT) || headers.contains_key(PAYMENT_SIGNATURE)
 }
 
-/// The URL paid for, as the client addressed it.
-fn resource(headers: &HeaderMap, uri: &Uri) -> String {
+/// The URL paid for: under the configured public URL, else as the client addressed it.
+fn resource(headers: &HeaderMap, uri: &Uri, public_url: Option<&str>) -> String {
+    if let Some(base) = public_url {
+        return format!("{}{}", base.trim_end_matches('/'), uri.path());
+    }
     let host = headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())

@@ -32,7 +32,9 @@ async fn setup_on(chain: Chain, extra: &str) -> Setup {
 async fn setup_with(chain: Chain, x402: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let standin = Standin::start("k").await.unwrap();
-    let config = providers_config(&standin.base_url(), "k", &["groq", "together"]) + x402;
+    let config = providers_config(&standin.base_url(), "k", &["groq", "together"])
+        + x402
+        + "[http]\npublic_url = \"https://api.example.test/\"\n";
     let mut options = DaemonOptions::new(dir.path().join("data"));
     options.config = Some(&config);
     options.accounts = true;
@@ -115,7 +117,7 @@ async fn without_a_key_the_price_is_asked_for_after_the_request_is_validated() {
         accepts["extra"],
         json!({"name": "USD Coin", "version": "2"})
     );
-    assert!(accepts["resource"].as_str().unwrap().ends_with("/run"));
+    assert_eq!(accepts["resource"], "https://api.example.test/run");
     assert!(accepts["description"]
         .as_str()
         .unwrap()

@@ -32,7 +32,10 @@ async fn infer(
     let (parts, incoming) = request.into_parts();
     let priority = body::priority(&parts.headers)?;
     let idempotency_key = body::idempotency_key(&parts.headers)?;
-    let caller = app.access.identify_payer(&parts.headers, &parts.uri)?;
+    let public_url = app.http.public_url.as_deref();
+    let caller = app
+        .access
+        .identify_payer(&parts.headers, &parts.uri, public_url)?;
     let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
     let input = Value::Object(body::parse::<Map<String, Value>>(&bytes)?);
     let idempotency = idempotency_key.map(|key| IdempotencyClaim::new(key, "/inference", &input));
