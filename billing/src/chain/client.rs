@@ -227,7 +227,15 @@ impl Chain {
                 }
             }
         };
-        let receipt = self.mined(*pending.tx_hash()).await?;
+        let tx = *pending.tx_hash();
+        let receipt = self
+            .wait_receipt(tx, MINING_DEADLINE)
+            .await?
+            .ok_or_else(|| {
+                ChainError::Settlement(format!(
+                    "transaction {tx} was not mined within {MINING_DEADLINE:?}"
+                ))
+            })?;
         if !receipt.status() {
             return Err(ChainError::Settlement(format!(
                 "transaction {} reverted",
@@ -239,23 +247,38 @@ impl Chain {
 }
 
 impl Chain {
-    /// Waits for `tx`'s receipt, asking often at first: a Base block is 2 s,
-    /// and alloy's own watcher would look only every 7.
-    async fn mined(&self, tx: B256) -> Result<TransactionReceipt, ChainError> {
-        let deadline = tokio::time::Instant::now() + MINING_DEADLINE;
+    /// Waits up to `within` for `tx`'s receipt, asking often at first: a Base
+    /// block is 2 s, and alloy's own watcher would look only every 7. `None`
+    /// if it is not mined by then.
+    pub async fn wait_receipt(
+        &self,
+        tx: B256,
+        within: Duration,
+    ) -> Result<Option<TransactionReceipt>, ChainError> {
+        let deadline = tokio::time::Instant::now() + within;
         let mut pause = Duration::from_millis(5);
         loop {
             if let Some(receipt) = self.receipt(tx).await? {
-                return Ok(receipt);
+                return Ok(Some(receipt));
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ChainError::Settlement(format!(
-                    "transaction {tx} was not mined within {MINING_DEADLINE:?}"
-                )));
+                return Ok(None);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(500));
         }
+    }
+
+    /// The asset's transfers to `to` that a receipt holds.
+    pub fn transfers_in(&self, receipt: &TransactionReceipt, to: Address) -> Vec<Transfer> {
+        receipt
+            .inner
+            .logs()
+            .iter()
+            .filter(|log| log.address() == self.settings.asset)
+            .filter_map(transfer)
+            .filter(|t| t.to == to)
+            .collect()
     }
 }
 

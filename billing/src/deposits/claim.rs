@@ -6,7 +6,7 @@
 
 use super::credit::{CreditError, Outcome, Target};
 use super::Deposits;
-use crate::chain::{transfer, Transfer};
+use crate::chain::Transfer;
 use crate::x402::Refusal;
 use alloy::primitives::{Signature, B256};
 use gpubridge_protocol::{AccountId, Micros};
@@ -91,15 +91,7 @@ impl Deposits {
             .await
             .map_err(Refusal::from)?
             .ok_or(ClaimError::NotFound(tx))?;
-        let rules = self.x402.rules();
-        let found: Vec<Transfer> = receipt
-            .inner
-            .logs()
-            .iter()
-            .filter(|log| log.address() == rules.asset)
-            .filter_map(transfer)
-            .filter(|t| t.to == rules.pay_to)
-            .collect();
+        let found = chain.transfers_in(&receipt, self.x402.rules().pay_to);
         match receipt.status() && !found.is_empty() {
             true => Ok(super::numbered_within_transactions(found)),
             false => Err(ClaimError::NoDeposit(tx)),
@@ -114,9 +106,7 @@ impl Deposits {
             return Err(ClaimError::Unconfirmed { has, needs });
         }
         match self.open.lock().get(&deposit.value) {
-            Some((_, topup)) if !topup.id.is_empty() => {
-                Err(ClaimError::PaysTopup(topup.id.clone()))
-            }
+            Some((_, topup)) => Err(ClaimError::PaysTopup(topup.id.clone())),
             _ => Ok(()),
         }
     }

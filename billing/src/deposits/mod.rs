@@ -96,29 +96,35 @@ impl Deposits {
             packages::package(package).ok_or_else(|| TopupError::UnknownPackage(package.into()))?;
         let created_ms = now_ms();
         let key = topup_key(account, created_ms, rand::random());
-        let amount = self.unique_amount(package, &key)?;
         let record = TopupRecord {
             account,
             id: topup_id(&key),
             package: package.key.into(),
-            amount_atomic: amount.to_string(),
+            amount_atomic: String::new(),
             credits: package.credits,
             created_ms,
             expires_ms: created_ms + self.rules.expiry.as_millis() as u64,
             credited: None,
         };
+        let (amount, record) = self.reserve_amount(package, key.clone(), record)?;
         let mut writes = WriteSet::new();
-        writes.put_record(TOPUPS, key.clone(), &record);
+        writes.put_record(TOPUPS, key, &record);
         if let Err(e) = self.store.commit(writes).await {
+            // Nobody was told the amount: no deposit can be paying it.
             self.open.lock().remove(&amount);
             return Err(e.into());
         }
-        self.open.lock().insert(amount, (key, record.clone()));
         Ok(record)
     }
 
-    /// Reserves an amount no open top-up uses: price + fee + a unique tail.
-    fn unique_amount(&self, package: Package, key: &[u8]) -> Result<U256, TopupError> {
+    /// Gives `record` an amount no open top-up uses (price + fee + a unique
+    /// tail) and indexes it under that amount.
+    fn reserve_amount(
+        &self,
+        package: Package,
+        key: Vec<u8>,
+        mut record: TopupRecord,
+    ) -> Result<(U256, TopupRecord), TopupError> {
         let price = Micros(package.price.0 + packages::fee(package.price, self.rules.fee_bps).0);
         let base = self.x402.rules().atomic(price);
         let range = unique_range(&self.x402);
@@ -129,16 +135,15 @@ impl Deposits {
             .map(|i| base + U256::from(1 + (start + i) % range))
             .find(|amount| !open.contains_key(amount))
             .ok_or(TopupError::Busy)?;
-        // Held while the record is written; replaced by the record after.
-        let placeholder = (key.to_vec(), placeholder_record());
-        open.insert(amount, placeholder);
-        Ok(amount)
+        record.amount_atomic = amount.to_string();
+        open.insert(amount, (key, record.clone()));
+        Ok((amount, record))
     }
 
     /// Forgets top-ups past their expiry and grace: their amounts are free again.
     fn expire(&self, open: &mut OpenIndex) {
         let cutoff = now_ms().saturating_sub(grace_ms(&self.rules));
-        open.retain(|_, (_, record)| record.expires_ms == 0 || record.expires_ms >= cutoff);
+        open.retain(|_, (_, record)| record.expires_ms >= cutoff);
     }
 
     /// `account`'s top-ups, newest first.
@@ -186,20 +191,6 @@ pub(crate) fn numbered_within_transactions(mut transfers: Vec<Transfer>) -> Vec<
 /// A deposit sent before its top-up expired may be seen a while after.
 fn grace_ms(rules: &TopupRules) -> u64 {
     rules.expiry.as_millis() as u64
-}
-
-/// Stands for a top-up whose record is being written (never expires meanwhile).
-fn placeholder_record() -> TopupRecord {
-    TopupRecord {
-        account: AccountId([0; 16]),
-        id: String::new(),
-        package: String::new(),
-        amount_atomic: String::new(),
-        credits: Micros::ZERO,
-        created_ms: 0,
-        expires_ms: 0,
-        credited: None,
-    }
 }
 
 #[cfg(test)]

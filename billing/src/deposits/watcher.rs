@@ -91,7 +91,7 @@ impl Deposits {
         let Some((key, record)) = self.open.lock().get(&transfer.value).cloned() else {
             return Ok(false);
         };
-        if record.id.is_empty() || !self.sent_in_time(transfer, record.expires_ms).await? {
+        if !self.sent_in_time(transfer, record.expires_ms).await? {
             return Ok(false);
         }
         let topup = record.id.clone();

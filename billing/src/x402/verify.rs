@@ -6,7 +6,7 @@
 
 use super::config::X402Rules;
 use super::payment::SignedAuthorization;
-use crate::chain::{transfer, Chain, ChainError, TransferWithAuthorization};
+use crate::chain::{Chain, ChainError, TransferWithAuthorization};
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::{Eip712Domain, SolStruct};
 
@@ -60,13 +60,10 @@ pub async fn transfer_proof(
     if !receipt.status() {
         return Err(Refusal::Reverted(tx));
     }
-    let paid = receipt
-        .inner
-        .logs()
+    let paid = chain
+        .transfers_in(&receipt, rules.pay_to)
         .iter()
-        .filter(|log| log.address() == rules.asset)
-        .filter_map(transfer)
-        .filter(|t| t.from == from && t.to == rules.pay_to)
+        .filter(|t| t.from == from)
         .map(|t| t.value)
         .max()
         .filter(|value| *value >= needed)
@@ -115,24 +112,15 @@ pub async fn settled(
     from: Address,
     needed: U256,
 ) -> Result<(), Refusal> {
-    let deadline = tokio::time::Instant::now() + rules.rpc_timeout;
-    let receipt = loop {
-        match chain.receipt(tx).await? {
-            Some(receipt) => break receipt,
-            None if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await
-            }
-            None => return Err(Refusal::NotFound(tx)),
-        }
-    };
+    let receipt = chain
+        .wait_receipt(tx, rules.rpc_timeout)
+        .await?
+        .ok_or(Refusal::NotFound(tx))?;
     let paid = receipt.status()
-        && receipt
-            .inner
-            .logs()
+        && chain
+            .transfers_in(&receipt, rules.pay_to)
             .iter()
-            .filter(|log| log.address() == rules.asset)
-            .filter_map(transfer)
-            .any(|t| t.from == from && t.to == rules.pay_to && t.value >= needed);
+            .any(|t| t.from == from && t.value >= needed);
     match paid {
         true => Ok(()),
         false => Err(Refusal::NoTransfer {
