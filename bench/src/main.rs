@@ -8,6 +8,7 @@
 //! agent and back. `history` measures `/account/jobs` paging at depth.
 
 mod load;
+mod streams;
 mod x402;
 
 use anyhow::Context;
@@ -44,7 +45,9 @@ struct Args {
     /// echo-run (echo jobs until completed: through agents with --agents),
     /// x402-tx and x402-eip3009 (keyless /run paid per request on a local
     /// Anvil chain: the contract's tx-hash proof, or an EIP-3009 authorization
-    /// the daemon settles; compare with `paid`, the same request with a key).
+    /// the daemon settles; compare with `paid`, the same request with a key),
+    /// streams (streamed chat completions: added time to first token, gaps
+    /// between chunks, concurrent streams; run without --accounts).
     #[arg(long, default_value = "direct,inference,run,echo,paid")]
     scenarios: String,
     /// Use an already running gateway (its Groq base URL must point at --upstream).
@@ -89,6 +92,12 @@ struct Args {
     /// Payments made up front for each x402 scenario (default: rate × seconds, plus 10%).
     #[arg(long)]
     x402_payments: Option<usize>,
+    /// `streams`: streams at a time for the latency rounds.
+    #[arg(long, default_value_t = 50)]
+    stream_concurrency: usize,
+    /// `streams`: the largest wave of concurrent streams tried.
+    #[arg(long, default_value_t = 4000)]
+    max_streams: usize,
 }
 
 const KEY: &str = "bench-key";
@@ -135,6 +144,17 @@ async fn main() -> anyhow::Result<()> {
     for scenario in args.scenarios.split(',').map(str::trim) {
         if scenario == "history" {
             history(&pool, &gateway, args.history_jobs).await?;
+            continue;
+        }
+        if scenario == "streams" {
+            streams::run(
+                &gateway,
+                &standin,
+                KEY,
+                args.stream_concurrency,
+                args.max_streams,
+            )
+            .await?;
             continue;
         }
         let payments = payments(&args, scenario, chain.as_ref(), &gateway).await?;

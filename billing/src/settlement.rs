@@ -11,16 +11,21 @@ use gpubridge_scheduler::{now_ms, JobBilling, JobHooks, JobRecord, Settlement};
 use gpubridge_store::WriteSet;
 
 /// A completed job pays `max(from price, price per second × seconds)` after its
-/// discount, capped at its reservation; a failed one pays nothing.
-fn settle(status: JobStatus, seconds: Option<f64>, billing: &JobBilling) -> Settlement {
-    let charged = match status {
-        JobStatus::Completed => {
-            let by_time = discounted(
-                Micros::per_second_times(billing.price_per_second, seconds.unwrap_or(0.0)),
-                billing.discount_bps,
-            );
-            by_time.max(billing.from_price).min(billing.reserved)
-        }
+/// discount, capped at its reservation. A job stopped by its client after part
+/// of its output was delivered pays the seconds it ran (no minimum); any other
+/// failed one pays nothing.
+fn settle(job: &JobRecord, billing: &JobBilling) -> Settlement {
+    let by_time = || {
+        let seconds = job.execution_seconds().unwrap_or(0.0);
+        discounted(
+            Micros::per_second_times(billing.price_per_second, seconds),
+            billing.discount_bps,
+        )
+    };
+    let delivered = job.stopped.as_ref().is_some_and(|s| s.chunks_delivered > 0);
+    let charged = match job.status {
+        JobStatus::Completed => by_time().max(billing.from_price).min(billing.reserved),
+        JobStatus::Failed if delivered => by_time().min(billing.reserved),
         _ => Micros::ZERO,
     };
     Settlement {
@@ -47,14 +52,13 @@ fn parts(job: &JobRecord) -> Option<(&JobBilling, [(EntryKind, Micros); 2])> {
 
 impl JobHooks for Accounts {
     fn on_terminal(&self, job: &mut JobRecord, writes: &mut WriteSet) {
-        let (status, seconds) = (job.status, job.execution_seconds());
-        let Some(billing) = job.billing.as_mut() else {
-            return;
+        let settlement = match &job.billing {
+            Some(billing) if billing.settled.is_none() => settle(job, billing),
+            _ => return,
         };
-        if billing.settled.is_some() {
-            return;
+        if let Some(billing) = job.billing.as_mut() {
+            billing.settled = Some(settlement);
         }
-        billing.settled = Some(settle(status, seconds, billing));
         let Some((billing, parts)) = parts(job) else {
             return;
         };

@@ -77,6 +77,7 @@ fn job(service: &str, model: Option<&str>, cost: u64) -> PreparedJob {
         price_per_second: Micros(0),
         billing: None,
         payment: None,
+        stream: None,
     }
 }
 

@@ -6,12 +6,11 @@ use crate::config::HttpConfig;
 use crate::error::ApiError;
 use crate::handlers;
 use crate::http_metrics::{HttpMetrics, RouteLabel};
+use crate::outgoing::Outgoing;
 use crate::router::{route, Route};
-use bytes::Bytes;
 use gpubridge_billing::deposits::Deposits;
 use gpubridge_billing::Accounts;
 use gpubridge_scheduler::Scheduler;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -35,12 +34,12 @@ pub struct App {
     pub started: Instant,
 }
 
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<Outgoing>;
 
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
-            let mut response = Response::new(Full::new(Bytes::from(bytes)));
+            let mut response = Response::new(Outgoing::whole(bytes));
             *response.status_mut() = status;
             response
                 .headers_mut()
@@ -76,8 +75,15 @@ impl App {
             return (RouteLabel::Other, error.into_response());
         };
         let label = route.label();
+        let shape: fn(ApiError) -> HttpResponse = match route.is_openai() {
+            true => crate::openai::error_response,
+            false => ApiError::into_response,
+        };
         if !methods.contains(request.method()) {
-            return (label, method_not_allowed(request.method(), &path, methods));
+            return (
+                label,
+                shape(method_not_allowed(request.method(), &path, methods)),
+            );
         }
         let result = match route {
             Route::Run => handlers::run::handle(self, request).await,
@@ -93,6 +99,23 @@ impl App {
                 .and_then(|()| {
                     handlers::nodes::drain(self, &percent_decode_str(node).decode_utf8_lossy())
                 }),
+            Route::ChatCompletions => crate::openai::chat(self, request).await,
+            Route::Embeddings => crate::openai::embeddings(self, request).await,
+            // Open like /catalog; a key that is sent must be valid, since
+            // clients list models to check their key.
+            Route::Models => self
+                .access
+                .identify(request.headers())
+                .map(|_| crate::openai::models(self)),
+            Route::Model(id) => self.access.identify(request.headers()).and_then(|_| {
+                crate::openai::model(self, &percent_decode_str(id).decode_utf8_lossy())
+            }),
+            Route::V1Unknown => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("No endpoint at {path}"),
+                "The OpenAI-compatible routes here: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models.",
+            )),
+            Route::Mcp => Err(ApiError::new(StatusCode::NOT_FOUND, "MCP is being built", "")),
             Route::NotYet(what) => Err(ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,
                 format!("{what} are not available on this deployment yet"),
@@ -100,7 +123,7 @@ impl App {
             )),
             account_or_admin => self.account_or_admin(account_or_admin, request).await,
         };
-        (label, result.unwrap_or_else(ApiError::into_response))
+        (label, result.unwrap_or_else(shape))
     }
 
     async fn account_or_admin(
@@ -143,20 +166,19 @@ impl App {
     }
 }
 
-fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> HttpResponse {
+fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> ApiError {
     let allow = allowed
         .iter()
         .map(Method::as_str)
         .collect::<Vec<_>>()
         .join(", ");
-    let mut response = ApiError::new(
+    let error = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed on {path}"),
         format!("Use {allow}."),
-    )
-    .into_response();
-    if let Ok(value) = HeaderValue::from_str(&allow) {
-        response.headers_mut().insert(ALLOW, value);
+    );
+    match HeaderValue::from_str(&allow) {
+        Ok(value) => error.with_header(ALLOW, value),
+        Err(_) => error,
     }
-    response
 }

@@ -1,10 +1,9 @@
 //! The spec's error envelope: `error` always, `hint` to fix it, optional
 //! `details` and `available_services`. Every failure a client can cause ends here.
 
-use bytes::Bytes;
+use crate::outgoing::Outgoing;
 use gpubridge_scheduler::{Scheduler, SubmitError};
 use gpubridge_store::StoreError;
-use http_body_util::Full;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
@@ -117,10 +116,10 @@ impl ApiError {
         self
     }
 
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    pub fn into_response(self) -> Response<Outgoing> {
         let body = serde_json::to_vec(&*self.0)
             .unwrap_or_else(|_| br#"{"error":"internal error"}"#.to_vec());
-        let mut response = Response::new(Full::new(Bytes::from(body)));
+        let mut response = Response::new(Outgoing::whole(body));
         *response.status_mut() = self.status;
         response
             .headers_mut()

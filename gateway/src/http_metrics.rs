@@ -18,10 +18,15 @@ pub enum RouteLabel {
     Metrics,
     Account,
     Admin,
+    ChatCompletions,
+    Embeddings,
+    Models,
+    Mcp,
     Other,
 }
 
-const ROUTES: [(RouteLabel, &str); 10] = [
+/// Streamed answers are timed to their first byte.
+const ROUTES: [(RouteLabel, &str); 14] = [
     (RouteLabel::Run, "/run"),
     (RouteLabel::Inference, "/inference"),
     (RouteLabel::Status, "/status"),
@@ -31,6 +36,10 @@ const ROUTES: [(RouteLabel, &str); 10] = [
     (RouteLabel::Metrics, "/metrics"),
     (RouteLabel::Account, "/account"),
     (RouteLabel::Admin, "/admin"),
+    (RouteLabel::ChatCompletions, "/v1/chat/completions"),
+    (RouteLabel::Embeddings, "/v1/embeddings"),
+    (RouteLabel::Models, "/v1/models"),
+    (RouteLabel::Mcp, "/mcp"),
     (RouteLabel::Other, "other"),
 ];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

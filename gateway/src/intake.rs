@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use gpubridge_billing::x402::PaidBy;
 use gpubridge_billing::{Admission, IdempotencyClaim};
 use gpubridge_protocol::Priority;
-use gpubridge_scheduler::{is_private, JobRecord, JobRequest, Origin};
+use gpubridge_scheduler::{is_private, JobRecord, JobRequest, Origin, StreamTap};
 use hyper::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
@@ -22,6 +22,8 @@ pub struct IntakeRequest {
     pub webhook_url: Option<String>,
     /// The request's `Idempotency-Key`, with the route and body it names.
     pub idempotency: Option<IdempotencyClaim>,
+    /// Where the job's output goes as it is made, for doors that stream it.
+    pub stream: Option<StreamTap>,
 }
 
 pub struct Accepted {
@@ -42,7 +44,7 @@ impl App {
             .webhook_url
             .map(|url| checked_webhook(&url, self.scheduler.config().allow_private_urls))
             .transpose()?;
-        let prepared = self
+        let mut prepared = self
             .scheduler
             .prepare(JobRequest {
                 service: request.service,
@@ -52,6 +54,7 @@ impl App {
                 webhook_url,
             })
             .map_err(|e| self.submit_error(e))?;
+        prepared.stream = request.stream;
         let app = self.clone();
         let idempotency = request.idempotency;
         // From here credits are reserved and a job written: finish even if the client leaves.

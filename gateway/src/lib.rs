@@ -10,7 +10,9 @@
 //! - a request body: a type in `requests.rs` (`deny_unknown_fields`), read with `body::read`;
 //! - a response: a `Serialize` type in `views.rs`;
 //! - a way to pay: a variant of [`access::Access`]; x402's HTTP side (its
-//!   headers, the 402, refusals) is `x402.rs`.
+//!   headers, the 402, refusals) is `x402.rs`;
+//! - OpenAI-compatible routes: `openai/` (its own request shapes and error
+//!   shape, SSE streaming); MCP tools: `mcp/`.
 
 pub mod access;
 mod app;
@@ -20,6 +22,8 @@ mod error;
 mod handlers;
 mod http_metrics;
 pub mod intake;
+mod openai;
+pub mod outgoing;
 mod requests;
 mod router;
 mod server;

@@ -27,11 +27,29 @@ pub enum Route<'a> {
     AdminAudit,
     AdminNodes,
     AdminNodeDrain(&'a str),
+    ChatCompletions,
+    Embeddings,
+    Models,
+    /// A model id may contain `/`: everything after `/v1/models/`.
+    Model(&'a str),
+    /// Any other path under `/v1`: answered in OpenAI's shape.
+    V1Unknown,
+    Mcp,
 }
 
 pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
     const POST: &[Method] = &[Method::POST];
     const GET: &[Method] = &[Method::GET, Method::HEAD];
+    const ANY: &[Method] = &[
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+    ];
+    // Streamable HTTP: POST messages, GET a server stream, DELETE a session.
+    const MCP: &[Method] = &[Method::POST, Method::GET, Method::DELETE];
     let path = path
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
@@ -58,6 +76,10 @@ pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         "/admin/recoveries" => (Route::AdminRecoveries, GET),
         "/admin/ledger/audit" => (Route::AdminAudit, GET),
         "/admin/nodes" => (Route::AdminNodes, GET),
+        "/v1/chat/completions" => (Route::ChatCompletions, POST),
+        "/v1/embeddings" => (Route::Embeddings, POST),
+        "/v1/models" => (Route::Models, GET),
+        "/mcp" => (Route::Mcp, MCP),
         other => {
             let segment = |prefix: &str| {
                 other
@@ -74,6 +96,13 @@ pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
                 .filter(|node| !node.is_empty() && !node.contains('/'))
             {
                 (Route::AdminNodeDrain(node), POST)
+            } else if let Some(id) = other
+                .strip_prefix("/v1/models/")
+                .filter(|id| !id.is_empty())
+            {
+                (Route::Model(id), GET)
+            } else if other.starts_with("/v1/") {
+                (Route::V1Unknown, ANY)
             } else {
                 return None;
             }
@@ -107,7 +136,24 @@ impl Route<'_> {
             | Route::AdminAudit
             | Route::AdminNodes
             | Route::AdminNodeDrain(_) => RouteLabel::Admin,
+            Route::ChatCompletions => RouteLabel::ChatCompletions,
+            Route::Embeddings => RouteLabel::Embeddings,
+            Route::Models | Route::Model(_) => RouteLabel::Models,
+            Route::V1Unknown => RouteLabel::Other,
+            Route::Mcp => RouteLabel::Mcp,
         }
+    }
+
+    /// Routes whose errors take OpenAI's shape.
+    pub fn is_openai(&self) -> bool {
+        matches!(
+            self,
+            Route::ChatCompletions
+                | Route::Embeddings
+                | Route::Models
+                | Route::Model(_)
+                | Route::V1Unknown
+        )
     }
 }
 
@@ -133,5 +179,17 @@ mod tests {
         ));
         assert!(route("/admin/nodes//drain").is_none());
         assert!(route("/admin/nodes/a/b/drain").is_none());
+        assert!(matches!(
+            route("/v1/models/deepseek-ai/DeepSeek-V3.2"),
+            Some((Route::Model("deepseek-ai/DeepSeek-V3.2"), _))
+        ));
+        assert!(matches!(
+            route("/v1/completions"),
+            Some((Route::V1Unknown, _))
+        ));
+        assert!(matches!(
+            route("/v1/chat/completions/"),
+            Some((Route::ChatCompletions, _))
+        ));
     }
 }

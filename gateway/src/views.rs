@@ -5,7 +5,7 @@ use gpubridge_billing::deposits::TopupRecord;
 use gpubridge_billing::x402::X402Rules;
 use gpubridge_billing::AccountView;
 use gpubridge_protocol::JobId;
-use gpubridge_scheduler::{now_ms, Attempt, JobPayment, JobRecord};
+use gpubridge_scheduler::{now_ms, Attempt, JobPayment, JobRecord, Stopped};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -87,9 +87,13 @@ pub struct FullStatus<'a> {
     pub model: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
-    /// Present (maybe `null`) once a terminal job has no error.
+    /// Present (maybe `null`) once a terminal job has no error, and for a job
+    /// stopped mid-stream, what it delivered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Option<&'a RawValue>>,
+    /// Set when the job stopped because its client left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<&'a Stopped>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<&'a str>,
     pub attempts: Vec<AttemptView<'a>>,
@@ -171,7 +175,9 @@ impl<'a> FullStatus<'a> {
         FullStatus {
             model: record.model.as_deref(),
             error: record.error.as_deref().filter(|_| terminal),
-            output: (terminal && record.error.is_none()).then(|| output(record)),
+            output: (terminal && (record.error.is_none() || record.output.is_some()))
+                .then(|| output(record)),
+            stopped: record.stopped.as_ref(),
             backend: record.backend.as_deref(),
             attempts: record.attempts.iter().map(AttemptView::from).collect(),
             recoveries: (record.recoveries > 0).then_some(record.recoveries),

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 /// The name in the scheduler's certificate; the pin, not the name, is checked.
 const SERVER_NAME: &str = "gpubridge-scheduler";
@@ -418,26 +418,67 @@ impl Agent {
         {
             budget = budget.min(Duration::from_secs_f64(limit));
         }
+        let (tx, mut rx) = mpsc::channel::<String>(16);
+        let deltas = assignment.stream.then_some(&tx);
         let work = tokio::time::timeout(
             budget,
-            service.runtime.run(assignment.model.as_deref(), input),
+            service
+                .runtime
+                .run(assignment.model.as_deref(), input, deltas),
         );
-        tokio::select! {
-            result = work => match result {
-                Ok(Ok(output)) => match serde_json::to_string(&output) {
-                    Ok(text) => Outcome::Done(text),
-                    Err(e) => Outcome::Failed(FailureKind::Runtime, e.to_string()),
-                },
-                Ok(Err(failure)) => Outcome::Failed(failure.kind, failure.message),
-                Err(_) => Outcome::Failed(FailureKind::Timeout, format!("no result within {budget:?}")),
-            },
-            // The scheduler gave up on the job (deadline, failover): stop working on it.
-            _ = send.stopped() => {
-                tracing::info!(job_id = %assignment.job_id, "job cancelled by the scheduler");
-                Outcome::Cancelled
+        tokio::pin!(work);
+        let max_frame = self.cfg.max_frame_bytes;
+        let result = loop {
+            let step = tokio::select! {
+                result = &mut work => Step::Done(result),
+                Some(delta) = rx.recv() => Step::Delta(delta),
+                // The scheduler gave up on the job (deadline, failover, its
+                // client left): stop working on it.
+                _ = send.stopped() => Step::Stopped,
+            };
+            match step {
+                Step::Done(result) => break result,
+                Step::Delta(delta) => {
+                    if write_frame(send, &JobEvent::Delta(delta), max_frame)
+                        .await
+                        .is_err()
+                    {
+                        return cancelled(assignment);
+                    }
+                }
+                Step::Stopped => return cancelled(assignment),
+            }
+        };
+        // Pieces made just before the end still go first.
+        while let Ok(delta) = rx.try_recv() {
+            if write_frame(send, &JobEvent::Delta(delta), max_frame)
+                .await
+                .is_err()
+            {
+                return cancelled(assignment);
             }
         }
+        match result {
+            Ok(Ok(output)) => match serde_json::to_string(&output) {
+                Ok(text) => Outcome::Done(text),
+                Err(e) => Outcome::Failed(FailureKind::Runtime, e.to_string()),
+            },
+            Ok(Err(failure)) => Outcome::Failed(failure.kind, failure.message),
+            Err(_) => Outcome::Failed(FailureKind::Timeout, format!("no result within {budget:?}")),
+        }
     }
+}
+
+/// One turn of a running job: it ended, made a piece, or was called off.
+enum Step<T> {
+    Done(T),
+    Delta(String),
+    Stopped,
+}
+
+fn cancelled(assignment: &Assignment) -> Outcome {
+    tracing::info!(job_id = %assignment.job_id, "job cancelled by the scheduler");
+    Outcome::Cancelled
 }
 
 enum Outcome {

@@ -8,6 +8,8 @@
 //! named for what it is; a node-agent message goes in `node` (bump
 //! `PROTOCOL_VERSION` in `wire` when old peers could misread it).
 
+#[cfg(feature = "media")]
+pub mod chat_stream;
 mod ids;
 mod job;
 #[cfg(feature = "media")]
@@ -16,6 +18,7 @@ mod money;
 pub mod node;
 pub mod openai;
 mod priority;
+pub mod sse;
 pub mod stream;
 pub mod token;
 pub mod wire;

@@ -154,6 +154,9 @@ pub struct Assignment {
     pub input_json: String,
     /// Wall-clock deadline, milliseconds since the Unix epoch.
     pub deadline_unix_ms: u64,
+    /// A client reads the output as it is made: send `Delta`s when the runtime
+    /// can (a chat completion), before the output itself.
+    pub stream: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,13 +172,24 @@ pub enum FailureKind {
 }
 
 /// Job stream, agent → scheduler. The output arrives as `OutputChunk`s (JSON text,
-/// split below the frame limit) followed by `Completed`.
+/// split below the frame limit) followed by `Completed`. A streamed job first
+/// sends each piece as a `Delta` as the runtime makes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum JobEvent {
-    Progress { permille: u16, message: String },
+    Progress {
+        permille: u16,
+        message: String,
+    },
     OutputChunk(String),
-    Completed { execution_us: u64 },
-    Failed { kind: FailureKind, message: String },
+    Completed {
+        execution_us: u64,
+    },
+    Failed {
+        kind: FailureKind,
+        message: String,
+    },
+    /// One `chat.completion.chunk`, as JSON text.
+    Delta(String),
 }
 
 #[cfg(test)]
@@ -236,6 +250,7 @@ mod tests {
             model: None,
             input_json: r#"{"a":[1,2]}"#.into(),
             deadline_unix_ms: u64::MAX,
+            stream: true,
         });
         for event in [
             JobEvent::Progress {
@@ -244,6 +259,7 @@ mod tests {
             },
             JobEvent::OutputChunk("{\"text\":".into()),
             JobEvent::Completed { execution_us: 12 },
+            JobEvent::Delta("{\"choices\":[]}".into()),
             JobEvent::Failed {
                 kind: FailureKind::Timeout,
                 message: "deadline".into(),

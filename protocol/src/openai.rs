@@ -48,6 +48,105 @@ pub fn chat_request(input: &Value, model: &str, messages: Value) -> Value {
     Value::Object(body)
 }
 
+/// A streaming chat completion request: chunks as they are generated, and the
+/// usage in a last chunk (what the job is billed and reported on).
+pub fn chat_stream_request(input: &Value, model: &str, messages: Value) -> Value {
+    let mut body = chat_request(input, model, messages);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    body
+}
+
+/// What one event of a streamed completion carries.
+#[derive(Debug, PartialEq)]
+pub enum StreamData {
+    Chunk(Value),
+    /// `[DONE]`: the stream is complete.
+    Done,
+    /// The server reported an error inside the stream.
+    Error(String),
+}
+
+/// Reads one event's data.
+pub fn stream_data(data: &str) -> Result<StreamData, String> {
+    if data.trim() == "[DONE]" {
+        return Ok(StreamData::Done);
+    }
+    let value: Value = serde_json::from_str(data).map_err(|e| format!("chunk is not JSON: {e}"))?;
+    if let Some(error) = value.get("error") {
+        let message = error.get("message").and_then(Value::as_str);
+        return Ok(StreamData::Error(
+            message.map_or_else(|| error.to_string(), str::to_string),
+        ));
+    }
+    if !value.is_object() {
+        return Err("chunk is not a JSON object".into());
+    }
+    Ok(StreamData::Chunk(value))
+}
+
+/// Builds a job's output from the chunks of a streamed completion, as they pass.
+#[derive(Debug, Default)]
+pub struct ChatAccumulator {
+    text: String,
+    reasoning: String,
+    model: Option<Value>,
+    finish_reason: Option<Value>,
+    usage: Option<Value>,
+    chunks: u32,
+}
+
+impl ChatAccumulator {
+    pub fn add(&mut self, chunk: &Value) {
+        self.chunks += 1;
+        if let Some(model) = chunk.get("model").filter(|m| m.is_string()) {
+            self.model.get_or_insert_with(|| model.clone());
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(usage.clone());
+        }
+        let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
+            return;
+        };
+        let delta = choice.get("delta").unwrap_or(&Value::Null);
+        if let Some(text) = delta.get("content").and_then(Value::as_str) {
+            self.text.push_str(text);
+        }
+        if let Some(text) = delta.get("reasoning_content").and_then(Value::as_str) {
+            self.reasoning.push_str(text);
+        }
+        if let Some(reason) = choice.get("finish_reason").filter(|r| !r.is_null()) {
+            self.finish_reason = Some(reason.clone());
+        }
+    }
+
+    /// Chunks seen so far.
+    pub fn chunks(&self) -> u32 {
+        self.chunks
+    }
+
+    /// `{text, model, finish_reason, usage}`, the shape of a non-streamed answer.
+    pub fn output(&self) -> Value {
+        // As for whole answers: reasoning models may put everything in reasoning.
+        let text = match self.text.is_empty() {
+            true => &self.reasoning,
+            false => &self.text,
+        };
+        let mut output = Map::new();
+        output.insert("text".into(), json!(text));
+        if let Some(model) = &self.model {
+            output.insert("model".into(), model.clone());
+        }
+        if let Some(usage) = &self.usage {
+            output.insert("usage".into(), usage.clone());
+        }
+        if let Some(reason) = &self.finish_reason {
+            output.insert("finish_reason".into(), reason.clone());
+        }
+        Value::Object(output)
+    }
+}
+
 /// `{text, model, finish_reason, usage}` from a chat completion.
 pub fn chat_output(response: Value) -> Result<Value, String> {
     let choice = response
@@ -129,12 +228,16 @@ pub fn embeddings_output(input: &Value, model: &str, response: Value) -> Result<
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
     let model = response.get("model").cloned().unwrap_or(json!(model));
-    Ok(if input.get("text").is_some_and(Value::is_array) {
+    let mut output = if input.get("text").is_some_and(Value::is_array) {
         json!({"embeddings": vectors, "dimensions": dimensions, "model": model})
     } else {
         let first = vectors.into_iter().next().ok_or("no embedding returned")?;
         json!({"embedding": first, "dimensions": dimensions, "model": model})
-    })
+    };
+    if let Some(usage) = response.get("usage").filter(|u| u.is_object()) {
+        output["usage"] = usage.clone();
+    }
+    Ok(output)
 }
 
 #[cfg(test)]
@@ -177,6 +280,35 @@ mod tests {
             json!({"text": " upon", "finish_reason": "length"})
         );
         assert!(completion_output(json!({"choices": [{}]})).is_err());
+    }
+
+    #[test]
+    fn streamed_chunks_add_up_to_the_answer() {
+        let mut acc = ChatAccumulator::default();
+        for data in [
+            r#"{"model":"m","choices":[{"delta":{"role":"assistant"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"Hel"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"lo"},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+        ] {
+            let StreamData::Chunk(chunk) = stream_data(data).unwrap() else {
+                panic!("{data} is a chunk");
+            };
+            acc.add(&chunk);
+        }
+        assert_eq!(acc.chunks(), 4);
+        assert_eq!(
+            acc.output(),
+            json!({"text": "Hello", "model": "m", "finish_reason": "stop",
+                   "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
+        );
+        assert_eq!(stream_data(" [DONE]").unwrap(), StreamData::Done);
+        assert_eq!(
+            stream_data(r#"{"error":{"message":"overloaded"}}"#).unwrap(),
+            StreamData::Error("overloaded".into())
+        );
+        assert!(stream_data("{").is_err());
+        assert!(stream_data("[1]").is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Length prefix plus version.
 pub const HEADER_BYTES: usize = 6;
 /// Default largest frame; large outputs are streamed as several chunks below it.
@@ -145,7 +145,13 @@ mod tests {
         let mut frame = encode(&Sample::Ping(1), DEFAULT_MAX_FRAME).unwrap();
         frame[4..6].copy_from_slice(&9u16.to_be_bytes());
         let error = decode::<Sample>(&frame, DEFAULT_MAX_FRAME).unwrap_err();
-        assert_eq!(error, WireError::Version { ours: 1, theirs: 9 });
+        assert_eq!(
+            error,
+            WireError::Version {
+                ours: PROTOCOL_VERSION,
+                theirs: 9
+            }
+        );
         assert!(error.to_string().contains("version 9"));
     }
 

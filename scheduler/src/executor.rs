@@ -5,6 +5,7 @@
 use crate::backend::Binding;
 use crate::catalog::Operation;
 use crate::job::Attempt;
+use crate::stream::StreamTap;
 use gpubridge_protocol::media::MediaError;
 use gpubridge_protocol::JobId;
 use serde_json::Value;
@@ -26,6 +27,9 @@ pub struct Call<'a> {
     pub job_deadline_unix_ms: u64,
     /// The service's usual duration, for backends that rank their own workers.
     pub default_ms: f64,
+    /// Where a backend that can stream sends chunks as it makes them; one that
+    /// cannot just returns its output, which reaches the client whole.
+    pub stream: Option<&'a StreamTap>,
 }
 
 impl Call<'_> {
@@ -80,17 +84,33 @@ pub enum AttemptError {
     Media(#[from] MediaError),
     #[error("backend does not support {0:?}")]
     Unsupported(Operation),
+    /// Whoever waited for the output left; nothing more is wanted.
+    #[error("stopped: the client disconnected")]
+    Cancelled,
+    /// The backend failed after part of the output had reached the client: no
+    /// other backend may take over.
+    #[error("failed mid-stream: {0}")]
+    MidStream(Box<AttemptError>),
 }
 
 impl AttemptError {
     /// Does this failure say the backend is unhealthy (feeds its circuit breaker)?
     pub fn counts_against_backend(&self) -> bool {
-        !matches!(self, AttemptError::Rejected { .. } | AttemptError::Media(_))
+        match self {
+            AttemptError::Rejected { .. } | AttemptError::Media(_) | AttemptError::Cancelled => {
+                false
+            }
+            AttemptError::MidStream(inner) => inner.counts_against_backend(),
+            _ => true,
+        }
     }
 
     /// Is there no point trying another backend? A user's unreachable media URL
     /// fails the same everywhere.
     pub fn is_final(&self) -> bool {
-        matches!(self, AttemptError::Media(_))
+        matches!(
+            self,
+            AttemptError::Media(_) | AttemptError::Cancelled | AttemptError::MidStream(_)
+        )
     }
 }

@@ -4,7 +4,8 @@ use crate::executor::AttemptError;
 use bytes::Bytes;
 use gpubridge_protocol::media::{error_chain, https_connector};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::{HeaderMap, Request, StatusCode};
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Request, Response, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -47,11 +48,27 @@ impl HttpClient {
     }
 
     pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<HttpResponse, AttemptError> {
-        let response = self
-            .client
+        let response = self.open(request).await?;
+        self.collect(response).await
+    }
+
+    /// Sends a request and returns as soon as the headers are in: the body is
+    /// the caller's to read as it arrives.
+    pub async fn open(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, AttemptError> {
+        self.client
             .request(request)
             .await
-            .map_err(|e| AttemptError::Connect(error_chain(&e)))?;
+            .map_err(|e| AttemptError::Connect(error_chain(&e)))
+    }
+
+    /// Reads a whole body, up to the limit.
+    pub async fn collect(
+        &self,
+        response: Response<Incoming>,
+    ) -> Result<HttpResponse, AttemptError> {
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, self.max_body)
             .collect()

@@ -34,6 +34,10 @@ pub struct Settlement {
 pub enum Origin {
     Run,
     Inference,
+    /// The OpenAI-compatible routes under `/v1`.
+    Openai,
+    /// A tool call on `/mcp`.
+    Mcp,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,9 +82,22 @@ pub struct JobRecord {
     pub recoveries: u32,
     /// Credits reserved for it; `None` when nobody pays (free access, x402).
     pub billing: Option<JobBilling>,
-    /// The x402 payment that paid for it. Last, so records of version 1 (which
-    /// end before it) read as `None`.
+    /// The x402 payment that paid for it. Records of version 1 end before it
+    /// and read as `None`.
     pub payment: Option<JobPayment>,
+    /// Set when the job was stopped because its client left. Last, so records
+    /// of versions 1 and 2 (which end before it) read as `None`.
+    pub stopped: Option<Stopped>,
+}
+
+/// A job stopped before it finished because nobody wanted its output any more.
+/// It is failed, and pays for the time it ran only if part of its output was
+/// delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stopped {
+    pub reason: String,
+    /// Output chunks that reached the client before it left.
+    pub chunks_delivered: u32,
 }
 
 /// How an x402 job was paid. Each proof pays for one job (and, if that job
@@ -120,14 +137,15 @@ mod owner_text {
 
 impl Record for JobRecord {
     const KIND: &'static str = "job";
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
-    /// Version 1 ends before `payment`: the same bytes and a `None`.
+    /// Version 1 ends before `payment`, version 2 before `stopped`: the same
+    /// bytes and a `None` for each missing field.
     fn upgrade(version: u8, payload: &[u8]) -> Result<Self, DecodeError> {
         match version {
-            1 => {
+            1 | 2 => {
                 let mut bytes = payload.to_vec();
-                bytes.push(0);
+                bytes.extend(std::iter::repeat_n(0, usize::from(3 - version)));
                 payload_of(Self::KIND, &bytes)
             }
             _ => Err(DecodeError::UnknownVersion {
@@ -178,6 +196,7 @@ pub fn sample(id: &str) -> JobRecord {
         recoveries: 0,
         billing: None,
         payment: None,
+        stopped: None,
     }
 }
 
@@ -200,10 +219,13 @@ mod tests {
         record.owner = Some(AccountId([3; 16]));
         assert_eq!(decode::<JobRecord>(&encode(&record)).unwrap(), record);
         assert!(decode::<JobRecord>(b"\x02\xff\xff").is_err());
-        // A record written before payments existed reads with none.
-        let mut v1 = encode(&record);
-        v1[0] = 1;
-        v1.pop();
-        assert_eq!(decode::<JobRecord>(&v1).unwrap(), record);
+        // Records written before payments and stops existed read with neither.
+        let mut v2 = encode(&record);
+        v2[0] = 2;
+        v2.pop();
+        assert_eq!(decode::<JobRecord>(&v2).unwrap(), record);
+        v2[0] = 1;
+        v2.pop();
+        assert_eq!(decode::<JobRecord>(&v2).unwrap(), record);
     }
 }

@@ -9,7 +9,9 @@
 //! - a service or model: `catalog.json` (or a catalog file named in the config);
 //! - a new way to run jobs on operators' machines: an [`Executor`] like `nodes::fleet`;
 //! - a front door: call [`Scheduler::prepare`] then [`Scheduler::admit`] (the
-//!   gateway's intake does both for every route).
+//!   gateway's intake does both for every route); one that streams output
+//!   attaches a [`StreamTap`] to the prepared job;
+//! - streaming in a backend: send chunks to `Call::stream` when it is set.
 
 mod backend;
 mod breaker;
@@ -31,6 +33,7 @@ mod recovery;
 mod router;
 mod runner;
 mod scheduler;
+mod stream;
 
 pub use backend::{Backend, BackendId, BackendSet, Binding, Route};
 pub use breaker::CircuitState;
@@ -44,8 +47,9 @@ pub use gpubridge_protocol::media::{is_private, MediaError, MediaFetcher};
 pub use hooks::{AllHooks, JobHooks, NoHooks};
 #[cfg(any(test, feature = "test-support"))]
 pub use job::sample;
-pub use job::{now_ms, Attempt, JobBilling, JobPayment, JobRecord, Origin, Settlement};
+pub use job::{now_ms, Attempt, JobBilling, JobPayment, JobRecord, Origin, Settlement, Stopped};
 pub use provider::Provider;
 pub use scheduler::{
     Estimate, JobRequest, PendingJob, PreparedJob, Scheduler, StartError, SubmitError,
 };
+pub use stream::{Disconnected, StreamReceiver, StreamTap};

@@ -6,23 +6,26 @@
 use crate::backend::{Backend, InFlight, Route};
 use crate::breaker::Admission;
 use crate::executor::{AttemptError, Call, Executed};
-use crate::job::{now_ms, Attempt, JobRecord};
+use crate::job::{now_ms, Attempt, JobRecord, Stopped};
 use crate::live::LiveJob;
 use crate::router::{self, Tried};
 use crate::scheduler::Inner;
+use crate::stream::StreamTap;
 use gpubridge_protocol::{JobId, JobStatus, Priority};
 use gpubridge_store::WriteSet;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Starts a persisted, counted job.
-pub(crate) fn spawn(inner: Arc<Inner>, record: JobRecord, input: Value) {
+/// Starts a persisted, counted job; `stream` carries its output to a client as
+/// it is made, and ends (is dropped) once the job is persisted.
+pub(crate) fn spawn(inner: Arc<Inner>, record: JobRecord, input: Value, stream: Option<StreamTap>) {
     let live = inner.live.insert(record);
     inner.metrics.pending.inc();
     tokio::spawn(async move {
-        let outcome = attempt_all(&inner, &live, &input).await;
-        finish(&inner, &live, outcome).await;
+        let outcome = attempt_all(&inner, &live, &input, stream.as_ref()).await;
+        finish(&inner, &live, outcome, stream.as_ref()).await;
+        drop(stream);
     });
 }
 
@@ -38,10 +41,16 @@ struct Plan<'a> {
     excluded: Tried,
     default_ms: f64,
     input: &'a Value,
+    stream: Option<&'a StreamTap>,
 }
 
 impl<'a> Plan<'a> {
-    fn of(inner: &'a Inner, live: &LiveJob, input: &'a Value) -> Plan<'a> {
+    fn of(
+        inner: &'a Inner,
+        live: &LiveJob,
+        input: &'a Value,
+        stream: Option<&'a StreamTap>,
+    ) -> Plan<'a> {
         let r = live.record.lock();
         let routes = inner
             .backends
@@ -64,6 +73,7 @@ impl<'a> Plan<'a> {
                 .service(&r.service)
                 .map_or(1000.0, |s| s.default_seconds * 1000.0),
             input,
+            stream,
         }
     }
 
@@ -84,6 +94,13 @@ struct Success {
     execution_us: u64,
 }
 
+/// Why a job failed, and whether it was stopped for its client.
+struct Failure {
+    reason: String,
+    /// The client left: how long the stopped attempt ran, and what it delivered.
+    stopped: Option<(u64, Stopped)>,
+}
+
 /// How one attempt ended, for the failover loop.
 enum Outcome {
     Done(Success),
@@ -96,22 +113,38 @@ enum Outcome {
     },
     /// The job's deadline passed.
     Expired(String),
+    /// The client left while this attempt ran for `execution_us`.
+    Stopped {
+        execution_us: u64,
+    },
 }
 
-async fn attempt_all(inner: &Inner, live: &LiveJob, input: &Value) -> Result<Success, String> {
-    let plan = Plan::of(inner, live, input);
+async fn attempt_all(
+    inner: &Inner,
+    live: &LiveJob,
+    input: &Value,
+    stream: Option<&StreamTap>,
+) -> Result<Success, Failure> {
+    let plan = Plan::of(inner, live, input, stream);
     let mut tried = plan.excluded;
     let mut reasons: Vec<String> = Vec::new();
+    let failed = |reasons: &[String]| Failure {
+        reason: summary(&plan.service, reasons),
+        stopped: None,
+    };
     loop {
         if now_ms() >= plan.deadline_ms {
             reasons.push("deadline passed".into());
-            return Err(summary(&plan.service, &reasons));
+            return Err(failed(&reasons));
+        }
+        if stream.is_some_and(StreamTap::is_closed) {
+            return Err(stopped(stream, 0));
         }
         let Some(index) = router::pick(plan.routes, plan.priority, tried, plan.default_ms) else {
             if reasons.is_empty() {
                 reasons.push("no live backend".into());
             }
-            return Err(summary(&plan.service, &reasons));
+            return Err(failed(&reasons));
         };
         tried.insert(index);
         match attempt(inner, live, &plan, &plan.routes[index]).await {
@@ -120,15 +153,32 @@ async fn attempt_all(inner: &Inner, live: &LiveJob, input: &Value) -> Result<Suc
             Outcome::Failed { reason, last } => {
                 reasons.push(reason);
                 if last {
-                    return Err(summary(&plan.service, &reasons));
+                    return Err(failed(&reasons));
                 }
                 inner.metrics.failovers.inc();
             }
             Outcome::Expired(reason) => {
                 reasons.push(reason);
-                return Err(summary(&plan.service, &reasons));
+                return Err(failed(&reasons));
             }
+            Outcome::Stopped { execution_us } => return Err(stopped(stream, execution_us)),
         }
+    }
+}
+
+/// The job's failure when its client left.
+fn stopped(stream: Option<&StreamTap>, execution_us: u64) -> Failure {
+    let chunks_delivered = stream.map_or(0, StreamTap::chunks);
+    let reason = format!("stopped: the client disconnected after {chunks_delivered} chunks");
+    Failure {
+        reason: reason.clone(),
+        stopped: Some((
+            execution_us,
+            Stopped {
+                reason,
+                chunks_delivered,
+            },
+        )),
     }
 }
 
@@ -157,11 +207,10 @@ async fn attempt(inner: &Inner, live: &LiveJob, plan: &Plan<'_>, route: &Route) 
         deadline: started + budget,
         job_deadline_unix_ms: plan.deadline_ms,
         default_ms: plan.default_ms,
+        stream: plan.stream,
     };
     let started_ms = now_ms();
-    let result = tokio::time::timeout(budget, backend.executor.execute(&call))
-        .await
-        .unwrap_or(Err(AttemptError::Timeout));
+    let result = execute(backend, &call, budget).await;
     drop(slot);
     let attempt = Attempt {
         backend: backend.label.clone(),
@@ -178,6 +227,29 @@ async fn attempt(inner: &Inner, live: &LiveJob, plan: &Plan<'_>, route: &Route) 
         attempt,
         result,
     )
+}
+
+/// Runs the attempt within its budget; a streamed one also stops when its
+/// client leaves, and one that fails after output went out cannot fail over.
+async fn execute(
+    backend: &Backend,
+    call: &Call<'_>,
+    budget: Duration,
+) -> Result<Executed, AttemptError> {
+    let work = tokio::time::timeout(budget, backend.executor.execute(call));
+    let Some(stream) = call.stream else {
+        return work.await.unwrap_or(Err(AttemptError::Timeout));
+    };
+    let result = tokio::select! {
+        result = work => result.unwrap_or(Err(AttemptError::Timeout)),
+        () = stream.closed() => Err(AttemptError::Cancelled),
+    };
+    match result {
+        Err(error) if stream.started() && !error.is_final() => {
+            Err(AttemptError::MidStream(Box::new(error)))
+        }
+        other => other,
+    }
 }
 
 /// Lets the attempt through the backend's breaker and queue, waits for a slot
@@ -243,6 +315,14 @@ fn record(
                 execution_us: elapsed.as_micros() as u64,
             })
         }
+        Err(AttemptError::Cancelled) => {
+            backend.breaker.abandon(admission);
+            attempt.error = Some(AttemptError::Cancelled.to_string());
+            live.record.lock().attempts.push(attempt);
+            Outcome::Stopped {
+                execution_us: elapsed.as_micros() as u64,
+            }
+        }
         Err(error) => {
             if error.counts_against_backend() {
                 backend.breaker.record_failure(admission);
@@ -278,7 +358,12 @@ fn mark_running(inner: &Inner, live: &LiveJob) {
 
 /// Makes the job terminal: persisted (with its settlement) first, then shown, so
 /// whoever reads `completed` or `failed` also sees what it was charged.
-async fn finish(inner: &Inner, live: &LiveJob, outcome: Result<Success, String>) {
+async fn finish(
+    inner: &Inner,
+    live: &LiveJob,
+    outcome: Result<Success, Failure>,
+    stream: Option<&StreamTap>,
+) {
     let mut record = live.record.lock().clone();
     match record.status {
         JobStatus::Running => inner.metrics.running.dec(),
@@ -292,13 +377,22 @@ async fn finish(inner: &Inner, live: &LiveJob, outcome: Result<Success, String>)
             record.backend = Some(success.backend);
             record.execution_us = Some(success.execution_us);
         }
-        Err(error) => {
+        Err(failure) => {
             record.status = JobStatus::Failed;
-            record.error = Some(error);
+            record.error = Some(failure.reason);
+            if let Some((execution_us, stopped)) = failure.stopped {
+                record.execution_us = Some(execution_us);
+                if stopped.chunks_delivered > 0 {
+                    record.output = stream.map(|s| s.output().to_string());
+                }
+                record.stopped = Some(stopped);
+            }
         }
     }
     persist_terminal(inner, &mut record).await;
-    if let (Some(seconds), Some(ewma)) = (
+    // A stopped job ran only part of the way: it says nothing about durations.
+    if let (JobStatus::Completed, Some(seconds), Some(ewma)) = (
+        record.status,
         record.execution_seconds(),
         inner.service_seconds.get(&record.service),
     ) {

@@ -15,6 +15,7 @@ use crate::nodes::NodePool;
 use crate::provider::Provider;
 use crate::providers::{executor_for, ProviderClient};
 use crate::router::{self, Tried};
+use crate::stream::StreamTap;
 use gpubridge_protocol::media::MediaFetcher;
 use gpubridge_protocol::{AccountId, JobId, JobStatus, Micros, Priority};
 use gpubridge_store::{Ack, Store, StoreError, WriteSet, WriteSlot};
@@ -97,6 +98,8 @@ pub struct PreparedJob {
     pub billing: Option<JobBilling>,
     /// Set by the x402 payer before `submit`.
     pub payment: Option<JobPayment>,
+    /// Set by a front door that streams the output to its client.
+    pub stream: Option<StreamTap>,
 }
 
 pub struct Estimate {
@@ -124,37 +127,36 @@ pub(crate) struct Inner {
 /// [`PendingJob::accepted`]: once it is `Ok` the job survives a crash and runs.
 /// Dropped unawaited, it still starts once durable: nothing accepted is lost.
 pub struct PendingJob {
-    parts: Option<(Arc<Inner>, JobRecord, Value, Ack)>,
+    parts: Option<Parts>,
 }
+
+type Parts = (Arc<Inner>, JobRecord, Value, Option<StreamTap>, Ack);
 
 impl PendingJob {
     pub async fn accepted(mut self) -> Result<JobRecord, SubmitError> {
-        let Some((inner, record, input, ack)) = self.parts.take() else {
+        let Some(parts) = self.parts.take() else {
             return Err(SubmitError::ShuttingDown);
         };
-        start_when_durable(inner, record, input, ack).await
+        start_when_durable(parts).await
     }
 }
 
 impl Drop for PendingJob {
     fn drop(&mut self) {
-        let Some((inner, record, input, ack)) = self.parts.take() else {
+        let Some(parts) = self.parts.take() else {
             return;
         };
         // Outside a runtime (never in the daemon) the job starts at the next restart.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = start_when_durable(inner, record, input, ack).await;
+                let _ = start_when_durable(parts).await;
             });
         }
     }
 }
 
 async fn start_when_durable(
-    inner: Arc<Inner>,
-    record: JobRecord,
-    input: Value,
-    ack: Ack,
+    (inner, record, input, stream, ack): Parts,
 ) -> Result<JobRecord, SubmitError> {
     if let Err(e) = ack.await {
         inner.live.uncount();
@@ -163,7 +165,7 @@ async fn start_when_durable(
     if let Some(m) = inner.metrics.service(&record.service) {
         m.accepted.inc();
     }
-    crate::runner::spawn(inner, record.clone(), input);
+    crate::runner::spawn(inner, record.clone(), input, stream);
     Ok(record)
 }
 
@@ -342,6 +344,7 @@ impl Scheduler {
             price_per_second: spec.price_per_second(),
             billing: None,
             payment: None,
+            stream: None,
         })
     }
 
@@ -426,12 +429,13 @@ impl Scheduler {
             recoveries: 0,
             billing: job.billing,
             payment: job.payment,
+            stopped: None,
         };
         let mut writes = writes;
         crate::jobs::write_new(&mut writes, &record);
         let ack = slot.submit(writes);
         Ok(PendingJob {
-            parts: Some((inner.clone(), record, job.input, ack)),
+            parts: Some((inner.clone(), record, job.input, job.stream, ack)),
         })
     }
 

@@ -394,8 +394,7 @@ pub fn payment_signature(accepted: &Value, payload: Value) -> String {
 /// x402's Python client in `tests/clients/.venv` (made by `.ci/setup-deps`)
 /// and the script that pays through it.
 pub fn x402_python_client() -> (PathBuf, PathBuf) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients");
-    (dir.join(".venv/bin/python"), dir.join("x402_pay.py"))
+    crate::python_client("x402_pay.py")
 }
 
 /// An EIP-191 `personal_sign` of `message` by `key`, as wallets make it.

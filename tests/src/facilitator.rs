@@ -5,9 +5,9 @@
 //! counts and keeps what it was sent.
 
 use crate::chain::{Chain, BASE, DEV_KEYS, USDC};
-use bytes::Bytes;
 use gpubridge_billing::chain::{Chain as Node, ChainSettings};
-use http_body_util::{BodyExt, Full};
+use gpubridge_gateway::outgoing::Outgoing;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use parking_lot::Mutex;
@@ -90,7 +90,7 @@ impl FacilitatorStandin {
     }
 }
 
-async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(state: &State, request: Request<Incoming>) -> Response<Outgoing> {
     let path = request.uri().path().to_string();
     let body = request
         .into_body()
@@ -105,7 +105,7 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Byte
         "/settle" => settle(state, &body).await,
         _ => json!({"error": "not found"}),
     };
-    Response::new(Full::new(Bytes::from(answer.to_string())))
+    Response::new(Outgoing::whole(answer.to_string()))
 }
 
 fn verify(state: &State, body: &Value) -> Value {

@@ -11,14 +11,18 @@ pub mod facilitator;
 mod inprocess;
 mod process;
 mod serve;
+mod sse_client;
 mod standin;
+mod standin_stream;
 
 pub use agent::{echo_service, AgentProcess};
 pub use client::{JsonClient, Reply};
 pub use daemon::{binary, create_token, Daemon, DaemonOptions, ADMIN_TOKEN};
 pub use inprocess::InProcess;
 pub use process::ChildProcess;
+pub use sse_client::{streamed_content, EventStream};
 pub use standin::{Behavior, Standin};
+pub use standin_stream::{streamed_text, StreamCounts, StreamPlan};
 
 /// TOML that points every hosted provider at `base_url` with `key`, with short
 /// timeouts and a quick breaker so failure tests run fast.
@@ -32,6 +36,13 @@ pub fn providers_config(base_url: &str, key: &str, providers: &[&str]) -> String
         ));
     }
     text
+}
+
+/// The Python of `tests/clients/.venv` (made by `.ci/setup-deps`, with the
+/// unmodified client libraries pinned there) and one of the scripts beside it.
+pub fn python_client(script: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients");
+    (dir.join(".venv/bin/python"), dir.join(script))
 }
 
 /// `POST /run` of `service` with `input`, no extra headers.

@@ -1,8 +1,7 @@
 //! Serving HTTP/1 on a loopback listener with a request handler: the stand-ins'
 //! accept loop.
 
-use bytes::Bytes;
-use http_body_util::Full;
+use gpubridge_gateway::outgoing::Outgoing;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -19,7 +18,7 @@ pub fn spawn<S, F, Fut>(listener: TcpListener, state: Arc<S>, handle: F) -> Join
 where
     S: Send + Sync + 'static,
     F: Fn(Arc<S>, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    Fut: Future<Output = Response<Outgoing>> + Send + 'static,
 {
     tokio::spawn(async move {
         loop {

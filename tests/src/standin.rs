@@ -1,10 +1,13 @@
 //! A local stand-in for the hosted providers, speaking their documented wire
 //! formats: OpenAI-compatible chat, embeddings, audio (Groq, Together, DeepInfra,
 //! Fireworks, Jina), Together images, Jina/Together rerank and Replicate
-//! predictions. Its behaviour can be switched at run time to inject failures.
+//! predictions. Its behaviour can be switched at run time to inject failures;
+//! streamed chat completions are `standin_stream`'s.
 
+use crate::standin_stream::{StreamCounts, StreamPlan};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use gpubridge_gateway::outgoing::Outgoing;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use parking_lot::Mutex;
@@ -39,6 +42,8 @@ struct State {
     by_path: Mutex<HashMap<String, u64>>,
     predictions: Mutex<HashMap<String, (Value, u32)>>,
     next_id: AtomicU64,
+    stream_plan: Mutex<StreamPlan>,
+    streams: Arc<StreamCounts>,
 }
 
 /// A running stand-in; stops when dropped.
@@ -70,6 +75,8 @@ impl Standin {
             by_path: Mutex::new(HashMap::new()),
             predictions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            stream_plan: Mutex::new(StreamPlan::default()),
+            streams: Arc::default(),
         });
         let task = crate::serve::spawn(listener, state.clone(), |state, request| async move {
             handle(&state, request).await
@@ -86,6 +93,16 @@ impl Standin {
         *self.state.behavior.lock() = behavior;
     }
 
+    /// How the next streamed chat completions go.
+    pub fn set_stream_plan(&self, plan: StreamPlan) {
+        *self.state.stream_plan.lock() = plan;
+    }
+
+    /// What became of the streams served so far.
+    pub fn streams(&self) -> &StreamCounts {
+        &self.state.streams
+    }
+
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::Relaxed)
     }
@@ -95,12 +112,8 @@ impl Standin {
     }
 }
 
-fn respond(
-    status: StatusCode,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Outgoing> {
+    let mut response = Response::new(Outgoing::whole(body.into()));
     *response.status_mut() = status;
     if let Ok(value) = content_type.parse() {
         response
@@ -110,11 +123,11 @@ fn respond(
     response
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+fn json_response(status: StatusCode, body: Value) -> Response<Outgoing> {
     respond(status, "application/json", body.to_string())
 }
 
-async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(state: &State, request: Request<Incoming>) -> Response<Outgoing> {
     state.requests.fetch_add(1, Ordering::Relaxed);
     let path = request.uri().path().to_string();
     *state.by_path.lock().entry(path.clone()).or_default() += 1;
@@ -193,6 +206,9 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Byte
         }
     };
     match (method, path.as_str()) {
+        (Method::POST, "/v1/chat/completions") if input["stream"] == json!(true) => {
+            crate::standin_stream::respond(&state.stream_plan, state.streams.clone(), &input)
+        }
         (Method::POST, "/v1/chat/completions") => chat(&input),
         (Method::POST, "/v1/completions") => completion(&input),
         // Cog's own HTTP API, as a model container on a GPU host serves it.
@@ -225,7 +241,7 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Byte
     }
 }
 
-fn chat(input: &Value) -> Response<Full<Bytes>> {
+fn chat(input: &Value) -> Response<Outgoing> {
     let last = input["messages"]
         .as_array()
         .and_then(|m| m.last())
@@ -257,7 +273,7 @@ fn vector(text: &str) -> Vec<f64> {
     v
 }
 
-fn embeddings(input: &Value) -> Response<Full<Bytes>> {
+fn embeddings(input: &Value) -> Response<Outgoing> {
     let texts: Vec<String> = match &input["input"] {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) => items
@@ -277,7 +293,7 @@ fn embeddings(input: &Value) -> Response<Full<Bytes>> {
     )
 }
 
-fn rerank(input: &Value) -> Response<Full<Bytes>> {
+fn rerank(input: &Value) -> Response<Outgoing> {
     let query = input["query"].as_str().unwrap_or_default().to_lowercase();
     let documents = input["documents"].as_array().cloned().unwrap_or_default();
     let mut scored: Vec<(usize, f64)> = documents
@@ -305,7 +321,7 @@ fn rerank(input: &Value) -> Response<Full<Bytes>> {
     )
 }
 
-fn images(input: &Value) -> Response<Full<Bytes>> {
+fn images(input: &Value) -> Response<Outgoing> {
     let n = input["n"].as_u64().unwrap_or(1);
     let data: Vec<Value> = (0..n)
         .map(|i| json!({"url": format!("https://standin.invalid/image-{i}.png")}))
@@ -316,7 +332,7 @@ fn images(input: &Value) -> Response<Full<Bytes>> {
     )
 }
 
-fn transcription(body: &[u8]) -> Response<Full<Bytes>> {
+fn transcription(body: &[u8]) -> Response<Outgoing> {
     let text = String::from_utf8_lossy(body);
     if !text.contains("name=\"file\"") || !text.contains("name=\"model\"") {
         return json_response(
@@ -331,7 +347,7 @@ fn transcription(body: &[u8]) -> Response<Full<Bytes>> {
 }
 
 /// OpenAI legacy completions: the prompt continued.
-fn completion(body: &Value) -> Response<Full<Bytes>> {
+fn completion(body: &Value) -> Response<Outgoing> {
     let prompt = body["prompt"].as_str().unwrap_or_default();
     json_response(
         StatusCode::OK,
@@ -341,7 +357,7 @@ fn completion(body: &Value) -> Response<Full<Bytes>> {
 
 /// Replicate: a new prediction starts, is processing on the first poll, and
 /// succeeds on the second, echoing its input as output.
-fn create_prediction(state: &State, body: &Value) -> Response<Full<Bytes>> {
+fn create_prediction(state: &State, body: &Value) -> Response<Outgoing> {
     let id = format!("pred{}", state.next_id.fetch_add(1, Ordering::Relaxed));
     let input = body["input"].clone();
     state
@@ -354,7 +370,7 @@ fn create_prediction(state: &State, body: &Value) -> Response<Full<Bytes>> {
     )
 }
 
-fn poll_prediction(state: &State, id: &str) -> Response<Full<Bytes>> {
+fn poll_prediction(state: &State, id: &str) -> Response<Outgoing> {
     let mut predictions = state.predictions.lock();
     let Some((input, polls)) = predictions.get_mut(id) else {
         return json_response(StatusCode::NOT_FOUND, json!({"detail": "Not found."}));

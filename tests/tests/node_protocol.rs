@@ -100,7 +100,8 @@ async fn garbage_oversized_and_foreign_version_frames_are_refused() {
     let daemon = daemon(dir.path());
 
     let (_e, connection, _) = connect(&daemon).await;
-    let mut garbage = vec![0, 0, 0, 40, 0, 1];
+    let [v0, v1] = gpubridge_protocol::PROTOCOL_VERSION.to_be_bytes();
+    let mut garbage = vec![0, 0, 0, 40, v0, v1];
     garbage.extend((0..40u8).map(|i| i.wrapping_mul(97).wrapping_add(13)));
     send_raw(&connection, &garbage).await;
     let reason = close_reason(&connection).await;
@@ -110,7 +111,7 @@ async fn garbage_oversized_and_foreign_version_frames_are_refused() {
     );
 
     let (_e, connection, _) = connect(&daemon).await;
-    send_raw(&connection, &[0x7f, 0xff, 0xff, 0xff, 0, 1]).await;
+    send_raw(&connection, &[0x7f, 0xff, 0xff, 0xff, v0, v1]).await;
     let reason = close_reason(&connection).await;
     assert!(reason.contains("over the"), "{reason}");
 

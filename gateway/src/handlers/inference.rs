@@ -5,7 +5,7 @@
 use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
-use crate::handlers::{accepted_headers, x402_tagged};
+use crate::handlers::{accepted_headers, arrive, x402_tagged};
 use crate::intake::IntakeRequest;
 use crate::views::InferenceView;
 use gpubridge_billing::IdempotencyClaim;
@@ -29,25 +29,24 @@ async fn infer(
     request: Request<Incoming>,
     x402: Option<u8>,
 ) -> Result<HttpResponse, ApiError> {
-    let (parts, incoming) = request.into_parts();
-    let priority = body::priority(&parts.headers)?;
-    let idempotency_key = body::idempotency_key(&parts.headers)?;
-    let public_url = app.http.public_url.as_deref();
-    let caller = app
-        .access
-        .identify_payer(&parts.headers, &parts.uri, public_url)?;
-    let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
-    let input = Value::Object(body::parse::<Map<String, Value>>(&bytes)?);
-    let idempotency = idempotency_key.map(|key| IdempotencyClaim::new(key, "/inference", &input));
+    let arrival = arrive(app, request).await?;
+    let input = Value::Object(body::parse::<Map<String, Value>>(&arrival.bytes)?);
+    let idempotency = arrival
+        .idempotency_key
+        .map(|key| IdempotencyClaim::new(key, "/inference", &input));
     let request = IntakeRequest {
         service: SERVICE.into(),
         input,
-        priority,
+        priority: arrival.priority,
         origin: Origin::Inference,
         webhook_url: None,
         idempotency,
+        stream: None,
     };
-    let accepted = app.intake(caller, request).await.map_err(inference_paths)?;
+    let accepted = app
+        .intake(arrival.caller, request)
+        .await
+        .map_err(inference_paths)?;
     let wait = Duration::from_millis(app.http.inline_wait_ms);
     let finished = app.scheduler.wait(&accepted.record.id, wait).await;
     // On a failed read the job is persisted and running: point at /status.

@@ -10,18 +10,59 @@ pub mod run;
 pub mod status;
 pub mod topup_crypto;
 
+use crate::access::Caller;
 use crate::app::{App, HttpResponse};
+use crate::body;
 use crate::error::ApiError;
 use crate::intake::Accepted;
 use crate::x402::{answer_headers, X_PAYMENT_VERSION};
+use bytes::Bytes;
+use gpubridge_protocol::Priority;
+use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
+use hyper::Request;
 
 /// Marks an answer that repeats an earlier job for the same Idempotency-Key.
 pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
+/// The job behind an answer that does not otherwise show it (`/v1` routes).
+pub const JOB_ID: HeaderName = HeaderName::from_static("x-gpubridge-job-id");
+
+/// What every door that runs jobs reads before its body's meaning.
+pub struct Arrival {
+    pub priority: Priority,
+    pub idempotency_key: Option<String>,
+    /// Who pays: an account's key, or (without one) an x402 payment.
+    pub caller: Caller,
+    pub bytes: Bytes,
+}
+
+/// Reads the headers every job-running door shares, then the body within its limit.
+pub async fn arrive(app: &App, request: Request<Incoming>) -> Result<Arrival, ApiError> {
+    let (parts, incoming) = request.into_parts();
+    let priority = body::priority(&parts.headers)?;
+    let idempotency_key = body::idempotency_key(&parts.headers)?;
+    let public_url = app.http.public_url.as_deref();
+    let caller = app
+        .access
+        .identify_payer(&parts.headers, &parts.uri, public_url)?;
+    let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
+    Ok(Arrival {
+        priority,
+        idempotency_key,
+        caller,
+        bytes,
+    })
+}
+
 /// The headers every answer about an accepted job carries: a replay's mark,
 /// and on the x402 path its version and settlement.
-fn accepted_headers(app: &App, x402: Option<u8>, accepted: &Accepted, response: &mut HttpResponse) {
+pub fn accepted_headers(
+    app: &App,
+    x402: Option<u8>,
+    accepted: &Accepted,
+    response: &mut HttpResponse,
+) {
     if accepted.replayed {
         response
             .headers_mut()
@@ -38,7 +79,7 @@ fn accepted_headers(app: &App, x402: Option<u8>, accepted: &Accepted, response: 
 }
 
 /// A refusal on the x402 path says which x402 version it speaks.
-fn x402_tagged(
+pub fn x402_tagged(
     x402: Option<u8>,
     result: Result<HttpResponse, ApiError>,
 ) -> Result<HttpResponse, ApiError> {

@@ -1,9 +1,8 @@
 //! `GET /health` and `GET /metrics` for operators.
 
 use crate::app::{json, App, HttpResponse};
-use bytes::Bytes;
+use crate::outgoing::Outgoing;
 use gpubridge_scheduler::CircuitState;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use prometheus::Encoder;
@@ -44,7 +43,7 @@ pub fn metrics(app: &App) -> HttpResponse {
     if let Err(e) = encoder.encode(&app.registry.gather(), &mut buffer) {
         tracing::error!(error = %e, "encoding metrics");
     }
-    let mut response = Response::new(Full::new(Bytes::from(buffer)));
+    let mut response = Response::new(Outgoing::whole(buffer));
     if let Ok(value) = HeaderValue::from_str(encoder.format_type()) {
         response.headers_mut().insert(CONTENT_TYPE, value);
     }

@@ -4,7 +4,7 @@
 use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
-use crate::handlers::{accepted_headers, x402_tagged};
+use crate::handlers::{accepted_headers, arrive, x402_tagged};
 use crate::intake::IntakeRequest;
 use crate::requests::RunBody;
 use crate::views::RunAccepted;
@@ -26,31 +26,27 @@ async fn run(
     request: Request<Incoming>,
     x402: Option<u8>,
 ) -> Result<HttpResponse, ApiError> {
-    let (parts, incoming) = request.into_parts();
-    let priority = body::priority(&parts.headers)?;
-    let idempotency_key = body::idempotency_key(&parts.headers)?;
-    let public_url = app.http.public_url.as_deref();
-    let caller = app
-        .access
-        .identify_payer(&parts.headers, &parts.uri, public_url)?;
-    let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
-    let run: RunBody = body::parse(&bytes).map_err(|mut e| {
+    let arrival = arrive(app, request).await?;
+    let run: RunBody = body::parse(&arrival.bytes).map_err(|mut e| {
         if e.field() == Some("service") {
             e.available_services = Some(app.scheduler.catalog().service_keys());
         }
         e
     })?;
-    let idempotency = idempotency_key.map(|key| IdempotencyClaim::new(key, "/run", &run));
+    let idempotency = arrival
+        .idempotency_key
+        .map(|key| IdempotencyClaim::new(key, "/run", &run));
     let accepted = app
         .intake(
-            caller,
+            arrival.caller,
             IntakeRequest {
                 service: run.service,
                 input: Value::Object(run.input),
-                priority,
+                priority: arrival.priority,
                 origin: Origin::Run,
                 webhook_url: run.webhook_url,
                 idempotency,
+                stream: None,
             },
         )
         .await?;

@@ -5,8 +5,9 @@ use super::RuntimeFailure;
 use bytes::Bytes;
 use gpubridge_protocol::node::FailureKind;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
-use hyper::{Method, Request};
+use hyper::{Method, Request, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -35,6 +36,29 @@ impl JsonPoster {
         bearer: Option<&str>,
         body: &Value,
     ) -> Result<Value, RuntimeFailure> {
+        let body = self.collect(self.open(url, bearer, body).await?).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            RuntimeFailure::new(FailureKind::Runtime, format!("answer is not JSON: {e}"))
+        })
+    }
+
+    /// POSTs `body` as JSON and hands back a 2xx answer's body unread (a stream).
+    pub async fn post_for_stream(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+        body: &Value,
+    ) -> Result<Incoming, RuntimeFailure> {
+        Ok(self.open(url, bearer, body).await?.into_body())
+    }
+
+    /// Sends the request; an answer that is not 2xx is read and classified.
+    async fn open(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+        body: &Value,
+    ) -> Result<Response<Incoming>, RuntimeFailure> {
         let failure = |kind, message: String| RuntimeFailure::new(kind, message);
         let bytes = serde_json::to_vec(body)
             .map_err(|e| failure(FailureKind::Rejected, format!("input: {e}")))?;
@@ -56,21 +80,26 @@ impl JsonPoster {
             )
         })?;
         let status = response.status();
-        let body = Limited::new(response.into_body(), self.max_bytes)
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = self.collect(response).await?;
+        let snippet: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+        let kind = match status.as_u16() {
+            400 | 404 | 413 | 415 | 422 => FailureKind::Rejected,
+            503 => FailureKind::Unavailable,
+            _ => FailureKind::Runtime,
+        };
+        Err(failure(kind, format!("HTTP {status}: {snippet}")))
+    }
+
+    async fn collect(&self, response: Response<Incoming>) -> Result<Bytes, RuntimeFailure> {
+        Limited::new(response.into_body(), self.max_bytes)
             .collect()
             .await
-            .map_err(|e| failure(FailureKind::Runtime, format!("reading the answer: {e}")))?
-            .to_bytes();
-        if !status.is_success() {
-            let snippet: String = String::from_utf8_lossy(&body).chars().take(300).collect();
-            let kind = match status.as_u16() {
-                400 | 404 | 413 | 415 | 422 => FailureKind::Rejected,
-                503 => FailureKind::Unavailable,
-                _ => FailureKind::Runtime,
-            };
-            return Err(failure(kind, format!("HTTP {status}: {snippet}")));
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| failure(FailureKind::Runtime, format!("answer is not JSON: {e}")))
+            .map(|collected| collected.to_bytes())
+            .map_err(|e| {
+                RuntimeFailure::new(FailureKind::Runtime, format!("reading the answer: {e}"))
+            })
     }
 }

@@ -7,10 +7,14 @@ mod http;
 
 use crate::config::{RuntimeKind, ServiceConfig};
 use base64::Engine;
+use gpubridge_protocol::chat_stream::{read_chat_stream, ChatStreamError};
 use gpubridge_protocol::media::MediaFetcher;
 use gpubridge_protocol::node::FailureKind;
 use gpubridge_protocol::openai;
 use http::JsonPoster;
+
+/// Where a streaming runtime sends each chunk (JSON text) as it is made.
+pub type Deltas = tokio::sync::mpsc::Sender<String>;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,11 +86,13 @@ impl Runtime {
     }
 
     /// Runs one job. The caller enforces the deadline by dropping the future,
-    /// which also kills a command's process.
+    /// which also kills a command's process. With `deltas`, a runtime that can
+    /// stream (an OpenAI chat completion) sends each chunk there as it comes.
     pub async fn run(
         &self,
         model: Option<&str>,
         mut input: Value,
+        deltas: Option<&Deltas>,
     ) -> Result<Value, RuntimeFailure> {
         self.fetch_inputs(&mut input).await?;
         let url = self.cfg.url.as_deref().unwrap_or_default();
@@ -105,7 +111,7 @@ impl Runtime {
                     .await?;
                 cog_output(prediction)
             }
-            RuntimeKind::Openai => self.openai(url, model, &input).await,
+            RuntimeKind::Openai => self.openai(url, model, &input, deltas).await,
             RuntimeKind::Command => {
                 command::run(&self.cfg, &self.service, &input, self.max_output_bytes).await
             }
@@ -121,6 +127,7 @@ impl Runtime {
         root: &str,
         model: Option<&str>,
         input: &Value,
+        deltas: Option<&Deltas>,
     ) -> Result<Value, RuntimeFailure> {
         let root = root.trim_end_matches('/');
         let asked = model.or_else(|| input.get("model").and_then(Value::as_str));
@@ -146,11 +153,41 @@ impl Runtime {
             Some(_) => openai::vision_messages(input),
             None => openai::messages(input),
         };
+        let url = format!("{root}/chat/completions");
+        if let Some(deltas) = deltas {
+            let body = openai::chat_stream_request(input, local_model, messages);
+            return self.stream(&url, &body, deltas).await;
+        }
         let body = openai::chat_request(input, local_model, messages);
-        let response = self
-            .post(&format!("{root}/chat/completions"), &body)
+        openai::chat_output(self.post(&url, &body).await?).map_err(bad)
+    }
+
+    /// A streamed chat completion: each chunk to `deltas` as it arrives, the
+    /// whole answer (as a non-streamed one would be) at the end.
+    async fn stream(
+        &self,
+        url: &str,
+        body: &Value,
+        deltas: &Deltas,
+    ) -> Result<Value, RuntimeFailure> {
+        let stream = self
+            .http
+            .post_for_stream(url, self.cfg.api_key.as_deref(), body)
             .await?;
-        openai::chat_output(response).map_err(bad)
+        let mut answer = openai::ChatAccumulator::default();
+        let sink = |chunk: Value| {
+            answer.add(&chunk);
+            deltas.send(chunk.to_string())
+        };
+        read_chat_stream(stream, self.max_output_bytes, sink)
+            .await
+            .map_err(|e| match e {
+                ChatStreamError::Sink(_) => {
+                    RuntimeFailure::new(FailureKind::Unavailable, "the job stream closed")
+                }
+                other => RuntimeFailure::new(FailureKind::Runtime, other.to_string()),
+            })?;
+        Ok(answer.output())
     }
 }
 
@@ -213,14 +250,17 @@ mod tests {
             toml::from_str("runtime = \"echo\"\nfetch_inputs = [\"image_url\"]").unwrap();
         let strict = Runtime::new("ocr", &cfg, 1024, MediaFetcher::new(false, 1024));
         let refused = strict
-            .run(None, json!({"image_url": "http://127.0.0.1:9/x.png"}))
+            .run(None, json!({"image_url": "http://127.0.0.1:9/x.png"}), None)
             .await
             .unwrap_err();
         assert_eq!(refused.kind, FailureKind::Rejected);
         assert!(refused.message.contains("image_url"), "{}", refused.message);
         // data: URLs are already inline and pass untouched.
         let inline = json!({"image_url": "data:image/png;base64,iVBORw0K"});
-        assert_eq!(strict.run(None, inline.clone()).await.unwrap(), inline);
+        assert_eq!(
+            strict.run(None, inline.clone(), None).await.unwrap(),
+            inline
+        );
     }
 
     #[tokio::test]
@@ -228,6 +268,6 @@ mod tests {
         let cfg: ServiceConfig = toml::from_str("runtime = \"echo\"").unwrap();
         let runtime = Runtime::new("echo", &cfg, 1024, MediaFetcher::new(false, 1024));
         let input = json!({"a": [1, 2, {"b": null}]});
-        assert_eq!(runtime.run(None, input.clone()).await.unwrap(), input);
+        assert_eq!(runtime.run(None, input.clone(), None).await.unwrap(), input);
     }
 }

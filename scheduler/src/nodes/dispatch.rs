@@ -6,6 +6,7 @@
 use super::config::NodesConfig;
 use super::session::{Session, SlotGuard};
 use crate::executor::AttemptError;
+use crate::stream::StreamTap;
 use gpubridge_protocol::node::{close, Assignment, FailureKind, JobEvent};
 use gpubridge_protocol::{write_frame, FrameReader, StreamError};
 use serde_json::Value;
@@ -22,6 +23,7 @@ pub(super) async fn run_on(
     _slot: SlotGuard<'_>,
     assignment: &Assignment,
     cfg: &NodesConfig,
+    stream: Option<&StreamTap>,
 ) -> Result<Value, Failure> {
     let lost = |what: &str, e: &dyn std::fmt::Display| Failure::Retry(format!("{what}: {e}"));
     let (mut send, recv) = session
@@ -52,6 +54,16 @@ pub(super) async fn run_on(
         };
         match event {
             JobEvent::Progress { .. } => {}
+            JobEvent::Delta(chunk) => {
+                let Some(tap) = stream else { continue };
+                let chunk = serde_json::from_str(&chunk).map_err(|e| {
+                    Failure::Retry(format!("agent sent a chunk that is not JSON: {e}"))
+                })?;
+                if tap.send(chunk).await.is_err() {
+                    let _ = events.get_mut().stop(close::CANCELLED.into());
+                    return Err(Failure::Final(AttemptError::Cancelled));
+                }
+            }
             JobEvent::OutputChunk(chunk) => {
                 if output.len() + chunk.len() > cfg.max_output_bytes {
                     let _ = events.get_mut().stop(close::CANCELLED.into());

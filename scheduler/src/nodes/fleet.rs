@@ -8,6 +8,7 @@ use super::session::Session;
 use super::NodePool;
 use crate::executor::{AttemptError, BoxFuture, Call, Executed, Executor};
 use crate::job::{now_ms, Attempt};
+use crate::stream::StreamTap;
 use gpubridge_protocol::node::{Assignment, GpuTier};
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,6 +42,7 @@ impl FleetExecutor {
             model: call.model.map(str::to_string),
             input_json: call.input.to_string(),
             deadline_unix_ms: call.job_deadline_unix_ms,
+            stream: call.stream.is_some(),
         };
         let mut avoid: Vec<u64> = Vec::new();
         let mut earlier: Vec<Attempt> = Vec::new();
@@ -61,7 +63,7 @@ impl FleetExecutor {
             };
             let started = Instant::now();
             let started_ms = now_ms();
-            match dispatch::run_on(&session, slot, &assignment, &pool.cfg).await {
+            match dispatch::run_on(&session, slot, &assignment, &pool.cfg, call.stream).await {
                 Ok(output) => {
                     let ms = started.elapsed().as_secs_f64() * 1000.0;
                     session.latency_ms.observe(ms, pool.ewma_alpha);
@@ -71,6 +73,14 @@ impl FleetExecutor {
                         worker: Some(session.node_id.clone()),
                         earlier,
                     });
+                }
+                Err(Failure::Retry(reason)) if call.stream.is_some_and(StreamTap::started) => {
+                    // Part of the output reached the client: no other agent may take over.
+                    session.record_failure(now_ms());
+                    return Err(AttemptError::Failed(format!(
+                        "{}: {reason}",
+                        session.node_id
+                    )));
                 }
                 Err(Failure::Retry(reason)) => {
                     session.record_failure(now_ms());

@@ -8,7 +8,8 @@ use crate::provider::Provider;
 use bytes::Bytes;
 use gpubridge_protocol::media::MediaFetcher;
 use http_body_util::Full;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request};
 use serde_json::Value;
 
@@ -74,16 +75,34 @@ impl ProviderClient {
 
     /// POSTs JSON and parses a JSON answer.
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, AttemptError> {
-        let bytes =
-            serde_json::to_vec(body).map_err(|e| AttemptError::BadResponse(e.to_string()))?;
         let response = self
-            .send(
-                self.request(Method::POST, path)
-                    .header(CONTENT_TYPE, "application/json"),
-                Bytes::from(bytes),
-            )
+            .send(self.json_request(path), json_bytes(body)?)
             .await?;
         parse_json(&response)
+    }
+
+    /// POSTs JSON and hands back the successful answer's body unread, for
+    /// streams; any other status is read and classified as usual.
+    pub async fn post_for_stream(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<Incoming, AttemptError> {
+        let request = self
+            .json_request(path)
+            .header(ACCEPT, "text/event-stream")
+            .body(Full::new(json_bytes(body)?))
+            .map_err(|e| AttemptError::Connect(format!("building request: {e}")))?;
+        let response = self.http.open(request).await?;
+        if response.status().is_success() {
+            return Ok(response.into_body());
+        }
+        Err(from_status(&self.http.collect(response).await?))
+    }
+
+    fn json_request(&self, path: &str) -> hyper::http::request::Builder {
+        self.request(Method::POST, path)
+            .header(CONTENT_TYPE, "application/json")
     }
 
     pub async fn get_json(&self, path_or_url: &str) -> Result<Value, AttemptError> {
@@ -95,6 +114,12 @@ impl ProviderClient {
         let response = self.send(builder, Bytes::new()).await?;
         parse_json(&response)
     }
+}
+
+fn json_bytes(body: &Value) -> Result<Bytes, AttemptError> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| AttemptError::BadResponse(e.to_string()))
 }
 
 pub fn parse_json(response: &HttpResponse) -> Result<Value, AttemptError> {

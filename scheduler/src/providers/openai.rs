@@ -4,8 +4,10 @@
 use super::client::{parse_json, ProviderClient};
 use crate::catalog::Operation;
 use crate::executor::{AttemptError, Call};
+use crate::stream::Disconnected;
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
+use gpubridge_protocol::chat_stream::{read_chat_stream, ChatStreamError};
 use gpubridge_protocol::openai;
 use hyper::header::CONTENT_TYPE;
 use hyper::Method;
@@ -27,13 +29,30 @@ pub async fn serve(client: &ProviderClient, call: &Call<'_>) -> Result<Value, At
     }
 }
 
+/// The longest single event a stream may send (a chunk is usually a few hundred bytes).
+const MAX_STREAM_EVENT: usize = 1 << 20;
+
 pub async fn chat(client: &ProviderClient, call: &Call<'_>) -> Result<Value, AttemptError> {
-    let body = openai::chat_request(
-        call.input,
-        &call.binding.provider_model,
-        openai::messages(call.input),
-    );
+    let (model, messages) = (&call.binding.provider_model, openai::messages(call.input));
+    if let Some(tap) = call.stream {
+        let body = openai::chat_stream_request(call.input, model, messages);
+        let stream = client.post_for_stream("/chat/completions", &body).await?;
+        read_chat_stream(stream, MAX_STREAM_EVENT, |chunk| tap.send(chunk))
+            .await
+            .map_err(stream_error)?;
+        return Ok(tap.output());
+    }
+    let body = openai::chat_request(call.input, model, messages);
     openai::chat_output(client.post_json("/chat/completions", &body).await?).map_err(bad)
+}
+
+fn stream_error(error: ChatStreamError<Disconnected>) -> AttemptError {
+    match error {
+        ChatStreamError::Sink(Disconnected) => AttemptError::Cancelled,
+        ChatStreamError::Read(e) => AttemptError::Connect(format!("stream broke: {e}")),
+        ChatStreamError::Upstream(message) => AttemptError::Failed(message),
+        other => AttemptError::BadResponse(other.to_string()),
+    }
 }
 
 pub async fn vision(client: &ProviderClient, call: &Call<'_>) -> Result<Value, AttemptError> {

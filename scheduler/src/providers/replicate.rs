@@ -221,6 +221,7 @@ mod tests {
             deadline: Instant::now(),
             job_deadline_unix_ms: 0,
             default_ms: 1000.0,
+            stream: None,
         };
         assert_eq!(
             provider_input(&call),
