@@ -130,6 +130,7 @@ impl Daemon {
             registry,
             http: config.http.clone(),
             started: Instant::now(),
+            mcp: Default::default(),
         });
         let (stop_http, stopped) = oneshot::channel::<()>();
         let http = tokio::spawn(gpubridge_gateway::serve(listener, app, async {

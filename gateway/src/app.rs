@@ -32,6 +32,8 @@ pub struct App {
     pub registry: prometheus::Registry,
     pub metrics: HttpMetrics,
     pub started: Instant,
+    /// `/mcp`'s server, made on first use.
+    pub mcp: crate::mcp::Mcp,
 }
 
 pub type HttpResponse = Response<Outgoing>;
@@ -115,7 +117,7 @@ impl App {
                 format!("No endpoint at {path}"),
                 "The OpenAI-compatible routes here: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models.",
             )),
-            Route::Mcp => Err(ApiError::new(StatusCode::NOT_FOUND, "MCP is being built", "")),
+            Route::Mcp => Ok(crate::mcp::handle(self, request).await),
             Route::NotYet(what) => Err(ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,
                 format!("{what} are not available on this deployment yet"),

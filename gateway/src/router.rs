@@ -48,8 +48,9 @@ pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         Method::DELETE,
         Method::PATCH,
     ];
-    // Streamable HTTP: POST messages, GET a server stream, DELETE a session.
-    const MCP: &[Method] = &[Method::POST, Method::GET, Method::DELETE];
+    // Streamable HTTP without sessions: every message is a POST (no server
+    // stream to GET, no session to DELETE).
+    const MCP: &[Method] = &[Method::POST];
     let path = path
         .strip_suffix('/')
         .filter(|p| !p.is_empty())

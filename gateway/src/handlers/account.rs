@@ -11,7 +11,7 @@ use crate::views::{
     AccountBody, Acknowledged, HistoryItem, HistoryPageView, KeyRotated, Registered,
 };
 use gpubridge_billing::{Accounts, PageStart};
-use gpubridge_protocol::{JobId, Micros};
+use gpubridge_protocol::{AccountId, JobId, Micros};
 use gpubridge_scheduler::jobs::JOBS;
 use gpubridge_scheduler::JobRecord;
 use hyper::body::Incoming;
@@ -77,10 +77,22 @@ pub async fn balance(
     request: &Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
     let account = app.access.require(request.headers())?;
+    Ok(json(
+        StatusCode::OK,
+        &balance_view(app, accounts, account).await?,
+    ))
+}
+
+/// What `GET /account/balance` shows (and MCP's `gpu_balance`).
+pub(crate) async fn balance_view(
+    app: &App,
+    accounts: &Accounts,
+    account: AccountId,
+) -> Result<AccountBody, ApiError> {
     let view = accounts.view(account).map_err(account_error)?;
     let mut body = AccountBody::from(view);
     body.crypto_topups = topup_crypto::recent(app, account).await?;
-    Ok(json(StatusCode::OK, &body))
+    Ok(body)
 }
 
 pub async fn spending_limit(

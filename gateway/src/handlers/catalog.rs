@@ -230,7 +230,7 @@ struct Payment {
 }
 
 #[derive(Serialize)]
-struct CatalogView<'a> {
+pub(crate) struct CatalogView<'a> {
     version: u32,
     services: Vec<ServiceView<'a>>,
     models: Models<'a>,
@@ -275,6 +275,11 @@ fn route_docs(llm_service: String) -> BTreeMap<&'static str, RouteDoc> {
 }
 
 pub fn catalog(app: &App) -> HttpResponse {
+    json(StatusCode::OK, &view(app))
+}
+
+/// What `GET /catalog` shows (and MCP's `gpu_catalog`).
+pub(crate) fn view(app: &App) -> CatalogView<'_> {
     let catalog = app.scheduler.catalog();
     let mut live: Vec<&str> = app
         .scheduler
@@ -312,7 +317,7 @@ pub fn catalog(app: &App) -> HttpResponse {
         },
         live_providers: live,
     };
-    json(StatusCode::OK, &body)
+    body
 }
 
 /// The service whose backends come from a model list of this kind.
@@ -327,7 +332,7 @@ fn service_for(app: &App, kind: ModelKind) -> String {
 }
 
 #[derive(Serialize)]
-struct EstimateView {
+pub(crate) struct EstimateView {
     service: String,
     estimated_seconds: f64,
     price_per_second: f64,
@@ -360,18 +365,27 @@ pub fn estimate(app: &App, query: Option<&str>) -> Result<HttpResponse, ApiError
         error.available_services = Some(app.scheduler.catalog().service_keys());
         return Err(error);
     };
-    let estimate = app
-        .scheduler
-        .estimate(&service, seconds)
-        .map_err(|e| app.submit_error(e))?;
     Ok(json(
         StatusCode::OK,
-        &EstimateView {
-            service: estimate.service,
-            estimated_seconds: estimate.estimated_seconds,
-            price_per_second: estimate.price_per_second.as_dollars(),
-            estimated_cost_usd: estimate.estimated_cost.as_dollars(),
-            x402_amount_atomic: x402_amount(app, estimate.estimated_cost),
-        },
+        &estimate_view(app, &service, seconds)?,
     ))
+}
+
+/// The upfront price of `service` over `seconds` (else its expected duration).
+pub(crate) fn estimate_view(
+    app: &App,
+    service: &str,
+    seconds: Option<f64>,
+) -> Result<EstimateView, ApiError> {
+    let estimate = app
+        .scheduler
+        .estimate(service, seconds)
+        .map_err(|e| app.submit_error(e))?;
+    Ok(EstimateView {
+        service: estimate.service,
+        estimated_seconds: estimate.estimated_seconds,
+        price_per_second: estimate.price_per_second.as_dollars(),
+        estimated_cost_usd: estimate.estimated_cost.as_dollars(),
+        x402_amount_atomic: x402_amount(app, estimate.estimated_cost),
+    })
 }

@@ -6,9 +6,20 @@ use crate::app::{json, App, HttpResponse};
 use crate::error::ApiError;
 use crate::views::StatusView;
 use gpubridge_protocol::JobId;
+use gpubridge_scheduler::JobRecord;
 use hyper::{HeaderMap, StatusCode};
 
 pub async fn handle(app: &App, headers: &HeaderMap, id: &str) -> Result<HttpResponse, ApiError> {
+    let (record, full) = read(app, headers, id).await?;
+    Ok(json(StatusCode::OK, &StatusView::of(&record, full)))
+}
+
+/// The job, and whether the request's credential may see its output.
+pub(crate) async fn read(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(JobRecord, bool), ApiError> {
     let caller = match app.access.identify(headers) {
         Ok(caller) => caller,
         // Some x402 clients send the job id, their read token, as the bearer.
@@ -30,7 +41,7 @@ pub async fn handle(app: &App, headers: &HeaderMap, id: &str) -> Result<HttpResp
         .map_err(|e| ApiError::from_store(&e, "Retry shortly."))?
         .ok_or_else(not_found)?;
     let full = app.access.may_read_output(&caller, &record);
-    Ok(json(StatusCode::OK, &StatusView::of(&record, full)))
+    Ok((record, full))
 }
 
 /// Compares a presented token with a job id in constant time.

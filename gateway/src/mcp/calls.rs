@@ -1,0 +1,188 @@
+//! Each tool call, on the same code as its HTTP route: `gpu_run` through the
+//! shared intake, the others through the views `/catalog`, `/catalog/estimate`,
+//! `/status` and `/account/balance` answer with.
+
+use super::tools::{self, BalanceArgs, CatalogArgs, EstimateArgs, RunArgs, StatusArgs};
+use crate::access::unauthorized;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::handlers::{account, catalog, status};
+use crate::intake::IntakeRequest;
+use crate::views::{status_url, StatusView};
+use gpubridge_protocol::Priority;
+use gpubridge_scheduler::Origin;
+use hyper::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DEFAULT_WAIT_SECONDS: u64 = 20;
+
+pub async fn call(
+    app: &Arc<App>,
+    name: &str,
+    arguments: Value,
+    headers: &HeaderMap,
+) -> Result<Value, ApiError> {
+    match name {
+        tools::RUN => run(app, args(arguments)?, headers).await,
+        tools::CATALOG => catalog_entry(app, args(arguments)?),
+        tools::STATUS => {
+            let StatusArgs { job_id } = args(arguments)?;
+            require_key(app, headers, name)?;
+            let (record, full) = status::read(app, headers, &job_id).await?;
+            to_value(&StatusView::of(&record, full))
+        }
+        tools::BALANCE => {
+            let BalanceArgs {} = args(arguments)?;
+            let (Some(accounts), Some(account)) = (&app.accounts, require_key(app, headers, name)?)
+            else {
+                return Err(no_accounts());
+            };
+            to_value(&account::balance_view(app, accounts, account).await?)
+        }
+        tools::ESTIMATE => {
+            let EstimateArgs { service, seconds } = args(arguments)?;
+            let seconds = seconds.map(checked_seconds).transpose()?;
+            to_value(&catalog::estimate_view(app, &service, seconds)?)
+        }
+        other => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("No tool named {other:?}"),
+            "tools/list names the tools: gpu_run, gpu_catalog, gpu_status, gpu_balance, gpu_estimate.",
+        )),
+    }
+}
+
+/// Runs a job and waits (bounded) for it: the finished job, or where it stands.
+async fn run(app: &Arc<App>, args: RunArgs, headers: &HeaderMap) -> Result<Value, ApiError> {
+    require_key(app, headers, tools::RUN)?;
+    let caller = app.access.identify(headers)?;
+    let priority = match args.priority.as_deref() {
+        None => Priority::Fast,
+        Some(text) => text.parse().map_err(|_| {
+            ApiError::bad_request(
+                format!("Invalid priority {text:?}"),
+                "Use \"fast\" or \"cheap\".",
+            )
+            .with_field("priority")
+        })?,
+    };
+    let wait = args.wait_seconds.unwrap_or(DEFAULT_WAIT_SECONDS);
+    if wait > tools::MAX_WAIT_SECONDS {
+        return Err(ApiError::bad_request(
+            format!("wait_seconds is at most {}", tools::MAX_WAIT_SECONDS),
+            "A longer job returns its job_id; read it with gpu_status.",
+        )
+        .with_field("wait_seconds"));
+    }
+    let request = IntakeRequest {
+        service: args.service,
+        input: Value::Object(args.input),
+        priority,
+        origin: Origin::Mcp,
+        webhook_url: None,
+        idempotency: None,
+        stream: None,
+    };
+    let accepted = app.intake(caller, request).await?;
+    let id = accepted.record.id.clone();
+    let record = match app.scheduler.wait(&id, Duration::from_secs(wait)).await {
+        Ok(Some(record)) => record,
+        _ => accepted.record,
+    };
+    if !record.status.is_terminal() {
+        return Ok(json!({
+            "job_id": id,
+            "status": record.status.as_str(),
+            "status_url": status_url(&id),
+            "hint": "Still running: call gpu_status with this job_id.",
+        }));
+    }
+    to_value(&StatusView::of(&record, true))
+}
+
+/// The whole catalog, or one service's entry.
+fn catalog_entry(app: &App, args: CatalogArgs) -> Result<Value, ApiError> {
+    let all = to_value(&catalog::view(app))?;
+    let Some(key) = args.service else {
+        return Ok(all);
+    };
+    all["services"]
+        .as_array()
+        .and_then(|services| services.iter().find(|s| s["key"] == key.as_str()))
+        .cloned()
+        .ok_or_else(|| {
+            let mut error = ApiError::bad_request(
+                format!("Unknown service: {key}"),
+                "Call gpu_catalog without a service to see them all.",
+            );
+            error.available_services = Some(app.scheduler.catalog().service_keys());
+            error
+        })
+}
+
+/// With accounts on, the tools that run or read jobs need the caller's key; the
+/// account it names, or `None` on a deployment without accounts.
+fn require_key(
+    app: &App,
+    headers: &HeaderMap,
+    tool: &str,
+) -> Result<Option<gpubridge_protocol::AccountId>, ApiError> {
+    if app.accounts.is_none() {
+        return Ok(None);
+    }
+    match app.access.identify(headers)?.account {
+        Some(account) => Ok(Some(account)),
+        None => {
+            let mut error = unauthorized(&format!("{tool} needs an API key"));
+            error.hint = "Connect with the header Authorization: Bearer gpub_… (POST /account/register gives a key). \
+                Agents without an account can pay per request in USDC over HTTP instead: POST /run with an x402 payment (GET /catalog, payment.x402)."
+                .into();
+            Err(error)
+        }
+    }
+}
+
+fn no_accounts() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "Accounts are disabled on this deployment",
+        "Jobs run without a key here; there is no balance to show.",
+    )
+}
+
+fn checked_seconds(seconds: f64) -> Result<f64, ApiError> {
+    match seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
+        true => Ok(seconds),
+        false => Err(ApiError::bad_request(
+            format!("seconds must be a number between 0 and 86400, not {seconds}"),
+            "Omit it to use the service's learned duration.",
+        )
+        .with_field("seconds")),
+    }
+}
+
+/// A tool's arguments as their type; a wrong or unknown one is named.
+fn args<T: DeserializeOwned>(arguments: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(arguments).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::bad_request(
+            format!("Invalid arguments: {}", e.into_inner()),
+            "tools/list shows each tool's input schema.",
+        )
+        .with_field(&path)
+    })
+}
+
+fn to_value<T: Serialize>(view: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(view).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("The answer could not be encoded: {e}"),
+            "Report this.",
+        )
+    })
+}
