@@ -227,6 +227,14 @@ fn start_daemon(
     dir: &std::path::Path,
 ) -> anyhow::Result<(Option<Daemon>, Vec<AgentProcess>, String)> {
     let mut config = providers_config(&standin.base_url(), KEY, &["groq"]);
+    if args.scenarios.contains("streams") {
+        // Streams last seconds each: the stand-in's backend must not be what
+        // bounds how many run at once, nor cut them short.
+        config = config.replace(
+            "request_timeout_seconds = 2\n",
+            "request_timeout_seconds = 60\nmax_in_flight = 20000\nqueue_limit = 20000\n",
+        );
+    }
     if let Some(chain) = chain {
         config.push_str(&x402_config(chain, ""));
     }

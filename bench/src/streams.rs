@@ -103,7 +103,8 @@ fn quantiles(values: &[u64]) -> anyhow::Result<(f64, f64)> {
     Ok((ms(0.5), ms(0.99)))
 }
 
-/// Runs the scenario: `concurrency` streams at a time for latency, then waves
+/// Runs the scenario: `concurrency` streams at a time for latency (the first
+/// content chunk comes one gap after the request, as from a model), then waves
 /// of growing size until one loses a chunk or `max_streams` is reached.
 pub async fn run(
     gateway: &str,
@@ -120,8 +121,11 @@ pub async fn run(
     let auth = format!("Bearer {key}");
     let direct_url = format!("{}/chat/completions", standin.base_url());
     let gateway_url = format!("{gateway}/v1/chat/completions");
+    // About 250 streams measured each way (at least 50 one at a time: a
+    // minute and more).
+    let rounds = (250 / concurrency.max(1)).clamp(5, 50);
     println!(
-        "streams: {CHUNKS} chunks {} ms apart, {concurrency} at a time, 5 rounds",
+        "streams: {CHUNKS} chunks {} ms apart, {concurrency} at a time, {rounds} rounds",
         GAP.as_millis()
     );
     let mut ttft = Vec::new();
@@ -134,7 +138,7 @@ pub async fn run(
         ("gateway", &gateway_url, Vec::new()),
     ] {
         let mut stats = Stats::default();
-        for _ in 0..5 {
+        for _ in 0..rounds {
             let round = wave(url, &headers, concurrency).await;
             stats.ttft_us.extend(round.ttft_us);
             stats.gaps_us.extend(round.gaps_us);
