@@ -207,10 +207,10 @@ async fn attempt(inner: &Inner, live: &LiveJob, plan: &Plan<'_>, route: &Route) 
         deadline: started + budget,
         job_deadline_unix_ms: plan.deadline_ms,
         default_ms: plan.default_ms,
-        stream: plan.stream,
+        stream: plan.stream.filter(|s| s.delivers()),
     };
     let started_ms = now_ms();
-    let result = execute(backend, &call, budget).await;
+    let result = execute(backend, &call, budget, plan.stream).await;
     drop(slot);
     let attempt = Attempt {
         backend: backend.label.clone(),
@@ -229,23 +229,25 @@ async fn attempt(inner: &Inner, live: &LiveJob, plan: &Plan<'_>, route: &Route) 
     )
 }
 
-/// Runs the attempt within its budget; a streamed one also stops when its
-/// client leaves, and one that fails after output went out cannot fail over.
+/// Runs the attempt within its budget; one whose client is watching also stops
+/// when that client leaves, and one that fails after output went out to it
+/// cannot fail over.
 async fn execute(
     backend: &Backend,
     call: &Call<'_>,
     budget: Duration,
+    client: Option<&StreamTap>,
 ) -> Result<Executed, AttemptError> {
     let work = tokio::time::timeout(budget, backend.executor.execute(call));
-    let Some(stream) = call.stream else {
+    let Some(client) = client else {
         return work.await.unwrap_or(Err(AttemptError::Timeout));
     };
     let result = tokio::select! {
         result = work => result.unwrap_or(Err(AttemptError::Timeout)),
-        () = stream.closed() => Err(AttemptError::Cancelled),
+        () = client.closed() => Err(AttemptError::Cancelled),
     };
     match result {
-        Err(error) if stream.started() && !error.is_final() => {
+        Err(error) if client.started() && !error.is_final() => {
             Err(AttemptError::MidStream(Box::new(error)))
         }
         other => other,

@@ -1,5 +1,6 @@
-//! A job's live output stream: the tap a front door attaches to a job so that
-//! chunks reach its client as the backend produces them. Backends that stream
+//! A job's live link to the client waiting for it: the tap a front door attaches
+//! so that chunks reach its client as the backend produces them, or — watching
+//! only — so that the job stops when the client leaves. Backends that stream
 //! send each chunk through it (waiting when the client reads slowly); the runner
 //! stops failing over once a chunk has gone out, and stops the job when the
 //! client has gone. Dropping the tap (after the job is persisted) ends the stream.
@@ -16,6 +17,8 @@ pub struct Disconnected;
 
 pub struct StreamTap {
     tx: mpsc::Sender<Value>,
+    /// Chunks are wanted; `false` for a client that waits for the whole answer.
+    delivers: bool,
     /// What has gone out, for the job's output if it stops early, and for
     /// whether a failover is still invisible to the client.
     sent: Mutex<ChatAccumulator>,
@@ -30,9 +33,24 @@ impl StreamTap {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let tap = StreamTap {
             tx,
+            delivers: true,
             sent: Mutex::new(ChatAccumulator::default()),
         };
         (tap, rx)
+    }
+
+    /// A tap that carries no chunks, only whether the client is still there:
+    /// the job runs as usual (and fails over as usual) but stops when the
+    /// receiver is dropped.
+    pub fn watch_only() -> (StreamTap, StreamReceiver) {
+        let (mut tap, rx) = StreamTap::channel(1);
+        tap.delivers = false;
+        (tap, rx)
+    }
+
+    /// Does the client want chunks as they are made?
+    pub fn delivers(&self) -> bool {
+        self.delivers
     }
 
     /// Passes one chunk on, waiting while the client is behind.

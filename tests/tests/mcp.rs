@@ -187,7 +187,7 @@ async fn the_inspector_lists_and_calls_every_tool() {
 }
 
 #[tokio::test]
-async fn older_revisions_negotiate_and_bad_requests_get_the_envelope() {
+async fn every_revision_is_served_and_bad_requests_get_the_envelope() {
     let s = setup().await;
     let client = JsonClient::new();
     let url = s.daemon.url("/mcp");
@@ -205,6 +205,48 @@ async fn older_revisions_negotiate_and_bad_requests_get_the_envelope() {
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(reply.body["result"]["protocolVersion"], version);
         assert_eq!(reply.body["result"]["serverInfo"]["name"], "gpubridge");
+    }
+    // 2026-07-28 has no handshake: every request says its version and method.
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}});
+    let auth = format!("Bearer {}", s.key);
+    for (method, params) in [
+        ("server/discover", json!({"_meta": meta})),
+        ("tools/list", json!({"_meta": meta})),
+        (
+            "tools/call",
+            json!({"_meta": meta, "name": "gpu_run", "arguments": {"service": "echo", "input": {"n": 1}}}),
+        ),
+    ] {
+        let mut current = headers.to_vec();
+        current.extend([
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", method),
+            ("authorization", auth.as_str()),
+        ]);
+        if method == "tools/call" {
+            current.push(("mcp-name", "gpu_run"));
+        }
+        let message = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+        let reply = client
+            .send(hyper::Method::POST, &url, &current, message.to_string())
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{method}: {}", reply.body);
+        assert!(
+            reply.body.get("error").is_none(),
+            "{method}: {}",
+            reply.body
+        );
+        if method == "tools/call" {
+            assert_eq!(
+                text(&reply.body["result"])["output"],
+                json!({"n": 1}),
+                "{}",
+                reply.body
+            );
+        }
     }
     let garbage = client
         .send(hyper::Method::POST, &url, &headers, "{not json")

@@ -490,3 +490,50 @@ async fn streams_pass_through_node_agents() {
         "the model server was not stopped"
     );
 }
+
+/// A client waiting for a whole answer that leaves stops its job too, which
+/// pays nothing: nothing reached it.
+#[tokio::test]
+async fn a_client_that_leaves_before_a_whole_answer_stops_its_job() {
+    use tokio::io::AsyncWriteExt;
+    let setup = setup().await;
+    setup
+        .first
+        .set_behavior(Behavior::Slow(Duration::from_secs(5)));
+    let before = setup.balance().await;
+    let body = chat(false).to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\nauthorization: {}\r\nx-priority: cheap\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        setup.auth(),
+        body.len()
+    );
+    let address = setup.daemon.base.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(socket);
+    let client = JsonClient::new().with_bearer(&setup.key);
+    let mut job = Value::Null;
+    for _ in 0..100 {
+        let jobs = client
+            .get(&setup.daemon.url("/account/jobs"))
+            .await
+            .unwrap();
+        job = jobs.body["jobs"][0].clone();
+        if job["status"] == "failed" || job["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Well before the 5 s the backend would have taken.
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("client disconnected"),
+        "{job}"
+    );
+    assert_eq!(micros(&job["charged_usd"]), 0);
+    assert_eq!(setup.balance().await, before);
+}

@@ -49,12 +49,11 @@ async fn chat(
         .idempotency_key
         .map(|key| IdempotencyClaim::new(key, "/v1/chat/completions", &(&input, streams)));
     let (tap, chunks) = match streams {
-        true => {
-            let (tap, chunks) = StreamTap::channel(STREAM_BUFFER);
-            (Some(tap), Some(chunks))
-        }
-        false => (None, None),
+        true => StreamTap::channel(STREAM_BUFFER),
+        // A whole answer: the job still stops if its client leaves first.
+        false => StreamTap::watch_only(),
     };
+
     let request = IntakeRequest {
         service: CHAT_SERVICE.into(),
         input,
@@ -62,7 +61,7 @@ async fn chat(
         origin: Origin::Openai,
         webhook_url: None,
         idempotency,
-        stream: tap,
+        stream: Some(tap),
     };
     let accepted = app.intake(arrival.caller, request).await?;
     if let Some(user) = end_user {
@@ -72,12 +71,11 @@ async fn chat(
         id: format!("chatcmpl-{}", accepted.record.id),
         ..completion
     };
-    let mut response = match chunks {
+    let mut response = match streams && !accepted.replayed {
+        true => streamed(app, &accepted.record, chunks, completion).await?,
         // A replayed request has no live stream: it gets the finished answer.
-        Some(chunks) if !accepted.replayed => {
-            streamed(app, &accepted.record, chunks, completion).await?
-        }
-        _ => {
+        false => {
+            let _watching = chunks;
             let record = finished(app, &accepted.record).await?;
             match streams {
                 true => stream::whole(&record, &completion),
@@ -85,6 +83,7 @@ async fn chat(
             }
         }
     };
+
     job_id_header(&mut response, &accepted.record.id);
     accepted_headers(app, x402, &accepted, &mut response);
     Ok(response)

@@ -12,7 +12,7 @@ use crate::handlers::{accepted_headers, arrive, x402_tagged};
 use crate::intake::IntakeRequest;
 use base64::Engine;
 use gpubridge_billing::IdempotencyClaim;
-use gpubridge_scheduler::Origin;
+use gpubridge_scheduler::{Origin, StreamTap};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
@@ -34,6 +34,8 @@ async fn embed(
     let idempotency = arrival
         .idempotency_key
         .map(|key| IdempotencyClaim::new(key, "/v1/embeddings", &input));
+    // The job stops if its client leaves before the answer.
+    let (tap, _watching) = StreamTap::watch_only();
     let request = IntakeRequest {
         service: EMBEDDINGS_SERVICE.into(),
         input,
@@ -41,7 +43,7 @@ async fn embed(
         origin: Origin::Openai,
         webhook_url: None,
         idempotency,
-        stream: None,
+        stream: Some(tap),
     };
     let accepted = app.intake(arrival.caller, request).await?;
     if let Some(user) = &embeddings.user {
