@@ -137,17 +137,25 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::bad_request(
-            "Invalid Idempotency-Key header",
-            "Use 1 to 255 visible ASCII characters, unique per request you want deduplicated.",
-        )
-    };
-    let text = value.to_str().map_err(|_| bad())?;
+    let what = "Invalid Idempotency-Key header";
+    let text = value.to_str().map_err(|_| bad_idempotency_key(what))?;
+    checked_idempotency_key(text, what).map(Some)
+}
+
+/// An idempotency key from anywhere (a header, a tool argument): 1–255 visible
+/// ASCII characters; `what` names where it came from in the refusal.
+pub fn checked_idempotency_key(text: &str, what: &str) -> Result<String, ApiError> {
     if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(bad());
+        return Err(bad_idempotency_key(what));
     }
-    Ok(Some(text.to_string()))
+    Ok(text.to_string())
+}
+
+fn bad_idempotency_key(what: &str) -> ApiError {
+    ApiError::bad_request(
+        what,
+        "Use 1 to 255 visible ASCII characters, unique per request you want deduplicated.",
+    )
 }
 
 /// A text query parameter, if present.

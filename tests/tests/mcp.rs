@@ -160,6 +160,28 @@ async fn the_inspector_lists_and_calls_every_tool() {
     assert!(charged > 0);
 
     let id = job["id"].as_str().unwrap();
+    // A retried call with the same idempotency key is the same job, charged once.
+    let args = [
+        "service=llm-4090",
+        r#"input={"prompt": "hi"}"#,
+        "idempotency_key=mcp-retry-1",
+    ];
+    let first = text(&s.call("gpu_run", &args, true).await);
+    let again = text(&s.call("gpu_run", &args, true).await);
+    assert_eq!(first["id"], again["id"], "{again}");
+    let other = s
+        .call(
+            "gpu_run",
+            &[
+                "service=llm-4090",
+                r#"input={"prompt": "ho"}"#,
+                "idempotency_key=mcp-retry-1",
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(text(&other)["status"], 422, "{other}");
+    let charged = charged + micros(&first["charged_usd"]);
     let status = s.call("gpu_status", &[&format!("job_id={id}")], true).await;
     assert_eq!(text(&status)["output"], job["output"]);
     let balance = s.call("gpu_balance", &[], true).await;

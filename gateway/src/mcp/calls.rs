@@ -5,10 +5,12 @@
 use super::tools::{self, BalanceArgs, CatalogArgs, EstimateArgs, RunArgs, StatusArgs};
 use crate::access::unauthorized;
 use crate::app::App;
+use crate::body;
 use crate::error::ApiError;
 use crate::handlers::{account, catalog, status};
 use crate::intake::IntakeRequest;
 use crate::views::{status_url, StatusView};
+use gpubridge_billing::IdempotencyClaim;
 use gpubridge_protocol::Priority;
 use gpubridge_scheduler::Origin;
 use hyper::{HeaderMap, StatusCode};
@@ -78,13 +80,26 @@ async fn run(app: &Arc<App>, args: RunArgs, headers: &HeaderMap) -> Result<Value
         )
         .with_field("wait_seconds"));
     }
+    let input = Value::Object(args.input);
+    let idempotency = match &args.idempotency_key {
+        None => None,
+        Some(key) => {
+            let key = body::checked_idempotency_key(key, "Invalid idempotency_key")
+                .map_err(|e| e.with_field("idempotency_key"))?;
+            Some(IdempotencyClaim::new(
+                key,
+                "mcp:gpu_run",
+                &(&args.service, &input),
+            ))
+        }
+    };
     let request = IntakeRequest {
         service: args.service,
-        input: Value::Object(args.input),
+        input,
         priority,
         origin: Origin::Mcp,
         webhook_url: None,
-        idempotency: None,
+        idempotency,
         stream: None,
     };
     let accepted = app.intake(caller, request).await?;

@@ -25,6 +25,8 @@ pub struct RunArgs {
     pub priority: Option<String>,
     #[serde(default)]
     pub wait_seconds: Option<u64>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +136,7 @@ fn run_schema(services: &Value) -> Value {
             "input": {"type": "object", "description": "The service's input, as its input_schema in gpu_catalog says; for llm-4090 e.g. {\"prompt\": \"Explain quantum computing\", \"max_tokens\": 256}."},
             "priority": {"type": "string", "enum": ["fast", "cheap"], "description": "fast (default): the quickest backend; cheap: the lowest price."},
             "wait_seconds": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "description": "How long to wait for the output before returning the job_id (default 20)."},
+            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255, "description": "As HTTP's Idempotency-Key: a retried call with the same key and arguments returns the first call's job, charged once (keys last 24 h); other arguments under the same key are refused."},
         }),
         &["service", "input"],
     )
