@@ -38,6 +38,14 @@ pub async fn register(client: &JsonClient, base: &str, email: &str) -> anyhow::R
     })
 }
 
+/// A registered account holding `dollars` of credits.
+pub async fn funded(base: &str, email: &str, dollars: f64) -> anyhow::Result<TestAccount> {
+    let client = JsonClient::new();
+    let account = register(&client, base, email).await?;
+    grant(&client, base, &account.id, dollars).await?;
+    Ok(account)
+}
+
 /// Adds credits through `POST /admin/credits`.
 pub async fn grant(
     client: &JsonClient,

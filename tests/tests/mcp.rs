@@ -3,7 +3,7 @@
 //! each, with and without the account's key, against the real daemon; and the
 //! transport's refusals in the contract's envelope.
 
-use gpubridge_tests::accounts::{grant, micros, register};
+use gpubridge_tests::accounts::{funded, micros};
 use gpubridge_tests::{providers_config, DaemonOptions, InProcess, JsonClient, Standin};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -23,13 +23,7 @@ async fn setup() -> Setup {
     options.config = Some(&config);
     options.accounts = true;
     let daemon = InProcess::start(options).await;
-    let client = JsonClient::new();
-    let account = register(&client, &daemon.base, "mcp@example.com")
-        .await
-        .unwrap();
-    grant(&client, &daemon.base, &account.id, 5.0)
-        .await
-        .unwrap();
+    let account = funded(&daemon.base, "mcp@example.com", 5.0).await.unwrap();
     Setup {
         daemon,
         key: account.key,

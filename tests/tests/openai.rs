@@ -4,7 +4,7 @@
 //! stopped, the time used billed), embeddings, models, and errors in OpenAI's
 //! shape. The official OpenAI Python SDK's run is `openai_sdk.rs`.
 
-use gpubridge_tests::accounts::{grant, micros, register};
+use gpubridge_tests::accounts::{funded, micros, register};
 use gpubridge_tests::{
     providers_config, streamed_content, streamed_text, wait_terminal, Behavior, DaemonOptions,
     EventStream, InProcess, JsonClient, Standin, StreamPlan,
@@ -38,11 +38,7 @@ async fn setup() -> Setup {
     options.config = Some(&config);
     options.accounts = true;
     let daemon = InProcess::start(options).await;
-    let client = JsonClient::new();
-    let account = register(&client, &daemon.base, "streams@example.com")
-        .await
-        .unwrap();
-    grant(&client, &daemon.base, &account.id, 10.0)
+    let account = funded(&daemon.base, "streams@example.com", 10.0)
         .await
         .unwrap();
     Setup {

@@ -343,22 +343,10 @@ pub(crate) struct EstimateView {
 
 pub fn estimate(app: &App, query: Option<&str>) -> Result<HttpResponse, ApiError> {
     let query = query.unwrap_or_default();
-    let example = "Example: GET /catalog/estimate?service=llm-4090&seconds=30";
+    let example = ESTIMATE_EXAMPLE;
     let seconds = match crate::body::query_text(query, "seconds") {
         None => None,
-        Some(value) => Some(
-            value
-                .parse::<f64>()
-                .ok()
-                .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        format!("seconds must be a number between 0 and 86400, not {value:?}"),
-                        example,
-                    )
-                    .with_field("seconds")
-                })?,
-        ),
+        Some(value) => Some(value.parse::<f64>().map_err(|_| bad_seconds(&value))?),
     };
     let Some(service) = crate::body::query_text(query, "service").filter(|s| !s.is_empty()) else {
         let mut error = ApiError::bad_request("The service query parameter is required", example);
@@ -371,12 +359,26 @@ pub fn estimate(app: &App, query: Option<&str>) -> Result<HttpResponse, ApiError
     ))
 }
 
-/// The upfront price of `service` over `seconds` (else its expected duration).
+const ESTIMATE_EXAMPLE: &str = "Example: GET /catalog/estimate?service=llm-4090&seconds=30; omit seconds for the service's learned duration.";
+
+fn bad_seconds(value: &dyn std::fmt::Display) -> ApiError {
+    ApiError::bad_request(
+        format!("seconds must be a number between 0 and 86400, not {value}"),
+        ESTIMATE_EXAMPLE,
+    )
+    .with_field("seconds")
+}
+
+/// The upfront price of `service` over `seconds` (else its expected duration),
+/// for `/catalog/estimate` and MCP's `gpu_estimate` alike.
 pub(crate) fn estimate_view(
     app: &App,
     service: &str,
     seconds: Option<f64>,
 ) -> Result<EstimateView, ApiError> {
+    if let Some(s) = seconds.filter(|s| !(s.is_finite() && *s > 0.0 && *s <= 86_400.0)) {
+        return Err(bad_seconds(&s));
+    }
     let estimate = app
         .scheduler
         .estimate(service, seconds)

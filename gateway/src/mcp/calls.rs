@@ -47,7 +47,6 @@ pub async fn call(
         }
         tools::ESTIMATE => {
             let EstimateArgs { service, seconds } = args(arguments)?;
-            let seconds = seconds.map(checked_seconds).transpose()?;
             to_value(&catalog::estimate_view(app, &service, seconds)?)
         }
         other => Err(ApiError::new(
@@ -167,17 +166,6 @@ fn no_accounts() -> ApiError {
         "Accounts are disabled on this deployment",
         "Jobs run without a key here; there is no balance to show.",
     )
-}
-
-fn checked_seconds(seconds: f64) -> Result<f64, ApiError> {
-    match seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
-        true => Ok(seconds),
-        false => Err(ApiError::bad_request(
-            format!("seconds must be a number between 0 and 86400, not {seconds}"),
-            "Omit it to use the service's learned duration.",
-        )
-        .with_field("seconds")),
-    }
 }
 
 /// A tool's arguments as their type; a wrong or unknown one is named.

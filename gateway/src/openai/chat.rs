@@ -36,12 +36,7 @@ async fn chat(
 ) -> Result<HttpResponse, ApiError> {
     let arrival = arrive(app, request).await?;
     let mut chat: ChatRequest = body::parse(&arrival.bytes)?;
-    let completion = Completion {
-        id: String::new(),
-        model: chat.model.clone(),
-        created: now_ms() / 1000,
-        include_usage: chat.include_usage(),
-    };
+    let (model, include_usage) = (chat.model.clone(), chat.include_usage());
     let streams = chat.streams();
     let end_user = chat.user.take();
     let input = chat.into_input()?;
@@ -53,7 +48,6 @@ async fn chat(
         // A whole answer: the job still stops if its client leaves first.
         false => StreamTap::watch_only(),
     };
-
     let request = IntakeRequest {
         service: CHAT_SERVICE.into(),
         input,
@@ -67,9 +61,12 @@ async fn chat(
     if let Some(user) = end_user {
         tracing::info!(job_id = %accepted.record.id, end_user = %user, "chat completion");
     }
+    // Named and dated after its job, so a replay answers as the first time did.
     let completion = Completion {
         id: format!("chatcmpl-{}", accepted.record.id),
-        ..completion
+        model,
+        created: accepted.record.created_ms / 1000,
+        include_usage,
     };
     let mut response = match streams && !accepted.replayed {
         true => streamed(app, &accepted.record, chunks, completion).await?,

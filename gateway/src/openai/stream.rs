@@ -3,6 +3,7 @@
 //! when asked for and `[DONE]` — or, when the backend died mid-stream, an error
 //! event and no `[DONE]`, so no client mistakes a cut answer for a whole one.
 
+use super::error::kind_and_code;
 use crate::app::{App, HttpResponse};
 use crate::outgoing::Outgoing;
 use bytes::Bytes;
@@ -136,9 +137,11 @@ async fn ending(app: &App, id: &JobId, completion: &Completion, usage_sent: bool
     events
 }
 
-/// OpenAI's SDKs raise an event with an `error` as an APIError.
+/// OpenAI's SDKs raise an event with an `error` as an APIError; it is typed as
+/// the 502 it would have been before the first chunk.
 fn error_event(message: &str) -> Bytes {
-    let body = json!({"error": {"message": message, "type": "server_error", "param": null, "code": "backend_failed"}});
+    let (kind, code) = kind_and_code(hyper::StatusCode::BAD_GATEWAY);
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
     Bytes::from(sse::event(body.to_string().as_bytes()))
 }
 
