@@ -18,7 +18,7 @@ use std::time::Duration;
 /// A daemon whose `echo` runs only on agents and gives up on a job after 2 s.
 fn daemon(dir: &Path) -> Daemon {
     let mut catalog: Value =
-        serde_json::from_str(include_str!("../../scheduler/catalog.json")).unwrap();
+        serde_json::from_str(include_str!("../../../scheduler/catalog.json")).unwrap();
     for service in catalog["services"].as_array_mut().unwrap() {
         if service["key"] == "echo" {
             service["max_seconds"] = json!(2);

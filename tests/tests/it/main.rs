@@ -1,0 +1,18 @@
+//! The integration tests, as one binary: each module is one area, and all share
+//! `gpubridge_tests` (tests/src). One binary links the daemon once, not once per
+//! file: a clean build is gigabytes smaller and links in a fraction of the time.
+
+mod accounts;
+mod bad_input;
+mod daemon;
+mod echo;
+mod failover;
+mod ledger;
+mod mcp;
+mod node_protocol;
+mod nodes;
+mod openai;
+mod providers;
+mod restart;
+mod topups;
+mod x402;
