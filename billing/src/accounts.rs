@@ -191,6 +191,7 @@ impl Accounts {
             created_ms: now,
             key_rotated_ms: now,
             daily_limit: self.rules.default_daily_limit,
+            webhook_generation: 0,
         };
         let mut writes = WriteSet::new();
         writes.put_record(ACCOUNTS, id.0, &record);
@@ -249,6 +250,26 @@ impl Accounts {
         .await?;
         tracing::info!(account = %id, "API key rotated");
         Ok(api_key)
+    }
+
+    /// How many times the account's webhook secret was rotated (0 for unknown accounts).
+    pub fn webhook_generation(&self, id: AccountId) -> u32 {
+        self.state(id)
+            .map(|state| state.lock().record.webhook_generation)
+            .unwrap_or(0)
+    }
+
+    /// Moves the account to a new webhook secret; deliveries from now on are
+    /// signed with it. Returns the new generation.
+    pub async fn rotate_webhook_secret(&self, id: AccountId) -> Result<u32, AccountError> {
+        let mut generation = 0;
+        self.change_record(id, |record, _| {
+            record.webhook_generation = record.webhook_generation.wrapping_add(1);
+            generation = record.webhook_generation;
+        })
+        .await?;
+        tracing::info!(account = %id, "webhook secret rotated");
+        Ok(generation)
     }
 
     pub async fn set_daily_limit(

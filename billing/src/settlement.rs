@@ -12,8 +12,8 @@ use gpubridge_store::WriteSet;
 
 /// A completed job pays `max(from price, price per second × seconds)` after its
 /// discount, capped at its reservation. A job stopped by its client after part
-/// of its output was delivered pays the seconds it ran (no minimum); any other
-/// failed one pays nothing.
+/// of its output was delivered, or cancelled by its owner, pays the seconds it
+/// ran (no minimum); any other failed one pays nothing.
 fn settle(job: &JobRecord, billing: &JobBilling) -> Settlement {
     let by_time = || {
         let seconds = job.execution_seconds().unwrap_or(0.0);
@@ -26,6 +26,8 @@ fn settle(job: &JobRecord, billing: &JobBilling) -> Settlement {
     let charged = match job.status {
         JobStatus::Completed => by_time().max(billing.from_price).min(billing.reserved),
         JobStatus::Failed if delivered => by_time().min(billing.reserved),
+        // Cancelled by its owner: the seconds it ran (none if it never started).
+        JobStatus::Cancelled => by_time().min(billing.reserved),
         _ => Micros::ZERO,
     };
     Settlement {

@@ -5,6 +5,7 @@ use gpubridge_billing::x402::X402Config;
 use gpubridge_billing::AccountsConfig;
 use gpubridge_gateway::{AdminConfig, HttpConfig};
 use gpubridge_scheduler::{Provider, SchedulerConfig};
+use gpubridge_webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub admin: AdminConfig,
     pub x402: X402Config,
+    pub webhooks: WebhookConfig,
 }
 
 /// Shortest operator token accepted: anything shorter is guessable.
@@ -133,6 +135,7 @@ impl Config {
             .x402
             .facilitator()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.webhooks.check().map_err(ConfigError::Invalid)?;
         Ok(config)
     }
 
@@ -360,6 +363,7 @@ mod tests {
         let example: Config = toml::from_str(include_str!("../gpubridge.example.toml")).unwrap();
         assert_eq!(example.http.addr.port(), 8080);
         assert_eq!(example.scheduler.breaker.failure_threshold, 5);
+        assert_eq!(example.webhooks, WebhookConfig::default());
     }
 
     #[test]

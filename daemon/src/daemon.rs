@@ -12,6 +12,7 @@ use gpubridge_gateway::{App, HttpMetrics};
 use gpubridge_scheduler::nodes::{EndpointError, Identity, IdentityError};
 use gpubridge_scheduler::{AllHooks, Catalog, JobHooks, Scheduler, StartError};
 use gpubridge_store::{RocksKv, RocksOptions, Store, StoreError, StoreMetrics, Table};
+use gpubridge_webhooks::{Generations, Signer, Webhooks};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -19,10 +20,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Every table of the store: the store's own, the job core's, billing's.
-pub const TABLES: [Table; 15] = {
+/// Every table of the store: the store's own, the job core's, billing's, the
+/// webhook outbox's.
+pub const TABLES: [Table; 17] = {
     let j = gpubridge_scheduler::jobs::TABLES;
     let b = gpubridge_billing::TABLES;
+    let w = gpubridge_webhooks::TABLES;
     [
         Table::META,
         j[0],
@@ -39,6 +42,8 @@ pub const TABLES: [Table; 15] = {
         b[8],
         b[9],
         b[10],
+        w[0],
+        w[1],
     ]
 };
 
@@ -86,6 +91,8 @@ pub struct Daemon {
     http: JoinHandle<()>,
     /// The USDC deposit watcher, when top-ups are on.
     watcher: Option<JoinHandle<()>>,
+    /// Delivers finished jobs' webhooks; stopped attempts resume on restart.
+    webhook_worker: JoinHandle<()>,
     grace: Duration,
 }
 
@@ -95,14 +102,16 @@ impl Daemon {
         let catalog = load_catalog(config.scheduler.catalog_path.as_deref())?;
         let registry = prometheus::Registry::new();
         let store = open_current_store(&config, &registry).await?;
+        let secret = server_secret(&config)?;
         let accounts = match config.accounts.enabled {
-            true => Some(Arc::new(open_accounts(&config, &store).await?)),
+            true => Some(Arc::new(open_accounts(&config, &store, &secret).await?)),
             false => None,
         };
+        let webhooks = open_webhooks(&config, &store, &secret, accounts.as_ref(), &registry)?;
         let x402 = open_x402(&config, &store).await?;
         let deposits = open_deposits(accounts.as_ref(), x402.as_ref(), &store).await?;
         let watcher = deposits.as_ref().map(|d| d.spawn_watcher());
-        let hooks = job_hooks(accounts.as_ref(), x402.as_ref());
+        let hooks = job_hooks(accounts.as_ref(), x402.as_ref(), &webhooks);
         let scheduler = Scheduler::start(
             config.scheduler.clone(),
             catalog,
@@ -111,6 +120,13 @@ impl Daemon {
             hooks,
         )
         .await?;
+        let webhook_worker = webhooks
+            .start()
+            .await
+            .map_err(|source| DaemonError::Store {
+                path: config.scheduler.data_dir.display().to_string(),
+                source,
+            })?;
         let (nodes, local_agent) = start_nodes(&config, &scheduler).await?;
         let bind_error = |source| DaemonError::Bind {
             addr: config.http.addr,
@@ -131,6 +147,7 @@ impl Daemon {
             http: config.http.clone(),
             started: Instant::now(),
             mcp: Default::default(),
+            webhooks,
         });
         let (stop_http, stopped) = oneshot::channel::<()>();
         let http = tokio::spawn(gpubridge_gateway::serve(listener, app, async {
@@ -146,6 +163,7 @@ impl Daemon {
             stop_http: Some(stop_http),
             http,
             watcher,
+            webhook_worker,
             grace: Duration::from_secs(config.http.shutdown_grace_seconds),
         })
     }
@@ -187,6 +205,8 @@ impl Daemon {
         if let Some(watcher) = self.watcher.take() {
             watcher.abort();
         }
+        // An attempt cut short is unrecorded, so it is made again after restart.
+        self.webhook_worker.abort();
         self.store.close().await;
         tracing::info!("stopped");
     }
@@ -320,12 +340,14 @@ async fn open_deposits(
         })
 }
 
-/// Billing's hooks on finished jobs: accounts settle, x402 frees failed proofs.
+/// What happens as jobs finish: accounts settle, x402 frees failed proofs,
+/// webhooks enter the outbox — all in the job's terminal write.
 fn job_hooks(
     accounts: Option<&Arc<Accounts>>,
     x402: Option<&Arc<X402>>,
+    webhooks: &Arc<Webhooks>,
 ) -> Option<Arc<dyn JobHooks>> {
-    let mut hooks: Vec<Arc<dyn JobHooks>> = Vec::new();
+    let mut hooks: Vec<Arc<dyn JobHooks>> = vec![webhooks.clone()];
     if let Some(accounts) = accounts {
         hooks.push(accounts.clone());
     }
@@ -339,9 +361,9 @@ fn job_hooks(
     }
 }
 
-async fn open_accounts(config: &Config, store: &Store) -> Result<Accounts, DaemonError> {
-    let rules = config.accounts.rules()?;
-    let secret = match &config.accounts.key_hash_secret {
+/// The server's secret: keys API-key digests and derives webhook secrets.
+fn server_secret(config: &Config) -> Result<Vec<u8>, DaemonError> {
+    Ok(match &config.accounts.key_hash_secret {
         Some(secret) => gpubridge_billing::check_secret(secret)?,
         None => {
             let path = config
@@ -351,8 +373,47 @@ async fn open_accounts(config: &Config, store: &Store) -> Result<Accounts, Daemo
                 .unwrap_or_else(|| config.scheduler.data_dir.join("api-key.secret"));
             gpubridge_billing::load_or_create_secret(&path)?
         }
+    })
+}
+
+async fn open_accounts(
+    config: &Config,
+    store: &Store,
+    secret: &[u8],
+) -> Result<Accounts, DaemonError> {
+    let rules = config.accounts.rules()?;
+    Ok(Accounts::open(store.clone(), rules, secret).await?)
+}
+
+/// The webhook outbox: secrets per account (rotations counted by billing),
+/// bodies in the gateway's status shape.
+fn open_webhooks(
+    config: &Config,
+    store: &Store,
+    secret: &[u8],
+    accounts: Option<&Arc<Accounts>>,
+    registry: &prometheus::Registry,
+) -> Result<Arc<Webhooks>, DaemonError> {
+    let generations: Generations = match accounts {
+        Some(accounts) => {
+            let accounts = Arc::downgrade(accounts);
+            Box::new(move |id| {
+                accounts
+                    .upgrade()
+                    .map_or(0, |accounts| accounts.webhook_generation(id))
+            })
+        }
+        None => Box::new(|_| 0),
     };
-    Ok(Accounts::open(store.clone(), rules, &secret).await?)
+    Ok(Webhooks::new(
+        store.clone(),
+        config.webhooks.clone(),
+        config.scheduler.allow_private_urls,
+        Signer::new(secret),
+        generations,
+        Box::new(gpubridge_gateway::webhook_body),
+        registry,
+    )?)
 }
 
 /// The scheduler's identity towards node agents, kept in `<data_dir>/node`.
@@ -423,7 +484,8 @@ mod tests {
     fn the_store_opens_every_table_once() {
         let owned = gpubridge_scheduler::jobs::TABLES
             .iter()
-            .chain(gpubridge_billing::TABLES.iter());
+            .chain(gpubridge_billing::TABLES.iter())
+            .chain(gpubridge_webhooks::TABLES.iter());
         for table in owned {
             assert!(TABLES.contains(table), "{} missing", table.0);
         }

@@ -79,10 +79,11 @@ mod tests {
     }
 
     /// A job as the first release wrote it: no version byte, and none of the
-    /// fields added since at the end (`payment`, `stopped`: one `None` byte each).
+    /// fields added since at the end (`payment`, `stopped`, `progress`,
+    /// `routing`: one `None` byte each).
     fn legacy_job(job: &gpubridge_scheduler::JobRecord) -> Vec<u8> {
         let bytes = encode(job);
-        bytes[1..bytes.len() - 2].to_vec()
+        bytes[1..bytes.len() - 4].to_vec()
     }
 
     #[tokio::test]

@@ -34,6 +34,8 @@ pub struct App {
     pub started: Instant,
     /// `/mcp`'s server, made on first use.
     pub mcp: crate::mcp::Mcp,
+    /// Finished jobs' webhooks: their secrets and how each delivery stands.
+    pub webhooks: Arc<gpubridge_webhooks::Webhooks>,
 }
 
 pub type HttpResponse = Response<Outgoing>;
@@ -72,7 +74,7 @@ impl App {
             let error = ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!("No endpoint at {path}"),
-                "Endpoints: POST /run, POST /inference, GET /status/:job_id, GET /catalog, GET /catalog/estimate, /account/*, GET /health, GET /metrics.",
+                "Endpoints: POST /run, POST /inference, GET /status/:job_id, POST /cancel/:job_id, GET /catalog, GET /catalog/estimate, /account/*, GET /health, GET /metrics.",
             );
             return (RouteLabel::Other, error.into_response());
         };
@@ -91,6 +93,7 @@ impl App {
             Route::Run => handlers::run::handle(self, request).await,
             Route::Inference => handlers::inference::handle(self, request).await,
             Route::Status(id) => handlers::status::handle(self, request.headers(), id).await,
+            Route::Cancel(id) => handlers::cancel::handle(self, request.headers(), id).await,
             Route::Catalog => Ok(handlers::catalog::catalog(self)),
             Route::Estimate => handlers::catalog::estimate(self, request.uri().query()),
             Route::Health => Ok(handlers::ops::health(self)),
@@ -148,6 +151,7 @@ impl App {
             Route::Register => account::register(self, accounts, request).await,
             Route::Recover => account::recover(self, accounts, request).await,
             Route::RegenerateKey => account::regenerate_key(self, accounts, &request).await,
+            Route::WebhookSecret => account::webhook_secret(self, accounts, &request).await,
             Route::Balance => account::balance(self, accounts, &request).await,
             Route::TopupCrypto => handlers::topup_crypto::open(self, request).await,
             Route::TopupCryptoClaim => handlers::topup_crypto::claim(self, accounts, request).await,

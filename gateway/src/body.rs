@@ -132,6 +132,40 @@ pub fn priority(headers: &HeaderMap) -> Result<Priority, ApiError> {
         })
 }
 
+/// The longest `Prefer: wait=N` honoured, in seconds; more is cut to it.
+pub const MAX_PREFER_WAIT: u64 = 60;
+
+/// `Prefer: wait=N` (RFC 7240): how many seconds to hold the answer for the
+/// job to finish, at most [`MAX_PREFER_WAIT`]. Other preferences are ignored,
+/// as the RFC asks; a `wait` that is not a number of seconds is refused.
+pub fn prefer_wait(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "Invalid Prefer header: wait must be a whole number of seconds",
+            format!("Use Prefer: wait=N with N from 0 to {MAX_PREFER_WAIT}."),
+        )
+    };
+    let mut wait = None;
+    for value in headers.get_all("prefer") {
+        let text = value.to_str().map_err(|_| bad())?;
+        for preference in text.split(',') {
+            let token = preference.split(';').next().unwrap_or_default().trim();
+            let Some((name, seconds)) = token.split_once('=') else {
+                continue;
+            };
+            if name.trim().eq_ignore_ascii_case("wait") {
+                let seconds: u64 = seconds
+                    .trim()
+                    .trim_matches('"')
+                    .parse()
+                    .map_err(|_| bad())?;
+                wait = Some(seconds.min(MAX_PREFER_WAIT));
+            }
+        }
+    }
+    Ok(wait)
+}
+
 /// `Idempotency-Key`: 1–255 visible ASCII characters when present.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
@@ -192,6 +226,25 @@ pub fn query_number(
 mod tests {
     use super::*;
     use hyper::header::HeaderValue;
+
+    #[test]
+    fn prefer_wait_is_read_capped_and_checked() {
+        let wait = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append("prefer", HeaderValue::from_str(v).unwrap());
+            }
+            prefer_wait(&headers)
+        };
+        assert_eq!(wait(&[]).unwrap(), None);
+        assert_eq!(wait(&["wait=5"]).unwrap(), Some(5));
+        assert_eq!(wait(&["respond-async, wait=7"]).unwrap(), Some(7));
+        assert_eq!(wait(&["handling=lenient", "Wait = 9"]).unwrap(), Some(9));
+        assert_eq!(wait(&["wait=600"]).unwrap(), Some(MAX_PREFER_WAIT));
+        assert_eq!(wait(&["return=minimal"]).unwrap(), None);
+        assert!(wait(&["wait=soon"]).is_err());
+        assert!(wait(&["wait=-1"]).is_err());
+    }
 
     #[test]
     fn json_errors_are_specific() {

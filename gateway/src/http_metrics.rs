@@ -12,6 +12,7 @@ pub enum RouteLabel {
     Run,
     Inference,
     Status,
+    Cancel,
     Catalog,
     Estimate,
     Health,
@@ -26,10 +27,11 @@ pub enum RouteLabel {
 }
 
 /// Streamed answers are timed to their first byte.
-const ROUTES: [(RouteLabel, &str); 14] = [
+const ROUTES: [(RouteLabel, &str); 15] = [
     (RouteLabel::Run, "/run"),
     (RouteLabel::Inference, "/inference"),
     (RouteLabel::Status, "/status"),
+    (RouteLabel::Cancel, "/cancel"),
     (RouteLabel::Catalog, "/catalog"),
     (RouteLabel::Estimate, "/catalog/estimate"),
     (RouteLabel::Health, "/health"),

@@ -37,3 +37,4 @@ pub use error::ApiError;
 pub use http_metrics::HttpMetrics;
 pub use mcp::Mcp;
 pub use server::serve;
+pub use views::webhook_body;

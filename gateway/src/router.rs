@@ -7,6 +7,7 @@ pub enum Route<'a> {
     Run,
     Inference,
     Status(&'a str),
+    Cancel(&'a str),
     Catalog,
     Estimate,
     Health,
@@ -14,6 +15,8 @@ pub enum Route<'a> {
     Register,
     Recover,
     RegenerateKey,
+    /// `GET` reads the account's webhook signing secret, `POST` rotates it.
+    WebhookSecret,
     Balance,
     SpendingLimit,
     Jobs,
@@ -51,6 +54,7 @@ pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
     // Streamable HTTP without sessions: every message is a POST (no server
     // stream to GET, no session to DELETE).
     const MCP: &[Method] = &[Method::POST];
+    const GET_OR_POST: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
     let path = path
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
@@ -65,6 +69,7 @@ pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         "/account/register" => (Route::Register, POST),
         "/account/recover" => (Route::Recover, POST),
         "/account/regenerate-key" => (Route::RegenerateKey, POST),
+        "/account/webhook-secret" => (Route::WebhookSecret, GET_OR_POST),
         "/account/balance" => (Route::Balance, GET),
         "/account/spending-limit" => (Route::SpendingLimit, POST),
         "/account/jobs" => (Route::Jobs, GET),
@@ -89,6 +94,8 @@ pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
             };
             if let Some(id) = segment("/status/") {
                 (Route::Status(id), GET)
+            } else if let Some(id) = segment("/cancel/") {
+                (Route::Cancel(id), POST)
             } else if let Some(query) = segment("/admin/accounts/") {
                 (Route::AdminAccount(query), GET)
             } else if let Some(node) = other
@@ -118,6 +125,7 @@ impl Route<'_> {
             Route::Run => RouteLabel::Run,
             Route::Inference => RouteLabel::Inference,
             Route::Status(_) => RouteLabel::Status,
+            Route::Cancel(_) => RouteLabel::Cancel,
             Route::Catalog => RouteLabel::Catalog,
             Route::Estimate => RouteLabel::Estimate,
             Route::Health => RouteLabel::Health,
@@ -125,6 +133,7 @@ impl Route<'_> {
             Route::Register
             | Route::Recover
             | Route::RegenerateKey
+            | Route::WebhookSecret
             | Route::Balance
             | Route::SpendingLimit
             | Route::Jobs

@@ -5,7 +5,7 @@ use gpubridge_billing::deposits::TopupRecord;
 use gpubridge_billing::x402::X402Rules;
 use gpubridge_billing::AccountView;
 use gpubridge_protocol::JobId;
-use gpubridge_scheduler::{now_ms, Attempt, JobPayment, JobRecord, Stopped};
+use gpubridge_scheduler::{now_ms, Attempt, JobPayment, JobRecord, Progress, Routing, Stopped};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -29,6 +29,10 @@ pub struct RunAccepted<'a> {
     pub status: &'static str,
     pub status_url: String,
     pub estimated_cost_usd: f64,
+    /// Signs this job's webhook when no account owns the job (x402, open
+    /// access): shown only here. Account jobs use the account's secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
 }
 
 impl<'a> RunAccepted<'a> {
@@ -39,6 +43,7 @@ impl<'a> RunAccepted<'a> {
             status: record.status.as_str(),
             status_url: status_url(&record.id),
             estimated_cost_usd: record.estimated_cost.as_dollars(),
+            webhook_secret: None,
         }
     }
 }
@@ -79,6 +84,63 @@ pub struct StatusView<'a> {
     pub hint: Option<&'static str>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub full: Option<FullStatus<'a>>,
+    /// How the job's webhook delivery stands (owner's view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookView>,
+    /// A job no account owns, answered at once by `POST /run` with `Prefer:
+    /// wait`: the secret that signs its webhook, shown only there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+}
+
+/// `webhook` in `/status`: `state` is `waiting_for_job` until the job ends,
+/// then `pending`, `delivered`, `gone` (the receiver answered 410) or `gave_up`.
+#[derive(Serialize)]
+pub struct WebhookView {
+    pub state: &'static str,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl WebhookView {
+    pub fn of(delivery: Option<&gpubridge_webhooks::Delivery>) -> WebhookView {
+        let at = |ms: Option<u64>| ms.map(rfc3339_ms);
+        match delivery {
+            None => WebhookView {
+                state: "waiting_for_job",
+                attempts: 0,
+                delivered_at: None,
+                next_attempt_at: None,
+                last_status: None,
+                last_error: None,
+            },
+            Some(d) => WebhookView {
+                state: d.state.as_str(),
+                attempts: d.attempts,
+                delivered_at: at(d.delivered_ms),
+                next_attempt_at: at(d.next_attempt_ms),
+                last_status: d.last_status,
+                last_error: d.last_error.clone(),
+            },
+        }
+    }
+}
+
+fn rfc3339_ms(ms: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// What a job's webhook carries: its status document as its owner sees it.
+pub fn webhook_body(record: &JobRecord) -> Vec<u8> {
+    serde_json::to_vec(&StatusView::of(record, true)).unwrap_or_default()
 }
 
 #[derive(Serialize)]
@@ -96,6 +158,12 @@ pub struct FullStatus<'a> {
     pub stopped: Option<&'a Stopped>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<&'a str>,
+    /// How far a running job is, as its backend last said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressView<'a>>,
+    /// Which backend was chosen and why, with its expected and actual cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<RoutingView<'a>>,
     pub attempts: Vec<AttemptView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recoveries: Option<u32>,
@@ -105,6 +173,53 @@ pub struct FullStatus<'a> {
     pub settlement: SettlementView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payment: Option<PaymentView<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct ProgressView<'a> {
+    pub percent: f64,
+    pub message: &'a str,
+    pub updated_at_ms: u64,
+}
+
+impl<'a> From<&'a Progress> for ProgressView<'a> {
+    fn from(p: &'a Progress) -> Self {
+        ProgressView {
+            percent: f64::from(p.permille) / 10.0,
+            message: &p.message,
+            updated_at_ms: p.at_ms,
+        }
+    }
+}
+
+/// The backend of the latest attempt: `cheap` picks the lowest expected cost
+/// (its price per second × the duration learned for it), `fast` the soonest
+/// result. Costs are the backend's, not the job's price.
+#[derive(Serialize)]
+pub struct RoutingView<'a> {
+    pub priority: &'static str,
+    pub backend: &'a str,
+    pub backend_cost_per_second_usd: f64,
+    pub expected_seconds: f64,
+    pub expected_cost_usd: f64,
+    /// Once it ran to an end: the backend's price × the seconds it took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_cost_usd: Option<f64>,
+}
+
+impl<'a> RoutingView<'a> {
+    fn of(record: &JobRecord, routing: &'a Routing) -> Self {
+        RoutingView {
+            priority: record.priority.as_str(),
+            backend: &routing.backend,
+            backend_cost_per_second_usd: routing.cost_per_second.as_dollars(),
+            expected_seconds: routing.expected_ms / 1000.0,
+            expected_cost_usd: routing.expected_cost.as_dollars(),
+            actual_cost_usd: record
+                .execution_us
+                .map(|us| routing.actual_cost(us).as_dollars()),
+        }
+    }
 }
 
 /// How an x402 job was paid, and whether its payment may pay for a retry.
@@ -165,6 +280,8 @@ impl<'a> StatusView<'a> {
             estimated_cost_usd: record.estimated_cost.as_dollars(),
             hint: (!full).then_some("Pass the API key that created this job to see its output."),
             full: full.then(|| FullStatus::of(record)),
+            webhook: None,
+            webhook_secret: None,
         }
     }
 }
@@ -179,6 +296,8 @@ impl<'a> FullStatus<'a> {
                 .then(|| output(record)),
             stopped: record.stopped.as_ref(),
             backend: record.backend.as_deref(),
+            progress: record.progress.as_ref().map(ProgressView::from),
+            routing: record.routing.as_ref().map(|r| RoutingView::of(record, r)),
             attempts: record.attempts.iter().map(AttemptView::from).collect(),
             recoveries: (record.recoveries > 0).then_some(record.recoveries),
             webhook_url: record.webhook_url.as_deref(),
@@ -331,7 +450,19 @@ pub struct Registered {
     #[serde(flatten)]
     pub account: AccountBody,
     pub api_key: String,
+    /// Signs this account's webhooks; readable again at /account/webhook-secret.
+    pub webhook_secret: String,
     pub message: &'static str,
+}
+
+/// `GET|POST /account/webhook-secret`.
+#[derive(Serialize)]
+pub struct WebhookSecretView {
+    pub account_id: String,
+    pub webhook_secret: String,
+    pub signature_header: &'static str,
+    /// This request replaced the previous secret.
+    pub rotated: bool,
 }
 
 /// `POST /account/regenerate-key`.

@@ -3,7 +3,7 @@
 //! and drain on request: no new jobs, finish running ones, leave.
 
 use crate::config::{AgentConfig, ConfigError};
-use crate::runtime::Runtime;
+use crate::runtime::{Feed, Runtime};
 use crate::telemetry::Telemetry;
 use crate::transport::{client_endpoint, PinnedCertificate, TransportError};
 use gpubridge_protocol::media::MediaFetcher;
@@ -418,31 +418,31 @@ impl Agent {
         {
             budget = budget.min(Duration::from_secs_f64(limit));
         }
-        let (tx, mut rx) = mpsc::channel::<String>(16);
-        let deltas = assignment.stream.then_some(&tx);
+        let (tx, mut rx) = mpsc::channel::<JobEvent>(16);
+        let feed = Feed {
+            events: &tx,
+            stream: assignment.stream,
+        };
         let work = tokio::time::timeout(
             budget,
             service
                 .runtime
-                .run(assignment.model.as_deref(), input, deltas),
+                .run(assignment.model.as_deref(), input, Some(feed)),
         );
         tokio::pin!(work);
         let max_frame = self.cfg.max_frame_bytes;
         let result = loop {
             let step = tokio::select! {
                 result = &mut work => Step::Done(result),
-                Some(delta) = rx.recv() => Step::Delta(delta),
+                Some(event) = rx.recv() => Step::Event(event),
                 // The scheduler gave up on the job (deadline, failover, its
                 // client left): stop working on it.
                 _ = send.stopped() => Step::Stopped,
             };
             match step {
                 Step::Done(result) => break result,
-                Step::Delta(delta) => {
-                    if write_frame(send, &JobEvent::Delta(delta), max_frame)
-                        .await
-                        .is_err()
-                    {
+                Step::Event(event) => {
+                    if write_frame(send, &event, max_frame).await.is_err() {
                         return cancelled(assignment);
                     }
                 }
@@ -450,11 +450,8 @@ impl Agent {
             }
         };
         // Pieces made just before the end still go first.
-        while let Ok(delta) = rx.try_recv() {
-            if write_frame(send, &JobEvent::Delta(delta), max_frame)
-                .await
-                .is_err()
-            {
+        while let Ok(event) = rx.try_recv() {
+            if write_frame(send, &event, max_frame).await.is_err() {
                 return cancelled(assignment);
             }
         }
@@ -469,10 +466,10 @@ impl Agent {
     }
 }
 
-/// One turn of a running job: it ended, made a piece, or was called off.
+/// One turn of a running job: it ended, said something, or was called off.
 enum Step<T> {
     Done(T),
-    Delta(String),
+    Event(JobEvent),
     Stopped,
 }
 

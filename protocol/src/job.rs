@@ -1,4 +1,5 @@
-//! The life cycle of a job: `pending → running → completed | failed`.
+//! The life cycle of a job: `pending → running → completed | failed`, and
+//! `cancelled` from either of the first two when its owner stops it.
 
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -10,14 +11,18 @@ pub enum JobStatus {
     Running,
     Completed,
     Failed,
+    /// Stopped by its owner (`POST /cancel/:id`). Last: stored records name
+    /// statuses by position.
+    Cancelled,
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 4] = [
+    pub const ALL: [JobStatus; 5] = [
         JobStatus::Pending,
         JobStatus::Running,
         JobStatus::Completed,
         JobStatus::Failed,
+        JobStatus::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -26,12 +31,16 @@ impl JobStatus {
             JobStatus::Running => "running",
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 
     /// A terminal job never changes again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Completed | JobStatus::Failed)
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 }
 

@@ -53,12 +53,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl MediaFetcher {
     pub fn new(allow_private: bool, max_bytes: usize) -> MediaFetcher {
-        let https = https_connector(HttpConnector::new_with_resolver(GuardedResolver {
-            inner: GaiResolver::new(),
-            allow_private,
-        }));
         MediaFetcher {
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: Client::builder(TokioExecutor::new()).build(guarded_connector(allow_private)),
             allow_private,
             max_bytes,
         }
@@ -72,15 +68,10 @@ impl MediaFetcher {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(MediaError::BadUrl(raw.to_string()));
         }
-        // Literal addresses never reach the resolver, so they are checked here.
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            Some(url::Host::Domain(_)) => None,
+        match refuses_literal(&url, self.allow_private) {
             None => return Err(MediaError::BadUrl(raw.to_string())),
-        };
-        if literal.is_some_and(|ip| !self.allow_private && is_private(ip)) {
-            return Err(MediaError::PrivateAddress);
+            Some(true) => return Err(MediaError::PrivateAddress),
+            Some(false) => {}
         }
         let file_name = url
             .path_segments()
@@ -92,11 +83,10 @@ impl MediaFetcher {
             .map_err(|_| MediaError::BadUrl(raw.to_string()))?;
         let fetch = async {
             let response = self.client.request(request).await.map_err(|e| {
-                let text = error_chain(&e);
-                if text.contains(PRIVATE_REFUSAL) {
+                if is_private_refusal(&e) {
                     MediaError::PrivateAddress
                 } else {
-                    MediaError::Fetch(text)
+                    MediaError::Fetch(error_chain(&e))
                 }
             })?;
             if !response.status().is_success() {
@@ -152,6 +142,31 @@ impl MediaFetcher {
 }
 
 const PRIVATE_REFUSAL: &str = "resolves only to private or loopback addresses";
+
+/// Does the URL name a private address literally? Literal addresses never reach
+/// the resolver, so they are checked here; `None` when it has no host.
+pub fn refuses_literal(url: &url::Url, allow_private: bool) -> Option<bool> {
+    let literal = match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    };
+    Some(literal.is_some_and(|ip| !allow_private && is_private(ip)))
+}
+
+/// Did a request fail because its name resolved only to refused addresses?
+pub fn is_private_refusal(error: &dyn std::error::Error) -> bool {
+    error_chain(error).contains(PRIVATE_REFUSAL)
+}
+
+/// HTTP(S) whose names are resolved by a [`GuardedResolver`]: for clients of
+/// user-supplied URLs (media, webhooks). hyper's client never follows redirects.
+pub fn guarded_connector(allow_private: bool) -> HttpsConnector<HttpConnector<GuardedResolver>> {
+    https_connector(HttpConnector::new_with_resolver(GuardedResolver {
+        inner: GaiResolver::new(),
+        allow_private,
+    }))
+}
 
 /// DNS resolution that drops private addresses (unless allowed).
 #[derive(Clone)]

@@ -181,6 +181,20 @@ impl Backend {
         }
     }
 
+    /// Expected execution milliseconds of one job here (learned, or the
+    /// service's default before any).
+    pub fn expected_duration_ms(&self, default_ms: f64) -> f64 {
+        self.latency_ms.get().unwrap_or(default_ms)
+    }
+
+    /// Expected cost of one job here: price per second × expected duration.
+    pub fn expected_cost(&self, default_ms: f64) -> Micros {
+        Micros::per_second_times(
+            self.cost_per_second,
+            self.expected_duration_ms(default_ms) / 1000.0,
+        )
+    }
+
     /// Expected milliseconds from now to a result: latency plus the wait for a slot.
     pub fn expected_ms(&self, default_ms: f64) -> f64 {
         let latency = self.latency_ms.get().unwrap_or(default_ms);

@@ -30,6 +30,8 @@ pub struct Call<'a> {
     /// Where a backend that can stream sends chunks as it makes them; one that
     /// cannot just returns its output, which reaches the client whole.
     pub stream: Option<&'a StreamTap>,
+    /// Where a backend reports how far the job is (permille, message).
+    pub progress: &'a (dyn Fn(u16, String) + Send + Sync),
 }
 
 impl Call<'_> {

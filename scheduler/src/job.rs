@@ -85,9 +85,42 @@ pub struct JobRecord {
     /// The x402 payment that paid for it. Records of version 1 end before it
     /// and read as `None`.
     pub payment: Option<JobPayment>,
-    /// Set when the job was stopped because its client left. Last, so records
-    /// of versions 1 and 2 (which end before it) read as `None`.
+    /// Set when the job was stopped because its client left or its owner
+    /// cancelled it. Records of versions 1 and 2 end before it.
     pub stopped: Option<Stopped>,
+    /// The latest progress its backend reported. Records of versions 1 to 3
+    /// end before it.
+    pub progress: Option<Progress>,
+    /// The backend chosen for the latest attempt and what it was expected to
+    /// cost. Records of versions 1 to 3 end before it.
+    pub routing: Option<Routing>,
+}
+
+/// How far a running job is, as its backend (a node agent) says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// 0 to 1000.
+    pub permille: u16,
+    pub message: String,
+    pub at_ms: u64,
+}
+
+/// Why a backend was chosen: its price per second and the duration learned
+/// for it, whose product `cheap` routing minimises.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Routing {
+    pub backend: String,
+    /// What the backend costs per second of execution.
+    pub cost_per_second: Micros,
+    pub expected_ms: f64,
+    pub expected_cost: Micros,
+}
+
+impl Routing {
+    /// What the backend cost for the time the job ran there.
+    pub fn actual_cost(&self, execution_us: u64) -> Micros {
+        Micros::per_second_times(self.cost_per_second, execution_us as f64 / 1e6)
+    }
 }
 
 /// A job stopped before it finished because nobody wanted its output any more.
@@ -137,15 +170,16 @@ mod owner_text {
 
 impl Record for JobRecord {
     const KIND: &'static str = "job";
-    const VERSION: u8 = 3;
+    const VERSION: u8 = 4;
 
-    /// Version 1 ends before `payment`, version 2 before `stopped`: the same
-    /// bytes and a `None` for each missing field.
+    /// Version 1 ends before `payment`, version 2 before `stopped`, version 3
+    /// before `progress` and `routing`: the same bytes and a `None` for each
+    /// missing field.
     fn upgrade(version: u8, payload: &[u8]) -> Result<Self, DecodeError> {
         match version {
-            1 | 2 => {
+            1..=3 => {
                 let mut bytes = payload.to_vec();
-                bytes.extend(std::iter::repeat_n(0, usize::from(3 - version)));
+                bytes.extend(std::iter::repeat_n(0, usize::from(5 - version)));
                 payload_of(Self::KIND, &bytes)
             }
             _ => Err(DecodeError::UnknownVersion {
@@ -197,6 +231,8 @@ pub fn sample(id: &str) -> JobRecord {
         billing: None,
         payment: None,
         stopped: None,
+        progress: None,
+        routing: None,
     }
 }
 
@@ -219,8 +255,13 @@ mod tests {
         record.owner = Some(AccountId([3; 16]));
         assert_eq!(decode::<JobRecord>(&encode(&record)).unwrap(), record);
         assert!(decode::<JobRecord>(b"\x02\xff\xff").is_err());
-        // Records written before payments and stops existed read with neither.
-        let mut v2 = encode(&record);
+        // Records written before progress and routing, stops and payments
+        // existed read without them.
+        let mut v3 = encode(&record);
+        v3[0] = 3;
+        v3.truncate(v3.len() - 2);
+        assert_eq!(decode::<JobRecord>(&v3).unwrap(), record);
+        let mut v2 = v3;
         v2[0] = 2;
         v2.pop();
         assert_eq!(decode::<JobRecord>(&v2).unwrap(), record);

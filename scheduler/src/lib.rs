@@ -47,9 +47,12 @@ pub use gpubridge_protocol::media::{is_private, MediaError, MediaFetcher};
 pub use hooks::{AllHooks, JobHooks, NoHooks};
 #[cfg(any(test, feature = "test-support"))]
 pub use job::sample;
-pub use job::{now_ms, Attempt, JobBilling, JobPayment, JobRecord, Origin, Settlement, Stopped};
+pub use job::{
+    now_ms, Attempt, JobBilling, JobPayment, JobRecord, Origin, Progress, Routing, Settlement,
+    Stopped,
+};
 pub use provider::Provider;
 pub use scheduler::{
-    Estimate, JobRequest, PendingJob, PreparedJob, Scheduler, StartError, SubmitError,
+    Cancellation, Estimate, JobRequest, PendingJob, PreparedJob, Scheduler, StartError, SubmitError,
 };
 pub use stream::{Disconnected, StreamReceiver, StreamTap};

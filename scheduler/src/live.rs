@@ -15,6 +15,25 @@ pub(crate) struct LiveJob {
     pub record: Mutex<JobRecord>,
     /// Turns `true` once the job is terminal and persisted.
     pub done: watch::Sender<bool>,
+    /// Turns `true` when its owner cancels it.
+    cancel: watch::Sender<bool>,
+}
+
+impl LiveJob {
+    pub fn cancel(&self) {
+        self.cancel.send_replace(true);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// Resolves once the job is cancelled.
+    pub async fn cancelled(&self) {
+        let mut receiver = self.cancel.subscribe();
+        // The sender lives as long as `self`: this only ends by cancelling.
+        let _ = receiver.wait_for(|cancelled| *cancelled).await;
+    }
 }
 
 pub(crate) struct LiveJobs {
@@ -65,6 +84,7 @@ impl LiveJobs {
         let live = Arc::new(LiveJob {
             record: Mutex::new(record),
             done: watch::channel(false).0,
+            cancel: watch::channel(false).0,
         });
         let id = live.record.lock().id.clone();
         self.jobs.insert(id, live.clone());

@@ -19,6 +19,7 @@ pub struct ServiceMetrics {
     pub accepted: IntCounter,
     pub completed: IntCounter,
     pub failed: IntCounter,
+    pub cancelled: IntCounter,
 }
 
 pub struct SchedulerMetrics {
@@ -127,6 +128,7 @@ impl SchedulerMetrics {
                     accepted: jobs.with_label_values(&[key, "accepted"]),
                     completed: jobs.with_label_values(&[key, JobStatus::Completed.as_str()]),
                     failed: jobs.with_label_values(&[key, JobStatus::Failed.as_str()]),
+                    cancelled: jobs.with_label_values(&[key, JobStatus::Cancelled.as_str()]),
                 };
                 (s.key.clone(), metrics)
             })

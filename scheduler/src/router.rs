@@ -1,6 +1,7 @@
 //! Picks the next backend for a job: `fast` minimises expected completion time
-//! (learned latency plus queue wait), `cheap` takes the lowest price, with
-//! expected time breaking ties. Allocation-free: one pass over the routes.
+//! (learned latency plus queue wait), `cheap` the expected cost (price per
+//! second × the duration learned for that backend), with expected time breaking
+//! ties. Allocation-free: one pass over the routes.
 
 use crate::backend::Route;
 use gpubridge_protocol::Priority;
@@ -28,7 +29,11 @@ pub fn pick(routes: &[Route], priority: Priority, tried: Tried, default_ms: f64)
         let time = route.backend.expected_ms(default_ms);
         let primary = match priority {
             Priority::Fast => time,
-            Priority::Cheap => route.backend.cost_per_second.0 as f64,
+            // Unrounded micro-dollars: short cheap jobs must not tie.
+            Priority::Cheap => {
+                route.backend.cost_per_second.0 as f64
+                    * route.backend.expected_duration_ms(default_ms)
+            }
         };
         let better = match best {
             None => true,
@@ -107,17 +112,33 @@ mod tests {
         }
         let fast = pick(routes, Priority::Fast, Tried::default(), 1000.0).unwrap();
         assert_eq!(provider(&routes[fast]), Some(Provider::Groq));
-        // DeepInfra has the lowest price (300 µ$/s) however slow it is.
+        // DeepInfra has the lowest price (300 µ$/s) but takes 9× as long as
+        // Groq (600 µ$/s): Groq's jobs cost less.
         let cheap = pick(routes, Priority::Cheap, Tried::default(), 1000.0).unwrap();
-        assert_eq!(provider(&routes[cheap]), Some(Provider::DeepInfra));
+        assert_eq!(provider(&routes[cheap]), Some(Provider::Groq));
         let mut tried = Tried::default();
         tried.insert(cheap);
         let next = pick(routes, Priority::Cheap, tried, 1000.0).unwrap();
         assert_eq!(
             provider(&routes[next]),
-            Some(Provider::Groq),
-            "600 µ$/s is next"
+            Some(Provider::DeepInfra),
+            "300 µ$/s × 0.9 s is next"
         );
+    }
+
+    #[test]
+    fn cheap_follows_price_when_durations_are_alike() {
+        let set = live_set();
+        let routes = set.routes("llm-4090", Some(MODEL)).unwrap();
+        // Nothing learned: every backend is expected to take the default.
+        let cheap = pick(routes, Priority::Cheap, Tried::default(), 1000.0).unwrap();
+        assert_eq!(provider(&routes[cheap]), Some(Provider::DeepInfra));
+        for route in routes {
+            route.backend.latency_ms.observe(500.0, 1.0);
+        }
+        let cheap = pick(routes, Priority::Cheap, Tried::default(), 1000.0).unwrap();
+        assert_eq!(provider(&routes[cheap]), Some(Provider::DeepInfra));
+        assert_eq!(routes[cheap].backend.expected_cost(1000.0).0, 150);
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Runs one job: pick a backend by priority, admit the attempt through its
 //! breaker and queue, execute it, record it; on failure the next candidate,
 //! until success, no candidate, or the deadline. Then persist the terminal
-//! state with billing's writes, and wake whoever waits.
+//! state with billing's writes, and wake whoever waits. A job whose client
+//! leaves or whose owner cancels it stops wherever it is: queued, or running
+//! (the attempt's future is dropped, which aborts its HTTP request or stops its
+//! agent's job stream).
 
 use crate::backend::{Backend, InFlight, Route};
 use crate::breaker::Admission;
 use crate::executor::{AttemptError, Call, Executed};
-use crate::job::{now_ms, Attempt, JobRecord, Stopped};
+use crate::job::{now_ms, Attempt, JobRecord, Progress, Routing, Stopped};
 use crate::live::LiveJob;
 use crate::router::{self, Tried};
 use crate::scheduler::Inner;
@@ -94,11 +97,13 @@ struct Success {
     execution_us: u64,
 }
 
-/// Why a job failed, and whether it was stopped for its client.
+/// Why a job failed, and whether it was stopped for its client or owner.
 struct Failure {
     reason: String,
-    /// The client left: how long the stopped attempt ran, and what it delivered.
+    /// It was stopped: how long the stopped attempt ran, and what it delivered.
     stopped: Option<(u64, Stopped)>,
+    /// Its owner cancelled it.
+    cancelled: bool,
 }
 
 /// How one attempt ended, for the failover loop.
@@ -131,14 +136,15 @@ async fn attempt_all(
     let failed = |reasons: &[String]| Failure {
         reason: summary(&plan.service, reasons),
         stopped: None,
+        cancelled: false,
     };
     loop {
         if now_ms() >= plan.deadline_ms {
             reasons.push("deadline passed".into());
             return Err(failed(&reasons));
         }
-        if stream.is_some_and(StreamTap::is_closed) {
-            return Err(stopped(stream, 0));
+        if live.is_cancelled() || stream.is_some_and(StreamTap::is_closed) {
+            return Err(stopped(live, stream, 0));
         }
         let Some(index) = router::pick(plan.routes, plan.priority, tried, plan.default_ms) else {
             if reasons.is_empty() {
@@ -161,16 +167,24 @@ async fn attempt_all(
                 reasons.push(reason);
                 return Err(failed(&reasons));
             }
-            Outcome::Stopped { execution_us } => return Err(stopped(stream, execution_us)),
+            Outcome::Stopped { execution_us } => return Err(stopped(live, stream, execution_us)),
         }
     }
 }
 
-/// The job's failure when its client left.
-fn stopped(stream: Option<&StreamTap>, execution_us: u64) -> Failure {
+/// The job's end when its owner cancelled it or its client left.
+fn stopped(live: &LiveJob, stream: Option<&StreamTap>, execution_us: u64) -> Failure {
     let chunks_delivered = stream.map_or(0, StreamTap::chunks);
-    let reason = format!("stopped: the client disconnected after {chunks_delivered} chunks");
+    let cancelled = live.is_cancelled();
+    let reason = match cancelled {
+        true => format!(
+            "cancelled by its owner after {:.3} s of execution",
+            execution_us as f64 / 1e6
+        ),
+        false => format!("stopped: the client disconnected after {chunks_delivered} chunks"),
+    };
     Failure {
+        cancelled,
         reason: reason.clone(),
         stopped: Some((
             execution_us,
@@ -192,12 +206,19 @@ fn summary(service: &str, reasons: &[String]) -> String {
 /// One attempt on one route: admit, execute, record.
 async fn attempt(inner: &Inner, live: &LiveJob, plan: &Plan<'_>, route: &Route) -> Outcome {
     let backend = &route.backend;
-    let (admission, slot, budget) = match admit(backend, plan.deadline_ms).await {
+    let (admission, slot, budget) = match admit(backend, plan.deadline_ms, live).await {
         Ok(admitted) => admitted,
         Err(outcome) => return outcome,
     };
-    mark_running(inner, live);
+    mark_running(inner, live, backend, plan.default_ms);
     let started = Instant::now();
+    let progress = |permille: u16, message: String| {
+        live.record.lock().progress = Some(Progress {
+            permille: permille.min(1000),
+            message,
+            at_ms: now_ms(),
+        });
+    };
     let call = Call {
         job_id: &plan.id,
         service: &plan.service,
@@ -208,9 +229,10 @@ async fn attempt(inner: &Inner, live: &LiveJob, plan: &Plan<'_>, route: &Route) 
         job_deadline_unix_ms: plan.deadline_ms,
         default_ms: plan.default_ms,
         stream: plan.stream.filter(|s| s.delivers()),
+        progress: &progress,
     };
     let started_ms = now_ms();
-    let result = execute(backend, &call, budget, plan.stream).await;
+    let result = execute(backend, &call, budget, plan.stream, live).await;
     drop(slot);
     let attempt = Attempt {
         backend: backend.label.clone(),
@@ -229,37 +251,44 @@ async fn attempt(inner: &Inner, live: &LiveJob, plan: &Plan<'_>, route: &Route) 
     )
 }
 
-/// Runs the attempt within its budget; one whose client is watching also stops
-/// when that client leaves, and one that fails after output went out to it
-/// cannot fail over.
+/// Runs the attempt within its budget. It stops (its future dropped) when its
+/// owner cancels the job or its watching client leaves, and one that fails
+/// after output went out to the client cannot fail over.
 async fn execute(
     backend: &Backend,
     call: &Call<'_>,
     budget: Duration,
     client: Option<&StreamTap>,
+    live: &LiveJob,
 ) -> Result<Executed, AttemptError> {
     let work = tokio::time::timeout(budget, backend.executor.execute(call));
-    let Some(client) = client else {
-        return work.await.unwrap_or(Err(AttemptError::Timeout));
+    let client_left = async {
+        match client {
+            Some(client) => client.closed().await,
+            None => std::future::pending().await,
+        }
     };
     let result = tokio::select! {
         result = work => result.unwrap_or(Err(AttemptError::Timeout)),
-        () = client.closed() => Err(AttemptError::Cancelled),
+        () = client_left => Err(AttemptError::Cancelled),
+        () = live.cancelled() => Err(AttemptError::Cancelled),
     };
-    match result {
-        Err(error) if client.started() && !error.is_final() => {
+    match (result, client) {
+        (Err(error), Some(client)) if client.started() && !error.is_final() => {
             Err(AttemptError::MidStream(Box::new(error)))
         }
-        other => other,
+        (other, _) => other,
     }
 }
 
 /// Lets the attempt through the backend's breaker and queue, waits for a slot
-/// within the job's deadline, and says how long the attempt may take.
-async fn admit(
-    backend: &Backend,
+/// within the job's deadline (or until the job is cancelled), and says how long
+/// the attempt may take.
+async fn admit<'b>(
+    backend: &'b Backend,
     deadline_ms: u64,
-) -> Result<(Admission, InFlight<'_>, Duration), Outcome> {
+    live: &LiveJob,
+) -> Result<(Admission, InFlight<'b>, Duration), Outcome> {
     let Some(admission) = backend.breaker.try_admit() else {
         return Err(Outcome::Skipped(format!("{}: circuit open", backend.label)));
     };
@@ -269,7 +298,14 @@ async fn admit(
     };
     let until_deadline = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
     let queued_at = Instant::now();
-    let Ok(slot) = tokio::time::timeout(until_deadline, backend.start(ticket)).await else {
+    let waited = tokio::select! {
+        waited = tokio::time::timeout(until_deadline, backend.start(ticket)) => waited,
+        () = live.cancelled() => {
+            backend.breaker.abandon(admission);
+            return Err(Outcome::Stopped { execution_us: 0 });
+        }
+    };
+    let Ok(slot) = waited else {
         backend.breaker.abandon(admission);
         return Err(Outcome::Expired(format!(
             "{}: deadline passed while queued",
@@ -319,7 +355,10 @@ fn record(
         }
         Err(AttemptError::Cancelled) => {
             backend.breaker.abandon(admission);
-            attempt.error = Some(AttemptError::Cancelled.to_string());
+            attempt.error = Some(match live.is_cancelled() {
+                true => "stopped: cancelled by its owner".into(),
+                false => AttemptError::Cancelled.to_string(),
+            });
             live.record.lock().attempts.push(attempt);
             Outcome::Stopped {
                 execution_us: elapsed.as_micros() as u64,
@@ -348,8 +387,16 @@ fn record(
     }
 }
 
-fn mark_running(inner: &Inner, live: &LiveJob) {
+/// The job runs on `backend` now: shown with what it is expected to cost there.
+fn mark_running(inner: &Inner, live: &LiveJob, backend: &Backend, default_ms: f64) {
     let mut record = live.record.lock();
+    let expected_ms = backend.expected_duration_ms(default_ms);
+    record.routing = Some(Routing {
+        backend: backend.label.clone(),
+        cost_per_second: backend.cost_per_second,
+        expected_ms,
+        expected_cost: backend.expected_cost(default_ms),
+    });
     if record.status == JobStatus::Pending {
         record.status = JobStatus::Running;
         record.started_ms.get_or_insert_with(now_ms);
@@ -380,7 +427,10 @@ async fn finish(
             record.execution_us = Some(success.execution_us);
         }
         Err(failure) => {
-            record.status = JobStatus::Failed;
+            record.status = match failure.cancelled {
+                true => JobStatus::Cancelled,
+                false => JobStatus::Failed,
+            };
             record.error = Some(failure.reason);
             if let Some((execution_us, stopped)) = failure.stopped {
                 record.execution_us = Some(execution_us);
@@ -421,6 +471,7 @@ pub(crate) async fn persist_terminal(inner: &Inner, record: &mut JobRecord) {
     if let Some(m) = inner.metrics.service(&record.service) {
         match record.status {
             JobStatus::Completed => m.completed.inc(),
+            JobStatus::Cancelled => m.cancelled.inc(),
             _ => m.failed.inc(),
         }
     }

@@ -102,6 +102,17 @@ pub struct PreparedJob {
     pub stream: Option<StreamTap>,
 }
 
+/// What cancelling a job did.
+pub enum Cancellation {
+    /// It was pending or running; now it is cancelled, settled and persisted.
+    Cancelled(JobRecord),
+    /// The cancel is taking hold, but the job was not yet persisted as
+    /// cancelled within the wait.
+    Cancelling(JobRecord),
+    /// It had already ended (or ended on its own before the cancel took hold).
+    AlreadyEnded(JobRecord),
+}
+
 pub struct Estimate {
     pub service: String,
     pub estimated_seconds: f64,
@@ -430,6 +441,8 @@ impl Scheduler {
             billing: job.billing,
             payment: job.payment,
             stopped: None,
+            progress: None,
+            routing: None,
         };
         let mut writes = writes;
         crate::jobs::write_new(&mut writes, &record);
@@ -470,6 +483,36 @@ impl Scheduler {
             let _ = tokio::time::timeout(wait, receiver.wait_for(|done| *done)).await;
         }
         self.status(id).await
+    }
+
+    /// Cancels a pending or running job: a queued one leaves its queue, a
+    /// running one is stopped at its backend; either is then settled and
+    /// persisted as `cancelled` before this returns (up to `wait`). `None` when
+    /// no such job exists.
+    pub async fn cancel(
+        &self,
+        id: &JobId,
+        wait: Duration,
+    ) -> Result<Option<Cancellation>, StoreError> {
+        let Some(live) = self.inner.live.get(id.as_str()) else {
+            let stored = crate::jobs::get(&self.inner.store, id).await?;
+            return Ok(stored.map(Cancellation::AlreadyEnded));
+        };
+        let mut done = live.done.subscribe();
+        if *done.borrow_and_update() {
+            return Ok(Some(Cancellation::AlreadyEnded(live.record.lock().clone())));
+        }
+        live.cancel();
+        let finished = tokio::time::timeout(wait, done.wait_for(|done| *done))
+            .await
+            .is_ok();
+        let record = live.record.lock().clone();
+        Ok(Some(match (finished, record.status) {
+            (false, _) => Cancellation::Cancelling(record),
+            (true, JobStatus::Cancelled) => Cancellation::Cancelled(record),
+            // It ended on its own before the cancel took hold.
+            (true, _) => Cancellation::AlreadyEnded(record),
+        }))
     }
 
     /// Jobs accepted and not yet finished.

@@ -6,10 +6,11 @@ use serde_json::{json, Value};
 use std::path::Path;
 use tokio::process::Command;
 
-/// A registered account: its id and API key.
+/// A registered account: its id, API key and webhook signing secret.
 pub struct TestAccount {
     pub id: String,
     pub key: String,
+    pub webhook_secret: String,
 }
 
 pub async fn register(client: &JsonClient, base: &str, email: &str) -> anyhow::Result<TestAccount> {
@@ -35,7 +36,20 @@ pub async fn register(client: &JsonClient, base: &str, email: &str) -> anyhow::R
             .as_str()
             .unwrap_or_default()
             .to_string(),
+        webhook_secret: reply.body["webhook_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     })
+}
+
+/// `GET /account/balance` as the client's key sees it.
+pub async fn balance(client: &JsonClient, base: &str) -> Value {
+    client
+        .get(&format!("{base}/account/balance"))
+        .await
+        .expect("balance request")
+        .body
 }
 
 /// A registered account holding `dollars` of credits.

@@ -1,6 +1,7 @@
 //! Integration-test support for GPU-Bridge: a stand-in for the hosted providers,
-//! the daemon in-process or as the real binary, node agents, a local chain, and a JSON client. Shared by every test in
-//! `tests/tests/` and by the bench.
+//! the daemon in-process or as the real binary, node agents, a local chain, a
+//! webhook receiver, and a JSON client. Shared by every test in `tests/tests/`
+//! and by the bench.
 
 pub mod accounts;
 mod agent;
@@ -10,6 +11,7 @@ mod daemon;
 pub mod facilitator;
 mod inprocess;
 mod process;
+pub mod receiver;
 mod serve;
 mod sse_client;
 mod standin;
@@ -70,7 +72,7 @@ pub async fn wait_terminal(
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if status == "completed" || status == "failed" {
+        if matches!(status.as_str(), "completed" | "failed" | "cancelled") {
             return Ok(reply.body);
         }
         if std::time::Instant::now() > deadline {

@@ -9,6 +9,7 @@ use crate::handlers::topup_crypto;
 use crate::requests::{EmailBody, SpendingLimitBody};
 use crate::views::{
     AccountBody, Acknowledged, HistoryItem, HistoryPageView, KeyRotated, Registered,
+    WebhookSecretView,
 };
 use gpubridge_billing::{Accounts, PageStart};
 use gpubridge_protocol::{AccountId, JobId, Micros};
@@ -29,9 +30,11 @@ pub async fn register(
         .register(&body.email)
         .await
         .map_err(account_error)?;
+    let webhook_secret = app.webhooks.account_secret(view.id).as_str().to_string();
     let registered = Registered {
         account: view.into(),
         api_key,
+        webhook_secret,
         message:
             "Store this API key now: it is shown only once. Send it as Authorization: Bearer <key>.",
     };
@@ -69,6 +72,30 @@ pub async fn regenerate_key(
         message: "The previous key no longer works. Store this one now: it is shown only once.",
     };
     Ok(json(StatusCode::OK, &rotated))
+}
+
+/// `GET /account/webhook-secret` shows the secret that signs the account's
+/// webhooks; `POST` replaces it (deliveries from then on use the new one).
+pub async fn webhook_secret(
+    app: &App,
+    accounts: &Accounts,
+    request: &Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let account = app.access.require(request.headers())?;
+    let rotated = request.method() == hyper::Method::POST;
+    if rotated {
+        accounts
+            .rotate_webhook_secret(account)
+            .await
+            .map_err(account_error)?;
+    }
+    let view = WebhookSecretView {
+        account_id: account.to_string(),
+        webhook_secret: app.webhooks.account_secret(account).as_str().to_string(),
+        signature_header: "X-GPUBridge-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"{t}.{body}\" keyed with this secret>",
+        rotated,
+    };
+    Ok(json(StatusCode::OK, &view))
 }
 
 pub async fn balance(

@@ -57,6 +57,8 @@ async fn infer(
     let status = match record.status {
         JobStatus::Completed => StatusCode::OK,
         JobStatus::Failed => StatusCode::BAD_GATEWAY,
+        // Cancelled by its owner while this request waited.
+        JobStatus::Cancelled => StatusCode::CONFLICT,
         JobStatus::Pending | JobStatus::Running => StatusCode::ACCEPTED,
     };
     let mut response = json(status, &InferenceView::of(record));

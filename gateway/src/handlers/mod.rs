@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod cancel;
 pub mod catalog;
 pub mod inference;
 pub mod nodes;

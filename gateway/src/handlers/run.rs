@@ -1,5 +1,7 @@
 //! `POST /run`: the universal contract. Parses the typed body and headers, then
-//! the shared intake; answers 202 with where to poll.
+//! the shared intake; answers 202 with where to poll — or, with `Prefer:
+//! wait=N`, holds the answer up to N seconds and gives the finished job's
+//! status document (200) when it ends in time.
 
 use crate::app::{json, App, HttpResponse};
 use crate::body;
@@ -7,14 +9,17 @@ use crate::error::ApiError;
 use crate::handlers::{accepted_headers, arrive, x402_tagged};
 use crate::intake::IntakeRequest;
 use crate::requests::RunBody;
-use crate::views::RunAccepted;
+use crate::views::{status_url, RunAccepted, StatusView};
 use gpubridge_billing::IdempotencyClaim;
-use gpubridge_scheduler::Origin;
+use gpubridge_scheduler::{JobRecord, Origin};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, LOCATION};
+use hyper::header::{HeaderName, HeaderValue, LOCATION};
 use hyper::{Request, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
+
+const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
 
 pub async fn handle(app: &Arc<App>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let x402 = app.access.x402_version(request.headers());
@@ -26,6 +31,7 @@ async fn run(
     request: Request<Incoming>,
     x402: Option<u8>,
 ) -> Result<HttpResponse, ApiError> {
+    let wait = body::prefer_wait(request.headers())?;
     let arrival = arrive(app, request).await?;
     let run: RunBody = body::parse(&arrival.bytes).map_err(|mut e| {
         if e.field() == Some("service") {
@@ -50,11 +56,63 @@ async fn run(
             },
         )
         .await?;
-    let view = RunAccepted::of(&accepted.record);
-    let mut response = json(StatusCode::ACCEPTED, &view);
-    if let Ok(value) = HeaderValue::from_str(&view.status_url) {
+    let record = match wait {
+        Some(seconds) => waited(app, &accepted.record, seconds).await,
+        None => accepted.record.clone(),
+    };
+    let secret = (record.webhook_url.is_some() && record.owner.is_none()).then(|| {
+        app.webhooks
+            .secret_for(None, &record.id)
+            .as_str()
+            .to_string()
+    });
+    // Without `Prefer: wait` the answer is the contract's 202, also for an
+    // idempotent replay of a job that has ended.
+    let mut response = match wait.is_some() && record.status.is_terminal() {
+        true => finished(app, &record, secret).await?,
+        false => {
+            let mut view = RunAccepted::of(&record);
+            view.webhook_secret = secret;
+            json(StatusCode::ACCEPTED, &view)
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&status_url(&record.id)) {
         response.headers_mut().insert(LOCATION, value);
+    }
+    if let Some(seconds) = wait {
+        let applied = HeaderValue::from_str(&format!("wait={seconds}"));
+        if let Ok(applied) = applied {
+            response.headers_mut().insert(PREFERENCE_APPLIED, applied);
+        }
     }
     accepted_headers(app, x402, &accepted, &mut response);
     Ok(response)
+}
+
+/// The job after up to `seconds` of waiting; as accepted if it cannot be read
+/// (it is persisted and running: the answer points at /status).
+async fn waited(app: &App, accepted: &JobRecord, seconds: u64) -> JobRecord {
+    match app
+        .scheduler
+        .wait(&accepted.id, Duration::from_secs(seconds))
+        .await
+    {
+        Ok(Some(record)) => record,
+        _ => accepted.clone(),
+    }
+}
+
+/// A job that ended within `Prefer: wait`: its status document, as /status
+/// shows it to its owner.
+async fn finished(
+    app: &App,
+    record: &JobRecord,
+    webhook_secret: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    let mut view = StatusView::of(record, true);
+    view.webhook_secret = webhook_secret;
+    if record.webhook_url.is_some() {
+        view.webhook = Some(crate::handlers::status::webhook_view(app, record).await?);
+    }
+    Ok(json(StatusCode::OK, &view))
 }

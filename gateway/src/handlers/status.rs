@@ -4,14 +4,40 @@
 use crate::access::{bearer, Caller};
 use crate::app::{json, App, HttpResponse};
 use crate::error::ApiError;
-use crate::views::StatusView;
+use crate::views::{StatusView, WebhookView};
 use gpubridge_protocol::JobId;
 use gpubridge_scheduler::JobRecord;
 use hyper::{HeaderMap, StatusCode};
 
 pub async fn handle(app: &App, headers: &HeaderMap, id: &str) -> Result<HttpResponse, ApiError> {
     let (record, full) = read(app, headers, id).await?;
-    Ok(json(StatusCode::OK, &StatusView::of(&record, full)))
+    answer(app, StatusCode::OK, &record, full).await
+}
+
+/// The job's status document, with how its webhook stands for whoever may see it.
+pub(crate) async fn answer(
+    app: &App,
+    status: StatusCode,
+    record: &JobRecord,
+    full: bool,
+) -> Result<HttpResponse, ApiError> {
+    let mut view = StatusView::of(record, full);
+    if full && record.webhook_url.is_some() {
+        view.webhook = Some(webhook_view(app, record).await?);
+    }
+    Ok(json(status, &view))
+}
+
+pub(crate) async fn webhook_view(app: &App, record: &JobRecord) -> Result<WebhookView, ApiError> {
+    if !record.status.is_terminal() {
+        return Ok(WebhookView::of(None));
+    }
+    let delivery = app
+        .webhooks
+        .delivery(&record.id)
+        .await
+        .map_err(|e| ApiError::from_store(&e, "Retry shortly."))?;
+    Ok(WebhookView::of(delivery.as_ref()))
 }
 
 /// The job, and whether the request's credential may see its output.

@@ -130,6 +130,7 @@ pub(super) async fn finished(app: &App, record: &JobRecord) -> Result<JobRecord,
     match record.status {
         JobStatus::Completed => Ok(record),
         JobStatus::Failed => Err(failed(&record)),
+        JobStatus::Cancelled => Err(cancelled(&record)),
         JobStatus::Pending | JobStatus::Running => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "The job did not finish in time",
@@ -143,6 +144,15 @@ fn lost() -> ApiError {
         StatusCode::INTERNAL_SERVER_ERROR,
         "The job cannot be found",
         "This is a fault on our side and has been logged.",
+    )
+}
+
+/// A job its owner cancelled (POST /cancel) while the answer was awaited.
+fn cancelled(record: &JobRecord) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!("Job {} was cancelled", record.id),
+        "It was cancelled with POST /cancel; it paid only for the seconds it ran.",
     )
 }
 

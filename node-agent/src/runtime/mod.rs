@@ -9,12 +9,21 @@ use crate::config::{RuntimeKind, ServiceConfig};
 use base64::Engine;
 use gpubridge_protocol::chat_stream::{read_chat_stream, ChatStreamError};
 use gpubridge_protocol::media::MediaFetcher;
-use gpubridge_protocol::node::FailureKind;
+use gpubridge_protocol::node::{FailureKind, JobEvent};
 use gpubridge_protocol::openai;
 use http::JsonPoster;
 
-/// Where a streaming runtime sends each chunk (JSON text) as it is made.
-pub type Deltas = tokio::sync::mpsc::Sender<String>;
+/// Where a runtime sends what it has to say while a job runs: output chunks
+/// (`Delta`, when the job is streamed) and `Progress`.
+pub type Events = tokio::sync::mpsc::Sender<JobEvent>;
+
+/// A running job's line back to the scheduler.
+#[derive(Clone, Copy)]
+pub struct Feed<'a> {
+    pub events: &'a Events,
+    /// The job is streamed: a runtime that can sends its output in pieces.
+    pub stream: bool,
+}
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,13 +95,14 @@ impl Runtime {
     }
 
     /// Runs one job. The caller enforces the deadline by dropping the future,
-    /// which also kills a command's process. With `deltas`, a runtime that can
-    /// stream (an OpenAI chat completion) sends each chunk there as it comes.
+    /// which also kills a command's process. Through `feed`, a runtime that can
+    /// stream (an OpenAI chat completion) sends each chunk as it comes, and a
+    /// command reports its progress.
     pub async fn run(
         &self,
         model: Option<&str>,
         mut input: Value,
-        deltas: Option<&Deltas>,
+        feed: Option<Feed<'_>>,
     ) -> Result<Value, RuntimeFailure> {
         self.fetch_inputs(&mut input).await?;
         let url = self.cfg.url.as_deref().unwrap_or_default();
@@ -111,9 +121,20 @@ impl Runtime {
                     .await?;
                 cog_output(prediction)
             }
-            RuntimeKind::Openai => self.openai(url, model, &input, deltas).await,
+            RuntimeKind::Openai => {
+                let deltas = feed.filter(|f| f.stream).map(|f| f.events);
+                self.openai(url, model, &input, deltas).await
+            }
             RuntimeKind::Command => {
-                command::run(&self.cfg, &self.service, &input, self.max_output_bytes).await
+                let progress = feed.map(|f| f.events);
+                command::run(
+                    &self.cfg,
+                    &self.service,
+                    &input,
+                    self.max_output_bytes,
+                    progress,
+                )
+                .await
             }
         }
     }
@@ -127,7 +148,7 @@ impl Runtime {
         root: &str,
         model: Option<&str>,
         input: &Value,
-        deltas: Option<&Deltas>,
+        deltas: Option<&Events>,
     ) -> Result<Value, RuntimeFailure> {
         let root = root.trim_end_matches('/');
         let asked = model.or_else(|| input.get("model").and_then(Value::as_str));
@@ -168,7 +189,7 @@ impl Runtime {
         &self,
         url: &str,
         body: &Value,
-        deltas: &Deltas,
+        deltas: &Events,
     ) -> Result<Value, RuntimeFailure> {
         let stream = self
             .http
@@ -177,7 +198,7 @@ impl Runtime {
         let mut answer = openai::ChatAccumulator::default();
         let sink = |chunk: Value| {
             answer.add(&chunk);
-            deltas.send(chunk.to_string())
+            deltas.send(JobEvent::Delta(chunk.to_string()))
         };
         read_chat_stream(stream, self.max_output_bytes, sink)
             .await

@@ -5,11 +5,13 @@
 
 use super::config::NodesConfig;
 use super::session::{Session, SlotGuard};
-use crate::executor::AttemptError;
-use crate::stream::StreamTap;
+use crate::executor::{AttemptError, Call};
 use gpubridge_protocol::node::{close, Assignment, FailureKind, JobEvent};
 use gpubridge_protocol::{write_frame, FrameReader, StreamError};
 use serde_json::Value;
+
+/// Longer progress messages are cut: they are shown, not stored in full.
+const MAX_PROGRESS_MESSAGE: usize = 200;
 
 pub(super) enum Failure {
     /// The agent is gone or could not run it: another agent may.
@@ -23,8 +25,9 @@ pub(super) async fn run_on(
     _slot: SlotGuard<'_>,
     assignment: &Assignment,
     cfg: &NodesConfig,
-    stream: Option<&StreamTap>,
+    call: &Call<'_>,
 ) -> Result<Value, Failure> {
+    let stream = call.stream;
     let lost = |what: &str, e: &dyn std::fmt::Display| Failure::Retry(format!("{what}: {e}"));
     let (mut send, recv) = session
         .connection
@@ -53,7 +56,10 @@ pub(super) async fn run_on(
             Err(e) => return Err(lost("connection lost", &e)),
         };
         match event {
-            JobEvent::Progress { .. } => {}
+            JobEvent::Progress { permille, message } => {
+                let message: String = message.chars().take(MAX_PROGRESS_MESSAGE).collect();
+                (call.progress)(permille, message);
+            }
             JobEvent::Delta(chunk) => {
                 let Some(tap) = stream else { continue };
                 let chunk = serde_json::from_str(&chunk).map_err(|e| {

@@ -63,7 +63,7 @@ impl FleetExecutor {
             };
             let started = Instant::now();
             let started_ms = now_ms();
-            match dispatch::run_on(&session, slot, &assignment, &pool.cfg, call.stream).await {
+            match dispatch::run_on(&session, slot, &assignment, &pool.cfg, call).await {
                 Ok(output) => {
                     let ms = started.elapsed().as_secs_f64() * 1000.0;
                     session.latency_ms.observe(ms, pool.ewma_alpha);

@@ -14,6 +14,7 @@ use hyper::{Method, Request};
 use serde_json::Value;
 
 /// What an executor needs to call one provider.
+#[derive(Clone)]
 pub struct ProviderClient {
     pub provider: Provider,
     pub base_url: String,

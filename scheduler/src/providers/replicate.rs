@@ -1,5 +1,7 @@
 //! Replicate predictions: create (with `Prefer: wait`), then poll until the
-//! prediction succeeds, fails or our deadline passes (then cancel it).
+//! prediction succeeds, fails or our deadline passes (then cancel it). An
+//! attempt dropped while its prediction runs (the job was cancelled, its client
+//! left) cancels the prediction too.
 
 use super::client::{parse_json, ProviderClient};
 use crate::catalog::Operation;
@@ -42,11 +44,16 @@ async fn run(client: &ProviderClient, call: &Call<'_>) -> Result<Value, AttemptE
     let bytes = serde_json::to_vec(&body).map_err(|e| AttemptError::BadResponse(e.to_string()))?;
     let response = client.send(request, Bytes::from(bytes)).await?;
     let mut prediction = parse_json(&response)?;
+    let mut running = Running { client, id: None };
     let mut delay = Duration::from_millis(250);
     loop {
         match prediction.get("status").and_then(Value::as_str) {
-            Some("succeeded") => return Ok(output(call.binding.operation, &prediction)),
+            Some("succeeded") => {
+                running.id = None;
+                return Ok(output(call.binding.operation, &prediction));
+            }
             Some("failed") | Some("canceled") | Some("aborted") => {
+                running.id = None;
                 let error = prediction
                     .get("error")
                     .map(Value::to_string)
@@ -65,7 +72,9 @@ async fn run(client: &ProviderClient, call: &Call<'_>) -> Result<Value, AttemptE
             .and_then(Value::as_str)
             .ok_or_else(|| AttemptError::BadResponse("prediction without id".into()))?
             .to_string();
+        running.id = Some(id.clone());
         if call.remaining() <= delay {
+            running.id = None;
             cancel(client, &id).await;
             return Err(AttemptError::Timeout);
         }
@@ -74,10 +83,30 @@ async fn run(client: &ProviderClient, call: &Call<'_>) -> Result<Value, AttemptE
         prediction = match client.get_json(&format!("/predictions/{id}")).await {
             Ok(p) => p,
             Err(e) => {
+                running.id = None;
                 cancel(client, &id).await;
                 return Err(e);
             }
         };
+    }
+}
+
+/// A prediction in flight: cancelled upstream if the attempt is dropped before
+/// it ends, so a cancelled job stops costing.
+struct Running<'a> {
+    client: &'a ProviderClient,
+    id: Option<String>,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else {
+            return;
+        };
+        let client = self.client.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { cancel(&client, &id).await });
+        }
     }
 }
 
@@ -222,6 +251,7 @@ mod tests {
             job_deadline_unix_ms: 0,
             default_ms: 1000.0,
             stream: None,
+            progress: &|_, _| {},
         };
         assert_eq!(
             provider_input(&call),

@@ -5,7 +5,9 @@ use gpubridge_tests::{wait_terminal, Behavior, DaemonOptions, InProcess, JsonCli
 use serde_json::{json, Value};
 
 /// Two providers serving the same model from separate stand-ins. With
-/// `X-Priority: cheap`, DeepInfra (cheaper) is tried first, Groq second.
+/// `X-Priority: cheap`, DeepInfra (300 µ$/s) is tried first, Groq (600 µ$/s)
+/// second. `cheap` weighs price by learned duration, so tests that need
+/// DeepInfra tried on every job give Groq [`SLOWER`] answers.
 fn config(flaky: &Standin, healthy: &Standin) -> String {
     format!(
         "[scheduler]\nallow_private_urls = true\n[scheduler.breaker]\nfailure_threshold = 2\nopen_seconds = 600\n\
@@ -15,6 +17,11 @@ fn config(flaky: &Standin, healthy: &Standin) -> String {
         healthy.base_url()
     )
 }
+
+/// Groq's answers take this long: 600 µ$/s × 0.7 s outweighs DeepInfra's 300
+/// µ$/s × the service's default 1.25 s, so DeepInfra, never learned (it only
+/// fails), stays first in `cheap` order.
+const SLOWER: std::time::Duration = std::time::Duration::from_millis(700);
 
 async fn llm_job(client: &JsonClient, daemon: &InProcess) -> Value {
     let reply = client
@@ -44,6 +51,7 @@ async fn failures_fail_over_and_trip_the_breaker() {
         let flaky = Standin::start("k").await.unwrap();
         let healthy = Standin::start("k").await.unwrap();
         flaky.set_behavior(behavior);
+        healthy.set_behavior(Behavior::Slow(SLOWER));
         let dir = tempfile::tempdir().unwrap();
         let config = config(&flaky, &healthy);
         let mut options = DaemonOptions::new(dir.path().join("data"));
@@ -139,6 +147,7 @@ async fn rejected_requests_do_not_trip_the_breaker() {
     let rejecting = Standin::start("k").await.unwrap();
     let healthy = Standin::start("k").await.unwrap();
     rejecting.set_behavior(Behavior::Reject);
+    healthy.set_behavior(Behavior::Slow(SLOWER));
     let dir = tempfile::tempdir().unwrap();
     let config = config(&rejecting, &healthy);
     let mut options = DaemonOptions::new(dir.path().join("data"));

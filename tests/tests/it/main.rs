@@ -4,6 +4,7 @@
 
 mod accounts;
 mod bad_input;
+mod cancel;
 mod daemon;
 mod echo;
 mod failover;
@@ -14,5 +15,7 @@ mod nodes;
 mod openai;
 mod providers;
 mod restart;
+mod routing;
 mod topups;
+mod webhooks;
 mod x402;

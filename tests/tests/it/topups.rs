@@ -2,7 +2,7 @@
 //! once it is confirmed, deposits that matched nothing claimed by their sender,
 //! and kill -9 of the daemon while it credits a burst of deposits.
 
-use gpubridge_tests::accounts::{audit_offline, micros, register, TestAccount};
+use gpubridge_tests::accounts::{audit_offline, balance, micros, register, TestAccount};
 use gpubridge_tests::chain::{
     address_of, personal_sign, x402_config, x_payment, Chain, DEV_KEYS, DOLLAR, PAY_TO,
 };
@@ -29,14 +29,6 @@ async fn open_topup(client: &JsonClient, base: &str, package: &str) -> Value {
         .unwrap();
     assert_eq!(reply.status, 201, "{}", reply.body);
     reply.body
-}
-
-async fn balance(client: &JsonClient, base: &str) -> Value {
-    client
-        .get(&format!("{base}/account/balance"))
-        .await
-        .unwrap()
-        .body
 }
 
 /// Waits until the account's balance is `micros`; panics after `seconds`.
