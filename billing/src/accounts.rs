@@ -58,7 +58,13 @@ pub struct AccountView {
     pub id: AccountId,
     pub email: String,
     pub created_ms: u64,
+    /// What can be spent (0 while in debt).
     pub balance: Micros,
+    /// How far refunds and disputes left the balance below zero: paid jobs are
+    /// refused until credits cover it.
+    pub debt: Micros,
+    /// Taken back from card payments (refunds, disputes).
+    pub debits: Micros,
     pub credits: Micros,
     pub charges: Micros,
     pub open_reservations: Micros,
@@ -371,7 +377,7 @@ impl Accounts {
         writes: WriteSet,
     ) -> Result<LedgerEntry, AccountError> {
         let entry = self.credit_entry(id, amount, note)?;
-        self.commit_credit(&entry, writes).await?;
+        self.commit_entry(&entry, writes).await?;
         Ok(entry)
     }
 
@@ -390,8 +396,19 @@ impl Accounts {
         Ok(self.entry(id, EntryKind::Credit, amount, None, 0, Some(note.into())))
     }
 
-    /// Writes a credit's entry with `writes`, then counts it.
-    pub(crate) async fn commit_credit(
+    /// A debit's ledger entry (money taken back), numbered but not yet written.
+    pub(crate) fn debit_entry(
+        &self,
+        id: AccountId,
+        amount: Micros,
+        note: &str,
+    ) -> Result<LedgerEntry, AccountError> {
+        self.state(id)?;
+        Ok(self.entry(id, EntryKind::Debit, amount, None, 0, Some(note.into())))
+    }
+
+    /// Writes a credit's or debit's entry with `writes`, then counts it.
+    pub(crate) async fn commit_entry(
         &self,
         entry: &LedgerEntry,
         mut writes: WriteSet,
@@ -399,9 +416,9 @@ impl Accounts {
         let state = self.state(entry.account)?;
         Accounts::put_entry(&mut writes, entry);
         self.store.commit(writes).await?;
-        // Money in counts once it is durable.
+        // Counted once durable: a credit is never promised before it is kept.
         state.lock().balances.apply(entry, utc_day(entry.at_ms));
-        tracing::info!(account = %entry.account, amount = %entry.amount, note = entry.note.as_deref().unwrap_or_default(), "credits added");
+        tracing::info!(account = %entry.account, kind = entry.kind.as_str(), amount = %entry.amount, note = entry.note.as_deref().unwrap_or_default(), "ledger entry");
         Ok(())
     }
 
@@ -417,6 +434,8 @@ impl Accounts {
             email: state.record.email.clone(),
             created_ms: state.record.created_ms,
             balance: Micros(state.balances.available()),
+            debt: Micros(totals.debt()),
+            debits: Micros(totals.debited),
             credits: Micros(totals.credits),
             charges: Micros(totals.charged),
             open_reservations: Micros(totals.open_reservations().unwrap_or(0)),

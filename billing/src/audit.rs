@@ -2,6 +2,7 @@
 //! alone, at one consistent snapshot, and checks it against the jobs it paid for.
 //! Independent of the in-memory balances, so it can judge them.
 
+use crate::card::{CardPayment, CARD_PAYMENTS};
 use crate::deposits::{DepositRecord, DEPOSITS};
 use crate::ledger::{EntryKind, LedgerEntry, Totals};
 use crate::record::AccountRecord;
@@ -19,6 +20,10 @@ pub struct AccountAudit {
     pub id: String,
     pub email: String,
     pub credits_micros: u64,
+    /// Taken back (card refunds and disputes).
+    pub debits_micros: u64,
+    /// How far below zero debits left the balance.
+    pub debt_micros: u64,
     pub charges_micros: u64,
     pub open_reservations_micros: u64,
     pub balance_micros: u64,
@@ -30,12 +35,19 @@ pub struct AuditReport {
     pub jobs_billed: u64,
     pub jobs_open: u64,
     pub total_credits_micros: u64,
+    pub total_debits_micros: u64,
+    pub total_debt_micros: u64,
     pub total_charges_micros: u64,
     pub total_open_reservations_micros: u64,
     pub total_balance_micros: u64,
     /// USDC deposits credited, and the credits they bought.
     pub crypto_deposits: u64,
     pub crypto_deposit_credits_micros: u64,
+    /// Card payments credited, the credits they bought, and what refunds and
+    /// disputes took back.
+    pub card_payments: u64,
+    pub card_credits_micros: u64,
+    pub card_debits_micros: u64,
     pub accounts: Vec<AccountAudit>,
     /// Every broken invariant found; empty means the books balance.
     pub problems: Vec<String>,
@@ -58,6 +70,7 @@ pub async fn audit(store: &Store) -> Result<AuditReport, StoreError> {
             sum_accounts(&accounts, &mut report);
             check_jobs(&reader, view, &mut by_job, &mut report)?;
             check_deposits(&reader, view, &mut report)?;
+            check_card_payments(&reader, view, &mut report)?;
             for job in by_job.keys() {
                 report.problems.push(format!(
                     "ledger entries for job {job}, which was never stored"
@@ -123,7 +136,7 @@ fn read_ledger(
                 .entry(job.clone())
                 .or_default()
                 .add(entry.kind, entry.amount),
-            (None, EntryKind::Credit) => {}
+            (None, EntryKind::Credit | EntryKind::Debit) => {}
             _ => report.problems.push(format!(
                 "ledger entry {} ({}) has the wrong job link",
                 entry.seq,
@@ -139,6 +152,7 @@ fn sum_accounts(accounts: &AccountTotals, report: &mut AuditReport) {
     for (record, totals) in accounts.values() {
         let (open, balance) = match (totals.open_reservations(), totals.balance()) {
             (Some(open), Some(balance)) => (open, balance),
+            // Debits (refunds, disputes) may leave a debt: owed, not broken.
             _ => {
                 report.problems.push(format!(
                     "account {} is overdrawn or over-settled: {totals:?}",
@@ -148,6 +162,8 @@ fn sum_accounts(accounts: &AccountTotals, report: &mut AuditReport) {
             }
         };
         report.total_credits_micros += totals.credits;
+        report.total_debits_micros += totals.debited;
+        report.total_debt_micros += totals.debt();
         report.total_charges_micros += totals.charged;
         report.total_open_reservations_micros += open;
         report.total_balance_micros += balance;
@@ -155,6 +171,8 @@ fn sum_accounts(accounts: &AccountTotals, report: &mut AuditReport) {
             id: record.id.to_string(),
             email: record.email.clone(),
             credits_micros: totals.credits,
+            debits_micros: totals.debited,
+            debt_micros: totals.debt(),
             charges_micros: totals.charged,
             open_reservations_micros: open,
             balance_micros: balance,
@@ -276,6 +294,69 @@ fn check_deposits(
         report.crypto_deposit_credits_micros += deposit.credits.0;
     }
     report.problems.extend(problems);
+    Ok(())
+}
+
+/// Every card payment has its credit entry, and its debits add up to what it
+/// says was taken back.
+fn check_card_payments(
+    store: &Store,
+    view: &dyn View,
+    report: &mut AuditReport,
+) -> Result<(), StoreError> {
+    let mut payments = Vec::new();
+    view.scan(CARD_PAYMENTS, &[], None, &mut |key, value| {
+        match store.decode::<CardPayment>(CARD_PAYMENTS, key, value) {
+            Ok(payment) => payments.push((String::from_utf8_lossy(key).into_owned(), payment)),
+            Err(e) => report.problems.push(e.to_string()),
+        }
+        ControlFlow::Continue(())
+    })?;
+    if payments.is_empty() {
+        return Ok(());
+    }
+    // One pass over the ledger: the entries card payments wrote, by note.
+    let mut credits: HashMap<String, LedgerEntry> = HashMap::new();
+    let mut debits: HashMap<String, u64> = HashMap::new();
+    view.scan(LEDGER, &[], None, &mut |entry_key, value| {
+        if let Ok(entry) = store.decode::<LedgerEntry>(LEDGER, entry_key, value) {
+            let note = entry.note.clone().unwrap_or_default();
+            match entry.kind {
+                EntryKind::Credit if note.starts_with("card payment ") => {
+                    credits.insert(note, entry);
+                }
+                EntryKind::Debit => *debits.entry(note).or_default() += entry.amount.0,
+                _ => {}
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    for (key, payment) in payments {
+        let credit = credits.get(&format!("card payment {key}"));
+        let debited = debits
+            .get(&format!("card payment {key} taken back"))
+            .copied()
+            .unwrap_or(0);
+        let credited = credit.is_some_and(|e| {
+            e.account == payment.account
+                && e.amount == payment.credits
+                && e.seq == payment.ledger_seq
+        });
+        if !credited {
+            report
+                .problems
+                .push(format!("card payment {key} has no matching credit entry"));
+        }
+        if debited != payment.debited.0 {
+            report.problems.push(format!(
+                "card payment {key} says {} was taken back, the ledger {debited}",
+                payment.debited
+            ));
+        }
+        report.card_payments += 1;
+        report.card_credits_micros += payment.credits.0;
+        report.card_debits_micros += debited;
+    }
     Ok(())
 }
 

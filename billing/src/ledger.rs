@@ -19,6 +19,10 @@ pub enum EntryKind {
     Charge,
     /// Returned from a job's reservation: the unused part, or all of it on failure.
     Release,
+    /// Money taken back: a card payment refunded or disputed after it was
+    /// credited. May leave the balance below zero. Last: entries name kinds by
+    /// position.
+    Debit,
 }
 
 impl EntryKind {
@@ -28,6 +32,7 @@ impl EntryKind {
             EntryKind::Reserve => "reserve",
             EntryKind::Charge => "charge",
             EntryKind::Release => "release",
+            EntryKind::Debit => "debit",
         }
     }
 }
@@ -73,6 +78,7 @@ pub struct Totals {
     pub reserved: u64,
     pub charged: u64,
     pub released: u64,
+    pub debited: u64,
 }
 
 impl Totals {
@@ -82,6 +88,7 @@ impl Totals {
             EntryKind::Reserve => &mut self.reserved,
             EntryKind::Charge => &mut self.charged,
             EntryKind::Release => &mut self.released,
+            EntryKind::Debit => &mut self.debited,
         }
     }
 
@@ -98,12 +105,28 @@ impl Totals {
             .checked_sub(self.released)
     }
 
-    /// What can be spent; `None` if the ledger is broken (negative balance or
-    /// over-settled reservations).
-    pub fn balance(&self) -> Option<u64> {
-        self.credits
+    /// Credits less debits, charges and open reservations: below zero only
+    /// through debits (money taken back after it was spent). `None` if the
+    /// ledger is broken: more charged or reserved than was ever credited, or
+    /// over-settled reservations.
+    pub fn signed_balance(&self) -> Option<i128> {
+        let spendable = self
+            .credits
             .checked_sub(self.charged)?
-            .checked_sub(self.open_reservations()?)
+            .checked_sub(self.open_reservations()?)?;
+        Some(i128::from(spendable) - i128::from(self.debited))
+    }
+
+    /// What can be spent: the balance, or nothing while it is below zero;
+    /// `None` if the ledger is broken.
+    pub fn balance(&self) -> Option<u64> {
+        self.signed_balance().map(|b| b.max(0) as u64)
+    }
+
+    /// How far below zero debits left the balance (0 when it is not).
+    pub fn debt(&self) -> u64 {
+        self.signed_balance()
+            .map_or(0, |b| (-b).max(0).min(i128::from(u64::MAX)) as u64)
     }
 }
 
@@ -220,6 +243,20 @@ mod tests {
         let mut overdrawn = Totals::default();
         overdrawn.add(EntryKind::Reserve, Micros(1));
         assert_eq!(overdrawn.balance(), None);
+    }
+
+    #[test]
+    fn debits_can_leave_a_debt_that_blocks_spending() {
+        let mut t = Totals::default();
+        t.add(EntryKind::Credit, Micros(1_000));
+        t.add(EntryKind::Reserve, Micros(900));
+        t.add(EntryKind::Charge, Micros(900));
+        // The card that paid is refunded after the credits were spent.
+        t.add(EntryKind::Debit, Micros(1_000));
+        assert_eq!(t.signed_balance(), Some(-900));
+        assert_eq!((t.balance(), t.debt()), (Some(0), 900));
+        t.add(EntryKind::Credit, Micros(1_000));
+        assert_eq!((t.balance(), t.debt()), (Some(100), 0));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 mod accounts;
 mod admission;
 pub mod audit;
+pub mod card;
 pub mod chain;
 mod config;
 pub mod deposits;

@@ -1,5 +1,5 @@
 //! POSTing JSON and reading the JSON answer, for the services billing calls —
-//! the chain's RPC node and x402 facilitators: a pooled hyper client with
+//! the chain's RPC node, x402 facilitators and Stripe: a pooled hyper client with
 //! rustls (ring, the TLS stack the rest of GPU-Bridge uses), a deadline, and a
 //! cap on what the other side may send back.
 
@@ -51,6 +51,11 @@ impl JsonPoster {
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| PostError::Connect(e.to_string()))?;
+        self.send(request).await
+    }
+
+    /// Sends any request; a 2xx answer's body, else an error.
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Bytes, PostError> {
         let exchange = async {
             let response = self
                 .client

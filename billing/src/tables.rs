@@ -18,10 +18,11 @@ pub const IDEMPOTENCY: Table = Table("idempotency");
 /// Support-assisted key recovery requests by time.
 pub const RECOVERIES: Table = Table("recoveries");
 
+pub use crate::card::{CARD_CUSTOMERS, CARD_INTENTS, CARD_PAYMENTS};
 pub use crate::deposits::{CURSORS, DEPOSITS, TOPUPS};
 pub use crate::x402::PROOFS;
 
-pub const TABLES: [Table; 11] = [
+pub const TABLES: [Table; 14] = [
     ACCOUNTS,
     EMAILS,
     API_KEYS,
@@ -33,4 +34,7 @@ pub const TABLES: [Table; 11] = [
     TOPUPS,
     DEPOSITS,
     CURSORS,
+    CARD_PAYMENTS,
+    CARD_INTENTS,
+    CARD_CUSTOMERS,
 ];

@@ -1,6 +1,7 @@
 //! The daemon's configuration: defaults that run, then a TOML file, then the
 //! environment, then command-line flags, each overriding the one before.
 
+use gpubridge_billing::card::StripeConfig;
 use gpubridge_billing::x402::X402Config;
 use gpubridge_billing::AccountsConfig;
 use gpubridge_gateway::{AdminConfig, HttpConfig};
@@ -19,6 +20,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub x402: X402Config,
     pub webhooks: WebhookConfig,
+    pub stripe: StripeConfig,
 }
 
 /// Shortest operator token accepted: anything shorter is guessable.
@@ -136,6 +138,16 @@ impl Config {
             .facilitator()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.webhooks.check().map_err(ConfigError::Invalid)?;
+        let cards = config
+            .stripe
+            .enabled()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if cards && !config.accounts.enabled {
+            return Err(ConfigError::Invalid(
+                "stripe needs accounts.enabled = true: card payments buy an account's credits"
+                    .into(),
+            ));
+        }
         Ok(config)
     }
 
@@ -191,6 +203,18 @@ impl Config {
             self.admin.token = Some(token);
         }
         self.apply_x402_env(&get)?;
+        let stripe: [(&str, &mut Option<String>); 2] = [
+            ("STRIPE_SECRET_KEY", &mut self.stripe.secret_key),
+            ("STRIPE_WEBHOOK_SECRET", &mut self.stripe.webhook_secret),
+        ];
+        for (name, field) in stripe {
+            if let Some(value) = get(name) {
+                *field = Some(value);
+            }
+        }
+        if let Some(value) = get("GPUBRIDGE_STRIPE_BASE_URL") {
+            self.stripe.base_url = value;
+        }
         for provider in Provider::HOSTED {
             let settings = self.scheduler.providers.entry(provider).or_default();
             if let Some(key) = provider.key_env().and_then(get) {
@@ -249,6 +273,8 @@ impl Config {
         mask(&mut shown.accounts.key_hash_secret);
         mask(&mut shown.admin.token);
         mask(&mut shown.x402.relayer_key);
+        mask(&mut shown.stripe.secret_key);
+        mask(&mut shown.stripe.webhook_secret);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }

@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::local_agent::LocalAgent;
 use crate::schema;
+use gpubridge_billing::card::{Cards, StripeConfigError};
 use gpubridge_billing::chain::ChainError;
 use gpubridge_billing::deposits::Deposits;
 use gpubridge_billing::x402::{X402ConfigError, X402};
@@ -22,7 +23,7 @@ use tokio::task::JoinHandle;
 
 /// Every table of the store: the store's own, the job core's, billing's, the
 /// webhook outbox's.
-pub const TABLES: [Table; 17] = {
+pub const TABLES: [Table; 20] = {
     let j = gpubridge_scheduler::jobs::TABLES;
     let b = gpubridge_billing::TABLES;
     let w = gpubridge_webhooks::TABLES;
@@ -42,6 +43,9 @@ pub const TABLES: [Table; 17] = {
         b[8],
         b[9],
         b[10],
+        b[11],
+        b[12],
+        b[13],
         w[0],
         w[1],
     ]
@@ -74,6 +78,8 @@ pub enum DaemonError {
     },
     #[error("x402 settings: {0}")]
     X402Config(#[from] X402ConfigError),
+    #[error("stripe settings: {0}")]
+    Stripe(#[from] StripeConfigError),
     #[error("x402: {0}")]
     Chain(#[from] ChainError),
     #[error("registering metrics: {0}")]
@@ -108,6 +114,12 @@ impl Daemon {
             false => None,
         };
         let webhooks = open_webhooks(&config, &store, &secret, accounts.as_ref(), &registry)?;
+        let cards = match &accounts {
+            Some(accounts) => {
+                Cards::open(&config.stripe, store.clone(), accounts.clone())?.map(Arc::new)
+            }
+            None => None,
+        };
         let x402 = open_x402(&config, &store).await?;
         let deposits = open_deposits(accounts.as_ref(), x402.as_ref(), &store).await?;
         let watcher = deposits.as_ref().map(|d| d.spawn_watcher());
@@ -141,6 +153,7 @@ impl Daemon {
             access: access(accounts.as_ref(), x402),
             accounts,
             deposits,
+            cards,
             admin_token: config.admin.token.clone(),
             metrics: HttpMetrics::register(&registry)?,
             registry,

@@ -26,6 +26,8 @@ pub struct App {
     pub accounts: Option<Arc<Accounts>>,
     /// USDC top-ups; `None` without x402's chain or with top-ups off.
     pub deposits: Option<Arc<Deposits>>,
+    /// Card top-ups through Stripe; `None` without its keys.
+    pub cards: Option<Arc<gpubridge_billing::card::Cards>>,
     /// The operator token guarding `/admin/*`; `None` disables it.
     pub admin_token: Option<String>,
     pub http: HttpConfig,
@@ -153,6 +155,8 @@ impl App {
             Route::RegenerateKey => account::regenerate_key(self, accounts, &request).await,
             Route::WebhookSecret => account::webhook_secret(self, accounts, &request).await,
             Route::Balance => account::balance(self, accounts, &request).await,
+            Route::TopupCard => handlers::topup_card::open(self, request).await,
+            Route::StripeWebhook => handlers::topup_card::webhook(self, request).await,
             Route::TopupCrypto => handlers::topup_crypto::open(self, request).await,
             Route::TopupCryptoClaim => handlers::topup_crypto::claim(self, accounts, request).await,
             Route::SpendingLimit => account::spending_limit(self, accounts, request).await,

@@ -1,5 +1,7 @@
 //! The gateway's own settings: where it listens and what it accepts.
 
+use hyper::header::HOST;
+use hyper::HeaderMap;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -35,6 +37,27 @@ impl Default for HttpConfig {
             public_url: None,
         }
     }
+}
+
+impl HttpConfig {
+    /// Where clients reach this gateway: `public_url`, else `http://` and the
+    /// request's Host (`localhost` without one).
+    pub fn public_base(&self, headers: &HeaderMap) -> String {
+        public_base(headers, self.public_url.as_deref())
+    }
+}
+
+/// `public_url` without its trailing `/`, else `http://` and the Host header.
+pub fn public_base(headers: &HeaderMap, public_url: Option<&str>) -> String {
+    if let Some(base) = public_url {
+        return base.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.is_ascii())
+        .unwrap_or("localhost");
+    format!("http://{host}")
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

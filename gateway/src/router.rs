@@ -20,8 +20,11 @@ pub enum Route<'a> {
     Balance,
     SpendingLimit,
     Jobs,
+    TopupCard,
     TopupCrypto,
     TopupCryptoClaim,
+    /// Stripe's signed events.
+    StripeWebhook,
     /// Card top-ups, auto top-up and the dashboard: not on this build.
     NotYet(&'static str),
     AdminCredits,
@@ -73,7 +76,8 @@ pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         "/account/balance" => (Route::Balance, GET),
         "/account/spending-limit" => (Route::SpendingLimit, POST),
         "/account/jobs" => (Route::Jobs, GET),
-        "/account/topup" => (Route::NotYet("Card top-ups"), POST),
+        "/account/topup" => (Route::TopupCard, POST),
+        "/webhooks/stripe" => (Route::StripeWebhook, POST),
         "/account/topup-crypto" => (Route::TopupCrypto, POST),
         "/account/topup-crypto/claim" => (Route::TopupCryptoClaim, POST),
         "/account/auto-topup" => (Route::NotYet("Automatic top-ups"), POST),
@@ -137,8 +141,10 @@ impl Route<'_> {
             | Route::Balance
             | Route::SpendingLimit
             | Route::Jobs
+            | Route::TopupCard
             | Route::TopupCrypto
             | Route::TopupCryptoClaim
+            | Route::StripeWebhook
             | Route::NotYet(_) => RouteLabel::Account,
             Route::AdminCredits
             | Route::AdminAccount(_)

@@ -406,6 +406,8 @@ pub struct DiscountView {
 /// An account in the shape of `GET /account/balance`, plus what explains it.
 #[derive(Serialize)]
 pub struct AccountBody {
+    /// Below zero when refunds or disputes took back credits already spent:
+    /// paid jobs are refused until a top-up covers it.
     pub balance: f64,
     pub email: String,
     pub daily_spend: f64,
@@ -414,6 +416,8 @@ pub struct AccountBody {
     pub trailing_30d_spend: f64,
     pub open_reservations: f64,
     pub credits: f64,
+    /// Taken back from card payments (refunds, disputes).
+    pub debits: f64,
     pub charges: f64,
     pub account_id: String,
     pub created_at_ms: u64,
@@ -425,7 +429,7 @@ pub struct AccountBody {
 impl From<AccountView> for AccountBody {
     fn from(view: AccountView) -> Self {
         AccountBody {
-            balance: view.balance.as_dollars(),
+            balance: view.balance.as_dollars() - view.debt.as_dollars(),
             email: view.email,
             daily_spend: view.daily_spend.as_dollars(),
             daily_limit: view.daily_limit.as_dollars(),
@@ -436,6 +440,7 @@ impl From<AccountView> for AccountBody {
             trailing_30d_spend: view.trailing_30d_spend.as_dollars(),
             open_reservations: view.open_reservations.as_dollars(),
             credits: view.credits.as_dollars(),
+            debits: view.debits.as_dollars(),
             charges: view.charges.as_dollars(),
             account_id: view.id.to_string(),
             created_at_ms: view.created_ms,
@@ -453,6 +458,28 @@ pub struct Registered {
     /// Signs this account's webhooks; readable again at /account/webhook-secret.
     pub webhook_secret: String,
     pub message: &'static str,
+}
+
+/// `POST /account/topup` → 201: where to pay.
+#[derive(Serialize)]
+pub struct CheckoutOpened {
+    pub checkout_url: String,
+    pub session_id: String,
+    pub package: &'static str,
+    pub amount_usd: f64,
+    pub credits_usd: f64,
+}
+
+impl CheckoutOpened {
+    pub fn of(checkout: &gpubridge_billing::card::Checkout) -> Self {
+        CheckoutOpened {
+            checkout_url: checkout.checkout_url.clone(),
+            session_id: checkout.session_id.clone(),
+            package: checkout.package.key,
+            amount_usd: checkout.package.price.as_dollars(),
+            credits_usd: checkout.package.credits.as_dollars(),
+        }
+    }
 }
 
 /// `GET|POST /account/webhook-secret`.

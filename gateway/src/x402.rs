@@ -7,7 +7,7 @@ use gpubridge_billing::x402::{
     parse_payment, Offer, PaidBy, Payment, Refusal, X402Error, PAYMENT_SIGNATURE, X402, X_PAYMENT,
 };
 use gpubridge_scheduler::{PreparedJob, Scheduler};
-use hyper::header::{HeaderName, HeaderValue, HOST};
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{HeaderMap, StatusCode, Uri};
 use serde_json::{json, Value};
 
@@ -55,15 +55,8 @@ pub fn has_payment(headers: &HeaderMap) -> bool {
 
 /// The URL paid for: under the configured public URL, else as the client addressed it.
 fn resource(headers: &HeaderMap, uri: &Uri, public_url: Option<&str>) -> String {
-    if let Some(base) = public_url {
-        return format!("{}{}", base.trim_end_matches('/'), uri.path());
-    }
-    let host = headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.is_ascii())
-        .unwrap_or("localhost");
-    format!("http://{host}{}", uri.path())
+    let base = crate::config::public_base(headers, public_url);
+    format!("{base}{}", uri.path())
 }
 
 /// What this job costs over x402.

@@ -18,6 +18,7 @@ mod money;
 pub mod node;
 pub mod openai;
 mod priority;
+pub mod signature;
 pub mod sse;
 pub mod stream;
 pub mod token;

@@ -16,6 +16,7 @@ mod serve;
 mod sse_client;
 mod standin;
 mod standin_stream;
+pub mod stripe;
 
 pub use agent::{echo_service, AgentProcess};
 pub use client::{JsonClient, Reply};

@@ -99,7 +99,7 @@ impl Deposits {
         if let Target::Topup { key, record } = &target {
             writes.put_record(TOPUPS, key.clone(), &credited(record, transfer));
         }
-        self.accounts.commit_credit(&entry, writes).await?;
+        self.accounts.commit_entry(&entry, writes).await?;
         if let Target::Topup { record, .. } = &target {
             self.open.lock().retain(|_, (_, open)| open.id != record.id);
         }

@@ -344,13 +344,21 @@ impl X402 {
     }
 }
 
-/// Frees the proof of an x402 job that failed everywhere, in the same write.
+/// Frees the proof of an x402 job that failed everywhere, or was cancelled
+/// before it ran, in the same write: it pays for one retry. A job cancelled
+/// while running used what was paid.
 impl JobHooks for X402 {
     fn on_terminal(&self, job: &mut JobRecord, writes: &mut WriteSet) {
+        let never_ran = job.execution_us.unwrap_or(0) == 0;
         let Some(payment) = job.payment.as_mut() else {
             return;
         };
-        if job.status != JobStatus::Failed || payment.retry {
+        let unserved = match job.status {
+            JobStatus::Failed => true,
+            JobStatus::Cancelled => never_ran,
+            _ => false,
+        };
+        if !unserved || payment.retry {
             return;
         }
         let Some(key) = proofs::key_of(&payment.proof) else {

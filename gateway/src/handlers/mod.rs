@@ -9,6 +9,7 @@ pub mod nodes;
 pub mod ops;
 pub mod run;
 pub mod status;
+pub mod topup_card;
 pub mod topup_crypto;
 
 use crate::access::Caller;
@@ -77,6 +78,15 @@ pub fn accepted_headers(
             accepted.paid.as_ref(),
         );
     }
+}
+
+/// A top-up (card or USDC) for a package that does not exist.
+pub fn unknown_package(package: &str) -> ApiError {
+    ApiError::bad_request(
+        format!("Unknown package {package:?}"),
+        "Send {\"package\": \"credits_25\"}; packages are credits_10, credits_25 (+5%), credits_50 (+10%) and credits_100 (+15%).",
+    )
+    .with_details(serde_json::json!({"field": "package", "packages": gpubridge_billing::package_keys()}))
 }
 
 /// A refusal on the x402 path says which x402 version it speaks.

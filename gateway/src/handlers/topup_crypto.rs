@@ -6,11 +6,12 @@
 use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
+use crate::handlers::unknown_package;
 use crate::requests::{ClaimBody, TopupBody};
 use crate::views::{TopupClaimed, TopupOpened, TopupView};
 use gpubridge_billing::deposits::{claim_message, ClaimError, CreditError, Deposits, TopupError};
 use gpubridge_billing::x402::{network_v1, Refusal};
-use gpubridge_billing::{package_keys, Accounts};
+use gpubridge_billing::Accounts;
 use gpubridge_protocol::AccountId;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -31,15 +32,19 @@ pub async fn open(app: &App, request: Request<Incoming>) -> Result<HttpResponse,
     let account = app.access.require(request.headers())?;
     let deposits = deposits(app)?;
     let topup: TopupBody = body::read(request, app.http.max_body_bytes).await?;
-    let record = deposits.open_topup(account, &topup.package).await.map_err(|e| match e {
-        TopupError::UnknownPackage(package) => ApiError::bad_request(
-            format!("Unknown package {package:?}"),
-            "Send {\"package\": \"credits_25\"}; packages are credits_10, credits_25 (+5%), credits_50 (+10%) and credits_100 (+15%).",
-        )
-        .with_details(json!({"field": "package", "packages": package_keys()})),
-        TopupError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), "Retry in a minute.").retry_after(60),
-        TopupError::Store(e) => ApiError::from_store(&e, "Nothing was opened; retry shortly."),
-    })?;
+    let record = deposits
+        .open_topup(account, &topup.package)
+        .await
+        .map_err(|e| match e {
+            TopupError::UnknownPackage(package) => unknown_package(&package),
+            TopupError::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.to_string(),
+                "Retry in a minute.",
+            )
+            .retry_after(60),
+            TopupError::Store(e) => ApiError::from_store(&e, "Nothing was opened; retry shortly."),
+        })?;
     let rules = deposits.x402().rules();
     Ok(json(
         StatusCode::CREATED,

@@ -5,6 +5,7 @@
 mod accounts;
 mod bad_input;
 mod cancel;
+mod cards;
 mod daemon;
 mod echo;
 mod failover;

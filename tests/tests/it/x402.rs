@@ -787,3 +787,39 @@ async fn the_relayer_recovers_when_its_nonce_moved_elsewhere() {
         100 * DOLLAR - 2 * price
     );
 }
+
+#[tokio::test]
+async fn an_x402_job_is_cancelled_with_its_id_and_keeps_its_payment_once_it_ran() {
+    let s = setup().await;
+    s.standin
+        .set_behavior(Behavior::Slow(std::time::Duration::from_secs(30)));
+    let proof = s.pay(0, DOLLAR).await;
+    let first = s.run(&llm(), &[("x-payment", &proof)]).await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    let id = first.body["job_id"].as_str().unwrap().to_string();
+    for _ in 0..500 {
+        let now = s
+            .client
+            .get(&s.daemon.url(&format!("/status/{id}")))
+            .await
+            .unwrap();
+        if now.body["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // No key: the job's id, in the path, is its token.
+    let cancelled = s
+        .client
+        .post_json(&s.daemon.url(&format!("/cancel/{id}")), &json!({}), &[])
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    assert!(
+        cancelled.body["payment"].get("retry_until_ms").is_none(),
+        "it ran: its payment is used: {}",
+        cancelled.body
+    );
+    assert_eq!(s.run(&llm(), &[("x-payment", &proof)]).await.status, 409);
+}
