@@ -9,17 +9,17 @@ use crate::email;
 use crate::idempotency::Claims;
 use crate::keys::{self, KeyDigest, KeyError, KeyHasher};
 use crate::ledger::{utc_day, Balances, EntryKind, LedgerEntry};
-use crate::record::AccountRecord;
+use crate::record::{AccountRecord, AutoTopup};
 use crate::recovery::{self, RecoveryRequest};
 use crate::tables::{ACCOUNTS, API_KEYS, EMAILS, LEDGER};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use gpubridge_protocol::{AccountId, JobId, Micros};
 use gpubridge_scheduler::now_ms;
-use gpubridge_store::{Store, StoreError, WriteSet};
+use gpubridge_store::{ReadMode, Store, StoreError, WriteSet};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use subtle::ConstantTimeEq;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,7 @@ pub struct AccountView {
     pub trailing_30d_spend: Micros,
     pub tier: String,
     pub discount_bps: u32,
+    pub auto_topup: Option<AutoTopup>,
 }
 
 pub(crate) struct AccountState {
@@ -110,7 +111,13 @@ pub struct Accounts {
     pub(crate) accounts: DashMap<AccountId, Arc<Mutex<AccountState>>>,
     pub(crate) next_seq: AtomicU64,
     pub(crate) claims: Claims,
+    /// Told of an account whose settled balance fell below its automatic
+    /// top-up threshold (card payments set it).
+    low_balance: OnceLock<LowBalance>,
 }
+
+/// What is called, without any lock held, when an account needs a top-up.
+pub type LowBalance = Box<dyn Fn(AccountId) + Send + Sync>;
 
 impl Accounts {
     /// Loads every account and replays the ledger into balances (see `load`).
@@ -128,6 +135,7 @@ impl Accounts {
             accounts: DashMap::new(),
             next_seq: AtomicU64::new(1),
             claims: Claims::default(),
+            low_balance: OnceLock::new(),
         };
         crate::load::load(&accounts).await?;
         Ok(accounts)
@@ -198,6 +206,7 @@ impl Accounts {
             key_rotated_ms: now,
             daily_limit: self.rules.default_daily_limit,
             webhook_generation: 0,
+            auto_topup: None,
         };
         let mut writes = WriteSet::new();
         writes.put_record(ACCOUNTS, id.0, &record);
@@ -256,6 +265,92 @@ impl Accounts {
         .await?;
         tracing::info!(account = %id, "API key rotated");
         Ok(api_key)
+    }
+
+    /// When the account's API key was last set (sessions opened with an
+    /// older key are over); `None` for unknown accounts.
+    pub fn key_rotated_ms(&self, id: AccountId) -> Option<u64> {
+        let state = self.state(id).ok()?;
+        let at = state.lock().record.key_rotated_ms;
+        Some(at)
+    }
+
+    /// The account's latest `n` credits and debits (money in and taken back),
+    /// newest first. Reads the account's whole ledger range, off the workers.
+    pub async fn money_lines(
+        &self,
+        id: AccountId,
+        n: usize,
+    ) -> Result<Vec<LedgerEntry>, AccountError> {
+        let store = self.store.clone();
+        let lines = self
+            .store
+            .read(ReadMode::Latest, move |view| {
+                let mut lines = std::collections::VecDeque::with_capacity(n + 1);
+                view.scan(LEDGER, &id.0, None, &mut |key, value| {
+                    if let Ok(entry) = store.decode::<LedgerEntry>(LEDGER, key, value) {
+                        if matches!(entry.kind, EntryKind::Credit | EntryKind::Debit) {
+                            lines.push_front(entry);
+                            lines.truncate(n);
+                        }
+                    }
+                    std::ops::ControlFlow::Continue(())
+                })?;
+                Ok(lines.into_iter().collect())
+            })
+            .await?;
+        Ok(lines)
+    }
+
+    /// Charges per UTC day over the last 30 days, oldest first.
+    pub fn daily_charges(&self, id: AccountId) -> Vec<(u32, Micros)> {
+        let Ok(state) = self.state(id) else {
+            return Vec::new();
+        };
+        let mut state = state.lock();
+        let mut days = state.balances.charges_by_day(utc_day(now_ms()));
+        days.sort_unstable();
+        days.into_iter().map(|(day, m)| (day, Micros(m))).collect()
+    }
+
+    /// Sets who is told when an account needs an automatic top-up (once).
+    pub fn on_low_balance(&self, hook: LowBalance) {
+        let _ = self.low_balance.set(hook);
+    }
+
+    /// Tells the low-balance hook if the account's balance is below its
+    /// enabled automatic top-up threshold.
+    pub(crate) fn check_low_balance(&self, id: AccountId) {
+        let low = self.state(id).is_ok_and(|state| {
+            let state = state.lock();
+            state.record.auto_topup.as_ref().is_some_and(|auto| {
+                let balance = i128::from(state.balances.available())
+                    - i128::from(state.balances.totals.debt());
+                auto.enabled && balance < i128::from(auto.threshold.0)
+            })
+        });
+        if let (true, Some(hook)) = (low, self.low_balance.get()) {
+            hook(id);
+        }
+    }
+
+    pub fn auto_topup(&self, id: AccountId) -> Option<AutoTopup> {
+        let state = self.state(id).ok()?;
+        let auto = state.lock().record.auto_topup.clone();
+        auto
+    }
+
+    /// Replaces the account's automatic top-up settings, then checks them
+    /// against its balance at once.
+    pub async fn set_auto_topup(
+        &self,
+        id: AccountId,
+        settings: Option<AutoTopup>,
+    ) -> Result<(), AccountError> {
+        self.change_record(id, |record, _| record.auto_topup = settings)
+            .await?;
+        self.check_low_balance(id);
+        Ok(())
     }
 
     /// How many times the account's webhook secret was rotated (0 for unknown accounts).
@@ -444,6 +539,7 @@ impl Accounts {
             trailing_30d_spend: trailing,
             tier: tier.name,
             discount_bps: tier.discount_bps,
+            auto_topup: state.record.auto_topup.clone(),
         })
     }
 

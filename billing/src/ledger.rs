@@ -167,6 +167,12 @@ impl Balances {
         self.day_spend
     }
 
+    /// Charges per day within the trailing window.
+    pub fn charges_by_day(&mut self, today: u32) -> Vec<(u32, u64)> {
+        self.roll(today);
+        self.charges_by_day.clone()
+    }
+
     pub fn trailing_spend(&mut self, today: u32) -> Micros {
         self.roll(today);
         Micros(self.charges_by_day.iter().map(|(_, c)| c).sum())

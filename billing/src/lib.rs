@@ -35,7 +35,7 @@ pub mod tables;
 mod testing;
 pub mod x402;
 
-pub use accounts::{AccountError, AccountView, Accounts};
+pub use accounts::{AccountError, AccountView, Accounts, LowBalance};
 pub use admission::{Admission, AdmitError};
 pub use audit::{audit, AccountAudit, AuditReport};
 pub use config::{
@@ -47,6 +47,7 @@ pub use idempotency::IdempotencyClaim;
 pub use keys::{check_secret, load_or_create_secret, KeyError, KEY_PREFIX};
 pub use ledger::{EntryKind, LedgerEntry, Totals};
 pub use packages::{package, package_keys, Package, PACKAGES};
+pub use record::AutoTopup;
 pub use recovery::RecoveryRequest;
 pub use tables::TABLES;
 

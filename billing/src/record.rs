@@ -15,19 +15,34 @@ pub struct AccountRecord {
     pub key_rotated_ms: u64,
     pub daily_limit: Micros,
     /// Rotations of the webhook signing secret (which is derived from it, never
-    /// stored). Last, so version-1 records (which end before it) read as 0.
+    /// stored). Version-1 records end before it and read as 0.
     pub webhook_generation: u32,
+    /// Buying credits by card when the balance falls below a threshold.
+    /// Versions 1 and 2 end before it and read as `None`.
+    pub auto_topup: Option<AutoTopup>,
+}
+
+/// `POST /account/auto-topup`: what to buy, below which balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoTopup {
+    pub enabled: bool,
+    pub threshold: Micros,
+    pub package: String,
+    /// Why it was turned off by itself (a declined card), until turned on again.
+    pub disabled_reason: Option<String>,
 }
 
 impl Record for AccountRecord {
     const KIND: &'static str = "account";
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
+    /// Version 1 ends before `webhook_generation` (a 0), version 2 before
+    /// `auto_topup` (a `None`): both are one zero byte.
     fn upgrade(version: u8, payload: &[u8]) -> Result<Self, DecodeError> {
         match version {
-            1 => {
+            1 | 2 => {
                 let mut bytes = payload.to_vec();
-                bytes.push(0);
+                bytes.extend(std::iter::repeat_n(0, usize::from(3 - version)));
                 payload_of(Self::KIND, &bytes)
             }
             _ => Err(DecodeError::UnknownVersion {
@@ -53,10 +68,16 @@ mod tests {
             key_rotated_ms: 2,
             daily_limit: Micros(50_000_000),
             webhook_generation: 0,
+            auto_topup: None,
         };
         assert_eq!(decode::<AccountRecord>(&encode(&record)).unwrap(), record);
-        // Accounts made before webhook secrets read with generation 0.
-        let mut v1 = encode(&record);
+        // Accounts made before automatic top-ups and webhook secrets read
+        // without them.
+        let mut v2 = encode(&record);
+        v2[0] = 2;
+        v2.pop();
+        assert_eq!(decode::<AccountRecord>(&v2).unwrap(), record);
+        let mut v1 = v2;
         v1[0] = 1;
         v1.pop();
         assert_eq!(decode::<AccountRecord>(&v1).unwrap(), record);

@@ -100,5 +100,7 @@ impl JobHooks for Accounts {
             };
             state.balances.apply(&applied, utc_day(now));
         }
+        drop(state);
+        self.check_low_balance(billing.account);
     }
 }

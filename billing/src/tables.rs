@@ -18,11 +18,11 @@ pub const IDEMPOTENCY: Table = Table("idempotency");
 /// Support-assisted key recovery requests by time.
 pub const RECOVERIES: Table = Table("recoveries");
 
-pub use crate::card::{CARD_CUSTOMERS, CARD_INTENTS, CARD_PAYMENTS};
+pub use crate::card::{CARD_AUTO, CARD_CUSTOMERS, CARD_INTENTS, CARD_PAYMENTS};
 pub use crate::deposits::{CURSORS, DEPOSITS, TOPUPS};
 pub use crate::x402::PROOFS;
 
-pub const TABLES: [Table; 14] = [
+pub const TABLES: [Table; 15] = [
     ACCOUNTS,
     EMAILS,
     API_KEYS,
@@ -37,4 +37,5 @@ pub const TABLES: [Table; 14] = [
     CARD_PAYMENTS,
     CARD_INTENTS,
     CARD_CUSTOMERS,
+    CARD_AUTO,
 ];

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 /// Every table of the store: the store's own, the job core's, billing's, the
 /// webhook outbox's.
-pub const TABLES: [Table; 20] = {
+pub const TABLES: [Table; 21] = {
     let j = gpubridge_scheduler::jobs::TABLES;
     let b = gpubridge_billing::TABLES;
     let w = gpubridge_webhooks::TABLES;
@@ -46,6 +46,7 @@ pub const TABLES: [Table; 20] = {
         b[11],
         b[12],
         b[13],
+        b[14],
         w[0],
         w[1],
     ]
@@ -114,12 +115,7 @@ impl Daemon {
             false => None,
         };
         let webhooks = open_webhooks(&config, &store, &secret, accounts.as_ref(), &registry)?;
-        let cards = match &accounts {
-            Some(accounts) => {
-                Cards::open(&config.stripe, store.clone(), accounts.clone())?.map(Arc::new)
-            }
-            None => None,
-        };
+        let cards = open_cards(&config, &store, accounts.as_ref())?;
         let x402 = open_x402(&config, &store).await?;
         let deposits = open_deposits(accounts.as_ref(), x402.as_ref(), &store).await?;
         let watcher = deposits.as_ref().map(|d| d.spawn_watcher());
@@ -161,6 +157,7 @@ impl Daemon {
             started: Instant::now(),
             mcp: Default::default(),
             webhooks,
+            dashboard: Default::default(),
         });
         let (stop_http, stopped) = oneshot::channel::<()>();
         let http = tokio::spawn(gpubridge_gateway::serve(listener, app, async {
@@ -396,6 +393,29 @@ async fn open_accounts(
 ) -> Result<Accounts, DaemonError> {
     let rules = config.accounts.rules()?;
     Ok(Accounts::open(store.clone(), rules, secret).await?)
+}
+
+/// Card payments, and the automatic top-ups they make when a settlement leaves
+/// an account below its threshold.
+fn open_cards(
+    config: &Config,
+    store: &Store,
+    accounts: Option<&Arc<Accounts>>,
+) -> Result<Option<Arc<Cards>>, DaemonError> {
+    let Some(accounts) = accounts else {
+        return Ok(None);
+    };
+    let Some(cards) = Cards::open(&config.stripe, store.clone(), accounts.clone())? else {
+        return Ok(None);
+    };
+    let cards = Arc::new(cards);
+    let weak = Arc::downgrade(&cards);
+    accounts.on_low_balance(Box::new(move |account| {
+        if let Some(cards) = weak.upgrade() {
+            cards.wake(account);
+        }
+    }));
+    Ok(Some(cards))
 }
 
 /// The webhook outbox: secrets per account (rotations counted by billing),

@@ -38,6 +38,8 @@ pub struct App {
     pub mcp: crate::mcp::Mcp,
     /// Finished jobs' webhooks: their secrets and how each delivery stands.
     pub webhooks: Arc<gpubridge_webhooks::Webhooks>,
+    /// The web dashboard's sessions.
+    pub dashboard: crate::dashboard::Dashboard,
 }
 
 pub type HttpResponse = Response<Outgoing>;
@@ -123,11 +125,7 @@ impl App {
                 "The OpenAI-compatible routes here: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models.",
             )),
             Route::Mcp => Ok(crate::mcp::handle(self, request).await),
-            Route::NotYet(what) => Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                format!("{what} are not available on this deployment yet"),
-                "Ask the operator to add credits to your account.",
-            )),
+            Route::Dashboard(page) => Ok(crate::dashboard::handle(self, request, page).await),
             account_or_admin => self.account_or_admin(account_or_admin, request).await,
         };
         (label, result.unwrap_or_else(shape))
@@ -156,6 +154,7 @@ impl App {
             Route::WebhookSecret => account::webhook_secret(self, accounts, &request).await,
             Route::Balance => account::balance(self, accounts, &request).await,
             Route::TopupCard => handlers::topup_card::open(self, request).await,
+            Route::AutoTopup => handlers::topup_card::auto_topup(self, accounts, request).await,
             Route::StripeWebhook => handlers::topup_card::webhook(self, request).await,
             Route::TopupCrypto => handlers::topup_crypto::open(self, request).await,
             Route::TopupCryptoClaim => handlers::topup_crypto::claim(self, accounts, request).await,

@@ -12,12 +12,13 @@
 //! - a way to pay: a variant of [`access::Access`]; x402's HTTP side (its
 //!   headers, the 402, refusals) is `x402.rs`;
 //! - OpenAI-compatible routes: `openai/` (its own request shapes and error
-//!   shape, SSE streaming); MCP tools: `mcp/`.
+//!   shape, SSE streaming); MCP tools: `mcp/`; the web dashboard: `dashboard/`.
 
 pub mod access;
 mod app;
 mod body;
 pub mod config;
+mod dashboard;
 mod error;
 mod handlers;
 mod http_metrics;

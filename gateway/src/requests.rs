@@ -83,6 +83,22 @@ impl Body for TopupBody {
         "Send {\"package\": \"credits_25\"} (credits_10, credits_25, credits_50 or credits_100).";
 }
 
+/// `POST /account/auto-topup`; turning it off needs only `enabled`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoTopupBody {
+    pub enabled: bool,
+    /// Dollars: top up when the balance falls below this.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    #[serde(default)]
+    pub package: Option<String>,
+}
+
+impl Body for AutoTopupBody {
+    const HINT: &'static str = "Send {\"enabled\": true, \"threshold\": 1.00, \"package\": \"credits_10\"}, or {\"enabled\": false}.";
+}
+
 /// `POST /account/topup-crypto/claim`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -21,12 +21,13 @@ pub enum Route<'a> {
     SpendingLimit,
     Jobs,
     TopupCard,
+    AutoTopup,
     TopupCrypto,
     TopupCryptoClaim,
     /// Stripe's signed events.
     StripeWebhook,
-    /// Card top-ups, auto top-up and the dashboard: not on this build.
-    NotYet(&'static str),
+    /// `/account/dashboard` and its pages (the rest of the path).
+    Dashboard(&'a str),
     AdminCredits,
     AdminAccount(&'a str),
     AdminRecoveries,
@@ -58,6 +59,7 @@ pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
     // stream to GET, no session to DELETE).
     const MCP: &[Method] = &[Method::POST];
     const GET_OR_POST: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
+    const DASHBOARD: &[Method] = GET_OR_POST;
     let path = path
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
@@ -80,8 +82,8 @@ pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         "/webhooks/stripe" => (Route::StripeWebhook, POST),
         "/account/topup-crypto" => (Route::TopupCrypto, POST),
         "/account/topup-crypto/claim" => (Route::TopupCryptoClaim, POST),
-        "/account/auto-topup" => (Route::NotYet("Automatic top-ups"), POST),
-        "/account/dashboard" => (Route::NotYet("The web dashboard"), GET),
+        "/account/auto-topup" => (Route::AutoTopup, POST),
+        "/account/dashboard" => (Route::Dashboard(""), DASHBOARD),
         "/admin/credits" => (Route::AdminCredits, POST),
         "/admin/recoveries" => (Route::AdminRecoveries, GET),
         "/admin/ledger/audit" => (Route::AdminAudit, GET),
@@ -100,6 +102,8 @@ pub fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
                 (Route::Status(id), GET)
             } else if let Some(id) = segment("/cancel/") {
                 (Route::Cancel(id), POST)
+            } else if let Some(page) = segment("/account/dashboard/") {
+                (Route::Dashboard(page), DASHBOARD)
             } else if let Some(query) = segment("/admin/accounts/") {
                 (Route::AdminAccount(query), GET)
             } else if let Some(node) = other
@@ -142,10 +146,11 @@ impl Route<'_> {
             | Route::SpendingLimit
             | Route::Jobs
             | Route::TopupCard
+            | Route::AutoTopup
             | Route::TopupCrypto
             | Route::TopupCryptoClaim
             | Route::StripeWebhook
-            | Route::NotYet(_) => RouteLabel::Account,
+            | Route::Dashboard(_) => RouteLabel::Account,
             Route::AdminCredits
             | Route::AdminAccount(_)
             | Route::AdminRecoveries

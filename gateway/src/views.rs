@@ -424,6 +424,9 @@ pub struct AccountBody {
     /// The account's latest USDC top-ups, when they are on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crypto_topups: Option<Vec<TopupView>>,
+    /// Buying credits by card below a threshold, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_topup: Option<AutoTopupView>,
 }
 
 impl From<AccountView> for AccountBody {
@@ -445,6 +448,7 @@ impl From<AccountView> for AccountBody {
             account_id: view.id.to_string(),
             created_at_ms: view.created_ms,
             crypto_topups: None,
+            auto_topup: view.auto_topup.as_ref().map(AutoTopupView::from),
         }
     }
 }
@@ -478,6 +482,41 @@ impl CheckoutOpened {
             package: checkout.package.key,
             amount_usd: checkout.package.price.as_dollars(),
             credits_usd: checkout.package.credits.as_dollars(),
+        }
+    }
+}
+
+/// `POST /account/auto-topup`, and `auto_topup` in `/account/balance`.
+#[derive(Serialize)]
+pub struct AutoTopupView {
+    pub enabled: bool,
+    pub threshold: f64,
+    pub package: String,
+    /// A card is saved for it (by a Checkout top-up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_saved: Option<bool>,
+    /// Why it turned itself off (a declined card).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+}
+
+impl AutoTopupView {
+    pub fn of(settings: &gpubridge_billing::AutoTopup, card_saved: bool) -> Self {
+        AutoTopupView {
+            card_saved: Some(card_saved),
+            ..AutoTopupView::from(settings)
+        }
+    }
+}
+
+impl From<&gpubridge_billing::AutoTopup> for AutoTopupView {
+    fn from(settings: &gpubridge_billing::AutoTopup) -> Self {
+        AutoTopupView {
+            enabled: settings.enabled,
+            threshold: settings.threshold.as_dollars(),
+            package: settings.package.clone(),
+            card_saved: None,
+            disabled_reason: settings.disabled_reason.clone(),
         }
     }
 }

@@ -52,6 +52,21 @@ pub async fn balance(client: &JsonClient, base: &str) -> Value {
         .body
 }
 
+/// `GET /admin/ledger/audit` of a daemon started with accounts.
+pub async fn audit_live(base: &str) -> Value {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    JsonClient::new()
+        .send(
+            hyper::Method::GET,
+            &format!("{base}/admin/ledger/audit"),
+            &[("authorization", &auth)],
+            Vec::new(),
+        )
+        .await
+        .expect("audit request")
+        .body
+}
+
 /// A registered account holding `dollars` of credits.
 pub async fn funded(base: &str, email: &str, dollars: f64) -> anyhow::Result<TestAccount> {
     let client = JsonClient::new();

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 mod agent;
+pub mod browser;
 pub mod chain;
 mod client;
 mod daemon;

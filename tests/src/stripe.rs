@@ -29,8 +29,23 @@ pub struct StripeCall {
     pub form: HashMap<String, String>,
 }
 
+/// How off-session PaymentIntents (automatic top-ups) go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IntentMode {
+    /// Paid; `payment_intent.succeeded` is delivered at once.
+    #[default]
+    Succeed,
+    /// Paid, but the webhook waits for [`StripeStandin::release_held`].
+    Hold,
+    /// The card is declined (HTTP 402, as Stripe answers).
+    Decline,
+}
+
 #[derive(Default)]
 struct State {
+    intent_mode: IntentMode,
+    /// Webhooks held back in [`IntentMode::Hold`].
+    held: Vec<Value>,
     secret_key: String,
     webhook_secret: String,
     /// Where webhooks go (the daemon's `/webhooks/stripe`).
@@ -56,8 +71,13 @@ impl Drop for StripeStandin {
     }
 }
 
+/// The keys the stand-in expects and signs with.
+pub const SECRET_KEY: &str = "sk_test_gpubridge";
+pub const WEBHOOK_SECRET: &str = "whsec_test_gpubridge";
+
 impl StripeStandin {
-    pub async fn start(secret_key: &str, webhook_secret: &str) -> StripeStandin {
+    pub async fn start() -> StripeStandin {
+        let (secret_key, webhook_secret) = (SECRET_KEY, WEBHOOK_SECRET);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("loopback port");
@@ -77,6 +97,15 @@ impl StripeStandin {
         StripeStandin { addr, state, task }
     }
 
+    /// The daemon's environment for card payments through this stand-in.
+    pub fn daemon_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("STRIPE_SECRET_KEY".into(), SECRET_KEY.into()),
+            ("STRIPE_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+            ("GPUBRIDGE_STRIPE_BASE_URL".into(), self.base_url()),
+        ]
+    }
+
     /// `GPUBRIDGE_STRIPE_BASE_URL`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
@@ -85,6 +114,28 @@ impl StripeStandin {
     /// Where to deliver webhooks from now on.
     pub fn deliver_to(&self, url: &str) {
         self.state.lock().target = Some(url.into());
+    }
+
+    pub fn set_intent_mode(&self, mode: IntentMode) {
+        self.state.lock().intent_mode = mode;
+    }
+
+    /// Delivers the webhooks held back; their statuses.
+    pub async fn release_held(&self) -> Vec<u16> {
+        let held = std::mem::take(&mut self.state.lock().held);
+        let mut statuses = Vec::new();
+        for event in &held {
+            statuses.push(self.deliver(event).await);
+        }
+        statuses
+    }
+
+    /// The off-session PaymentIntents asked for.
+    pub fn intent_calls(&self) -> Vec<StripeCall> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == "POST" && c.path == "/v1/payment_intents")
+            .collect()
     }
 
     pub fn calls(&self) -> Vec<StripeCall> {
@@ -299,6 +350,10 @@ impl Shared {
                 json!({"id": id, "object": "customer", "email": form.get("email")})
             }
             (Method::POST, "/v1/checkout/sessions") => self.new_session(&form),
+            (Method::POST, "/v1/payment_intents") => match self.new_intent(&form) {
+                Ok(intent) => intent,
+                Err(declined) => return answer(402, declined),
+            },
             (Method::GET, p) if p.starts_with("/v1/payment_intents/") => {
                 let id = &p["/v1/payment_intents/".len()..];
                 match self.state.lock().intents.get(id) {
@@ -319,6 +374,38 @@ impl Shared {
             self.state.lock().replays.insert(key, object.clone());
         }
         answer(200, object)
+    }
+
+    /// An off-session, confirmed PaymentIntent: paid (its webhook sent or
+    /// held) or declined.
+    /// `Err`: the body of Stripe's 402 for a declined card.
+    fn new_intent(&self, form: &HashMap<String, String>) -> Result<Value, Value> {
+        let mode = self.state.lock().intent_mode;
+        if mode == IntentMode::Decline {
+            return Err(json!({"error": {
+                "type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds",
+                "message": "Your card has insufficient funds."}}));
+        }
+        let id = next_id(&self.state, "pi");
+        let field = |name: &str| form.get(name).cloned();
+        let amount: u64 = field("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
+        let intent = json!({
+            "id": id, "object": "payment_intent", "amount": amount, "currency": field("currency"),
+            "customer": field("customer"), "payment_method": field("payment_method"),
+            "status": "succeeded", "off_session": field("off_session"),
+            "metadata": {"account": field("metadata[account]"), "package": field("metadata[package]"),
+                         "automatic": field("metadata[automatic]")},
+        });
+        self.state.lock().intents.insert(id, intent.clone());
+        let event = make_event(&self.state, "payment_intent.succeeded", intent.clone());
+        match mode {
+            IntentMode::Hold => self.state.lock().held.push(event),
+            _ => {
+                let state = self.state.clone();
+                tokio::spawn(async move { deliver_signed(&state, &event).await });
+            }
+        }
+        Ok(intent)
     }
 
     fn new_session(&self, form: &HashMap<String, String>) -> Value {

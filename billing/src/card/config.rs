@@ -19,6 +19,9 @@ pub struct StripeConfig {
     pub signature_tolerance_seconds: u64,
     /// One Stripe call, connect to answer.
     pub timeout_seconds: f64,
+    /// Automatic top-ups one account may make per UTC day: a loop cannot
+    /// drain a card.
+    pub auto_topups_per_day: u32,
 }
 
 impl Default for StripeConfig {
@@ -31,6 +34,7 @@ impl Default for StripeConfig {
             cancel_url: None,
             signature_tolerance_seconds: 300,
             timeout_seconds: 15.0,
+            auto_topups_per_day: 3,
         }
     }
 }

@@ -72,6 +72,42 @@ struct Metadata {
     package: Option<String>,
 }
 
+/// A PaymentIntent; ours for automatic top-ups say so in their metadata.
+#[derive(Deserialize)]
+struct Intent {
+    id: String,
+    amount: u64,
+    currency: String,
+    #[serde(default)]
+    metadata: IntentMetadata,
+    last_payment_error: Option<PaymentError>,
+}
+
+#[derive(Default, Deserialize)]
+struct IntentMetadata {
+    account: Option<String>,
+    package: Option<String>,
+    automatic: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PaymentError {
+    message: Option<String>,
+    decline_code: Option<String>,
+}
+
+impl Intent {
+    /// The account and package of one of our automatic top-ups; `None` for
+    /// any other PaymentIntent (Checkout's are credited by their session).
+    fn automatic(&self) -> Option<(AccountId, crate::Package)> {
+        if self.metadata.automatic.as_deref() != Some("true") {
+            return None;
+        }
+        let account = self.metadata.account.as_deref()?.parse().ok()?;
+        Some((account, package(self.metadata.package.as_deref()?)?))
+    }
+}
+
 /// A charge (refunds) or a dispute: the PaymentIntent it belongs to, and how
 /// much of it is taken back (cumulative).
 #[derive(Deserialize)]
@@ -104,6 +140,8 @@ impl Cards {
             "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
                 self.session_paid(parse(object)?).await?
             }
+            "payment_intent.succeeded" => self.automatic_paid(parse(object)?).await?,
+            "payment_intent.payment_failed" => self.automatic_failed(parse(object)?).await?,
             "charge.refunded" => {
                 let charge: TakenBack = parse(object)?;
                 let refunded = charge.amount_refunded.unwrap_or(0);
@@ -156,20 +194,50 @@ impl Cards {
         if let Some(intent) = &session.payment_intent {
             self.save_card(account, intent).await;
         }
-        let payment = CardPayment {
-            account,
-            package: package.key.to_string(),
-            amount_cents: cents,
-            credits: package.credits,
-            ledger_seq: 0,
-            payment_intent: session.payment_intent.clone(),
-            refunded_cents: 0,
-            disputed_cents: 0,
-            debited: Micros::ZERO,
-            automatic: false,
-            at_ms: now_ms(),
-        };
+        let payment = CardPayment::new(account, package, session.payment_intent.clone(), false);
         Ok(self.credit_once(&session.id, payment).await?)
+    }
+
+    async fn automatic_paid(&self, intent: Intent) -> Result<Handled, EventError> {
+        let Some((account, package)) = intent.automatic() else {
+            return Ok(Handled::Ignored(format!(
+                "{} is no automatic top-up",
+                intent.id
+            )));
+        };
+        let cents = package.price.0 / 10_000;
+        if intent.amount != cents || intent.currency != "usd" {
+            tracing::error!(intent = %intent.id, "an automatic top-up paid another amount; not credited");
+            return Ok(Handled::Ignored(format!(
+                "{} paid another amount",
+                intent.id
+            )));
+        }
+        let payment = CardPayment::new(account, package, Some(intent.id.clone()), true);
+        let handled = self.credit_once(&intent.id, payment).await?;
+        self.landed(account).await?;
+        Ok(handled)
+    }
+
+    /// A declined automatic top-up turns them off, with the card's reason.
+    async fn automatic_failed(&self, intent: Intent) -> Result<Handled, EventError> {
+        let Some((account, _)) = intent.automatic() else {
+            return Ok(Handled::Ignored(format!(
+                "{} is no automatic top-up",
+                intent.id
+            )));
+        };
+        self.landed(account).await?;
+        let reason = intent
+            .last_payment_error
+            .and_then(|e| e.message.or(e.decline_code))
+            .unwrap_or_else(|| "the card was declined".into());
+        if let Some(settings) = self.accounts.auto_topup(account) {
+            self.turn_off(account, settings, reason.clone()).await?;
+        }
+        Ok(Handled::Ignored(format!(
+            "automatic top-up declined: {reason}"
+        )))
     }
 
     /// Credits a payment unless its key was credited before: the record and the

@@ -4,11 +4,13 @@
 //! entry, however often Stripe delivers — or take credits back for refunds and
 //! disputes. `events` reads the webhooks; `stripe` speaks Stripe's API.
 
+mod auto;
 mod config;
 mod events;
 mod records;
 mod stripe;
 
+pub use auto::{AutoState, CARD_AUTO};
 pub use config::{StripeConfig, StripeConfigError};
 pub use events::{EventError, Handled};
 pub use records::{CardCustomer, CardPayment, CARD_CUSTOMERS, CARD_INTENTS, CARD_PAYMENTS};
@@ -53,6 +55,8 @@ pub struct Cards {
     cancel_url: Option<String>,
     /// One event at a time per payment, so racing deliveries credit once.
     claims: Claims,
+    /// Automatic top-ups an account may make per UTC day.
+    auto_per_day: u32,
 }
 
 impl Cards {
@@ -79,6 +83,7 @@ impl Cards {
             store,
             accounts,
             claims: Claims::default(),
+            auto_per_day: cfg.auto_topups_per_day,
         }))
     }
 

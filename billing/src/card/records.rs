@@ -39,6 +39,28 @@ impl Record for CardPayment {
 }
 
 impl CardPayment {
+    /// A payment of `package`, not yet credited (its ledger entry numbers it).
+    pub fn new(
+        account: AccountId,
+        package: crate::Package,
+        payment_intent: Option<String>,
+        automatic: bool,
+    ) -> CardPayment {
+        CardPayment {
+            account,
+            package: package.key.to_string(),
+            amount_cents: package.price.0 / 10_000,
+            credits: package.credits,
+            ledger_seq: 0,
+            payment_intent,
+            refunded_cents: 0,
+            disputed_cents: 0,
+            debited: Micros::ZERO,
+            automatic,
+            at_ms: gpubridge_scheduler::now_ms(),
+        }
+    }
+
     /// The credits refunds and disputes take back: their share of what was
     /// paid, never more than was credited.
     pub fn debit_due(&self) -> Micros {

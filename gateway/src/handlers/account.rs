@@ -164,6 +164,28 @@ pub async fn jobs(
         })?),
         None => PageStart::Offset(offset),
     };
+    let (records, next_cursor) = history(app, accounts, account, start, limit).await?;
+    let jobs: Vec<HistoryItem> = records.iter().map(HistoryItem::of).collect();
+    let view = HistoryPageView {
+        count: jobs.len(),
+        jobs,
+        limit,
+        offset: matches!(start, PageStart::Offset(_)).then_some(offset),
+        next_cursor,
+        crypto_topups: topup_crypto::recent(app, account).await?,
+    };
+    Ok(json(StatusCode::OK, &view))
+}
+
+/// One page of the account's jobs, newest first, and where the next starts
+/// (also the dashboard's).
+pub(crate) async fn history(
+    app: &App,
+    accounts: &Accounts,
+    account: AccountId,
+    start: PageStart,
+    limit: usize,
+) -> Result<(Vec<JobRecord>, Option<String>), ApiError> {
     let page = accounts
         .history(account, start, limit)
         .await
@@ -180,16 +202,7 @@ pub async fn jobs(
         .await
         .map_err(|e| ApiError::from_store(&e, "Retry shortly."))?;
     let records = latest(app, &page.job_ids, stored).await?;
-    let jobs: Vec<HistoryItem> = records.iter().map(HistoryItem::of).collect();
-    let view = HistoryPageView {
-        count: jobs.len(),
-        jobs,
-        limit,
-        offset: matches!(start, PageStart::Offset(_)).then_some(offset),
-        next_cursor: page.next_cursor.map(|n| n.to_string()),
-        crypto_topups: topup_crypto::recent(app, account).await?,
-    };
-    Ok(json(StatusCode::OK, &view))
+    Ok((records, page.next_cursor.map(|n| n.to_string())))
 }
 
 /// Jobs still running are read from memory, where they are newer than on disk.

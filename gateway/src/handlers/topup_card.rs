@@ -1,5 +1,6 @@
 //! Card top-ups. `POST /account/topup {package}` opens a Stripe Checkout
-//! Session and answers where to send the payer; `POST /webhooks/stripe` is
+//! Session and answers where to send the payer; `POST /account/auto-topup`
+//! sets automatic top-ups on the saved card; `POST /webhooks/stripe` is
 //! where Stripe says it was paid (or refunded, or disputed), signed: nothing is
 //! read before the signature is checked.
 
@@ -7,16 +8,17 @@ use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
 use crate::handlers::unknown_package;
-use crate::requests::TopupBody;
-use crate::views::CheckoutOpened;
+use crate::requests::{AutoTopupBody, TopupBody};
+use crate::views::{AutoTopupView, CheckoutOpened};
 use gpubridge_billing::card::{CardError, Cards, EventError, Handled};
-use gpubridge_billing::AccountError;
+use gpubridge_billing::{AccountError, Accounts, AutoTopup};
+use gpubridge_protocol::{AccountId, Micros};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
 
-fn cards(app: &App) -> Result<&Arc<Cards>, ApiError> {
+pub(crate) fn cards(app: &App) -> Result<&Arc<Cards>, ApiError> {
     app.cards.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -38,7 +40,86 @@ pub async fn open(app: &App, request: Request<Incoming>) -> Result<HttpResponse,
     Ok(json(StatusCode::CREATED, &CheckoutOpened::of(&checkout)))
 }
 
-fn card_error(error: CardError) -> ApiError {
+/// Highest automatic top-up threshold, in dollars.
+const MAX_THRESHOLD: f64 = 10_000.0;
+
+/// `POST /account/auto-topup {enabled, threshold, package}`: buy `package` by
+/// card whenever a settlement leaves the balance below `threshold`.
+pub async fn auto_topup(
+    app: &App,
+    accounts: &Accounts,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let account = app.access.require(request.headers())?;
+    cards(app)?;
+    let body: AutoTopupBody = body::read(request, app.http.max_body_bytes).await?;
+    let (settings, card_saved) = apply_auto_topup(app, accounts, account, &body).await?;
+    Ok(json(
+        StatusCode::OK,
+        &AutoTopupView::of(&settings, card_saved),
+    ))
+}
+
+/// Checks and stores automatic top-up settings (the API's and the
+/// dashboard's); they and whether a card is saved.
+pub(crate) async fn apply_auto_topup(
+    app: &App,
+    accounts: &Accounts,
+    account: AccountId,
+    body: &AutoTopupBody,
+) -> Result<(AutoTopup, bool), ApiError> {
+    let cards = cards(app)?;
+    let previous = accounts.auto_topup(account);
+    let settings = match body.enabled {
+        true => enabled_settings(body)?,
+        // Off keeps what was set, for turning it on again.
+        false => AutoTopup {
+            enabled: false,
+            disabled_reason: None,
+            threshold: previous.as_ref().map_or(Micros::ZERO, |p| p.threshold),
+            package: previous.map_or_else(|| "credits_10".into(), |p| p.package),
+        },
+    };
+    let card_saved = cards.has_saved_card(account).await.map_err(card_error)?;
+    if settings.enabled && !card_saved {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Automatic top-ups need a saved card",
+            "Top up by card once (POST /account/topup): Checkout saves the card for automatic top-ups.",
+        ));
+    }
+    accounts
+        .set_auto_topup(account, Some(settings.clone()))
+        .await
+        .map_err(crate::access::account_error)?;
+    Ok((settings, card_saved))
+}
+
+fn enabled_settings(body: &AutoTopupBody) -> Result<AutoTopup, ApiError> {
+    let threshold = body
+        .threshold
+        .filter(|t| t.is_finite() && *t > 0.0 && *t <= MAX_THRESHOLD)
+        .and_then(|t| Micros::from_dollars(t).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "threshold must be a dollar amount above 0 and at most 10000",
+                "Send {\"enabled\": true, \"threshold\": 1.00, \"package\": \"credits_10\"}.",
+            )
+            .with_field("threshold")
+        })?;
+    let package = body.package.as_deref().unwrap_or_default();
+    if gpubridge_billing::package(package).is_none() {
+        return Err(unknown_package(package));
+    }
+    Ok(AutoTopup {
+        enabled: true,
+        threshold,
+        package: package.to_string(),
+        disabled_reason: None,
+    })
+}
+
+pub(crate) fn card_error(error: CardError) -> ApiError {
     match error {
         CardError::UnknownPackage(package) => unknown_package(&package),
         CardError::Store(e) => ApiError::from_store(&e, "Nothing was charged; retry shortly."),

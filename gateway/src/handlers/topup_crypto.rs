@@ -30,10 +30,23 @@ fn deposits(app: &App) -> Result<&Arc<Deposits>, ApiError> {
 
 pub async fn open(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let account = app.access.require(request.headers())?;
-    let deposits = deposits(app)?;
+    deposits(app)?;
     let topup: TopupBody = body::read(request, app.http.max_body_bytes).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &open_for(app, account, &topup.package).await?,
+    ))
+}
+
+/// Opens a USDC top-up of `package` (the API's and the dashboard's).
+pub(crate) async fn open_for(
+    app: &App,
+    account: AccountId,
+    package: &str,
+) -> Result<TopupOpened, ApiError> {
+    let deposits = deposits(app)?;
     let record = deposits
-        .open_topup(account, &topup.package)
+        .open_topup(account, package)
         .await
         .map_err(|e| match e {
             TopupError::UnknownPackage(package) => unknown_package(&package),
@@ -46,10 +59,7 @@ pub async fn open(app: &App, request: Request<Incoming>) -> Result<HttpResponse,
             TopupError::Store(e) => ApiError::from_store(&e, "Nothing was opened; retry shortly."),
         })?;
     let rules = deposits.x402().rules();
-    Ok(json(
-        StatusCode::CREATED,
-        &TopupOpened::of(&record, rules, network_v1(rules.chain_id)),
-    ))
+    Ok(TopupOpened::of(&record, rules, network_v1(rules.chain_id)))
 }
 
 pub async fn claim(

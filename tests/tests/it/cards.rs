@@ -4,15 +4,12 @@
 //! paid jobs), and every delivery that is not a genuine, fresh, signed event
 //! refused without a change. The books are audited at the end.
 
-use gpubridge_tests::accounts::{balance, micros, register, TestAccount};
-use gpubridge_tests::stripe::{stripe_signature, StripeStandin};
-use gpubridge_tests::{
-    providers_config, DaemonOptions, InProcess, JsonClient, Standin, ADMIN_TOKEN,
-};
+use gpubridge_tests::accounts::{audit_live, balance, micros, register, TestAccount};
+use gpubridge_tests::stripe::{stripe_signature, IntentMode, StripeStandin};
+use gpubridge_tests::{providers_config, DaemonOptions, InProcess, JsonClient, Standin};
 use serde_json::{json, Value};
 
-const SECRET_KEY: &str = "sk_test_gpubridge";
-const WEBHOOK_SECRET: &str = "whsec_test_gpubridge";
+use gpubridge_tests::stripe::WEBHOOK_SECRET;
 
 struct Setup {
     stripe: StripeStandin,
@@ -22,18 +19,18 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let stripe = StripeStandin::start(SECRET_KEY, WEBHOOK_SECRET).await;
+    setup_with("").await
+}
+
+async fn setup_with(extra_config: &str) -> Setup {
+    let stripe = StripeStandin::start().await;
     let provider = Standin::start("k").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = providers_config(&provider.base_url(), "k", &["groq"]);
+    let config = providers_config(&provider.base_url(), "k", &["groq"]) + extra_config;
     let mut options = DaemonOptions::new(dir.path().join("data"));
     options.config = Some(&config);
     options.accounts = true;
-    options.env = vec![
-        ("STRIPE_SECRET_KEY".into(), SECRET_KEY.into()),
-        ("STRIPE_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
-        ("GPUBRIDGE_STRIPE_BASE_URL".into(), stripe.base_url()),
-    ];
+    options.env = stripe.daemon_env();
     let daemon = InProcess::start(options).await;
     stripe.deliver_to(&daemon.url("/webhooks/stripe"));
     Setup {
@@ -191,18 +188,10 @@ async fn a_card_top_up_is_credited_once_and_taken_back_by_refunds_and_disputes()
         refused.body
     );
 
-    let audit = anonymous
-        .send(
-            hyper::Method::GET,
-            &format!("{base}/admin/ledger/audit"),
-            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-            Vec::new(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(audit.body["problems"], json!([]), "{}", audit.body);
-    assert_eq!(audit.body["card_payments"], 1);
-    assert_eq!(audit.body["card_debits_micros"], 26_250_000);
+    let audit = audit_live(&base).await;
+    assert_eq!(audit["problems"], json!([]), "{audit}");
+    assert_eq!(audit["card_payments"], 1);
+    assert_eq!(audit["card_debits_micros"], 26_250_000);
 }
 
 #[tokio::test]
@@ -296,4 +285,165 @@ async fn without_stripe_keys_card_top_ups_say_so() {
     assert_eq!(status, 501, "{body}");
     assert!(body["hint"].as_str().unwrap().contains("STRIPE_SECRET_KEY"));
     daemon.stop().await;
+}
+
+/// Tops up `package` by card for `client`'s account, through Checkout.
+async fn paid_by_card(s: &Setup, client: &JsonClient, package: &str) {
+    let (status, opened) = topup(client, &s.daemon.base, package).await;
+    assert_eq!(status, 201, "{opened}");
+    let (_, delivered) = s.stripe.pay(opened["session_id"].as_str().unwrap()).await;
+    assert_eq!(delivered, 200);
+}
+
+async fn auto_topup(client: &JsonClient, base: &str, body: Value) -> (u16, Value) {
+    let reply = client
+        .post_json(&format!("{base}/account/auto-topup"), &body, &[])
+        .await
+        .unwrap();
+    (reply.status.as_u16(), reply.body)
+}
+
+/// Runs one paid job to its end: a settlement, which checks the threshold.
+async fn spend(client: &JsonClient, base: &str) {
+    let job = client
+        .post_json(
+            &format!("{base}/run"),
+            &json!({"service": "llm-4090", "input": {"prompt": "z"}}),
+            &[("prefer", "wait=10")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(job.status, 200, "{}", job.body);
+}
+
+async fn until_intents(s: &Setup, n: usize) {
+    for _ in 0..500 {
+        if s.stripe.intent_calls().len() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!(
+        "expected {n} automatic top-ups: {:?}",
+        s.stripe.intent_calls()
+    );
+}
+
+#[tokio::test]
+async fn automatic_top_ups_charge_the_saved_card_one_at_a_time_within_a_daily_cap() {
+    let s = setup_with("[stripe]\nauto_topups_per_day = 2\n").await;
+    let base = s.daemon.base.clone();
+    let anonymous = JsonClient::new();
+    let account = register(&anonymous, &base, "auto@example.com")
+        .await
+        .unwrap();
+    let client = anonymous.with_bearer(&account.key);
+    let on =
+        |threshold: f64| json!({"enabled": true, "threshold": threshold, "package": "credits_10"});
+
+    // Settings are checked, and need a card saved by a Checkout top-up.
+    let (status, body) = auto_topup(&client, &base, on(1.0)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["hint"].as_str().unwrap().contains("/account/topup"),
+        "{body}"
+    );
+    for bad in [
+        json!({"enabled": true, "threshold": -1, "package": "credits_10"}),
+        json!({"enabled": true, "threshold": 1, "package": "credits_7"}),
+        json!({"enabled": true, "threshold": 1}),
+        json!({"enabled": "yes"}),
+    ] {
+        assert_eq!(
+            auto_topup(&client, &base, bad.clone()).await.0,
+            400,
+            "{bad}"
+        );
+    }
+    paid_by_card(&s, &client, "credits_10").await;
+    let (status, body) = auto_topup(&client, &base, on(9.999)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["enabled"].as_bool(), body["card_saved"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert!(
+        s.stripe.intent_calls().is_empty(),
+        "$10 is not below $9.999"
+    );
+
+    // A settlement leaves the balance below the threshold: one payment, and
+    // only one while it is in flight, however many settlements follow.
+    s.stripe.set_intent_mode(IntentMode::Hold);
+    spend(&client, &base).await;
+    until_intents(&s, 1).await;
+    for _ in 0..3 {
+        spend(&client, &base).await;
+    }
+    let intents = s.stripe.intent_calls();
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    let form = &intents[0].form;
+    assert_eq!(
+        (form["amount"].as_str(), form["currency"].as_str()),
+        ("1000", "usd")
+    );
+    assert_eq!(
+        (form["off_session"].as_str(), form["confirm"].as_str()),
+        ("true", "true")
+    );
+    assert_eq!(form["metadata[automatic]"], "true");
+    assert!(
+        form["payment_method"].starts_with("pm_"),
+        "the card saved at Checkout: {form:?}"
+    );
+    assert!(intents[0].idempotency_key.is_some());
+    let before = micros(&balance(&client, &base).await["balance"]);
+    assert_eq!(s.stripe.release_held().await, vec![200]);
+    let after = balance(&client, &base).await;
+    assert_eq!(micros(&after["balance"]), before + 10_000_000, "{after}");
+
+    // Raising the threshold tops up at once; the daily cap (2) stops a third.
+    s.stripe.set_intent_mode(IntentMode::Succeed);
+    assert_eq!(auto_topup(&client, &base, on(100.0)).await.0, 200);
+    until_intents(&s, 2).await;
+    for _ in 0..50 {
+        if micros(&balance(&client, &base).await["credits"]) == 30_000_000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        micros(&balance(&client, &base).await["credits"]),
+        30_000_000
+    );
+    spend(&client, &base).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(s.stripe.intent_calls().len(), 2, "capped at two a day");
+
+    // A declined card turns automatic top-ups off, saying why.
+    let declined = register(&anonymous, &base, "declined@example.com")
+        .await
+        .unwrap();
+    let declined = anonymous.with_bearer(&declined.key);
+    paid_by_card(&s, &declined, "credits_10").await;
+    s.stripe.set_intent_mode(IntentMode::Decline);
+    assert_eq!(auto_topup(&declined, &base, on(10.5)).await.0, 200);
+    let mut shown = Value::Null;
+    for _ in 0..500 {
+        shown = balance(&declined, &base).await;
+        if shown["auto_topup"]["enabled"] == false {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(shown["auto_topup"]["enabled"], false, "{shown}");
+    assert_eq!(
+        shown["auto_topup"]["disabled_reason"],
+        "Your card has insufficient funds."
+    );
+    assert_eq!(micros(&shown["credits"]), 10_000_000, "nothing credited");
+
+    let audit = audit_live(&base).await;
+    assert_eq!(audit["problems"], json!([]), "{audit}");
+    assert_eq!(audit["card_payments"], 4, "two Checkouts, two automatic");
 }

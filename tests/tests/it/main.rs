@@ -7,6 +7,7 @@ mod bad_input;
 mod cancel;
 mod cards;
 mod daemon;
+mod dashboard;
 mod echo;
 mod failover;
 mod ledger;
