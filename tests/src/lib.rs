@@ -9,6 +9,7 @@ pub mod browser;
 pub mod chain;
 mod client;
 mod daemon;
+pub mod dashboard;
 pub mod facilitator;
 mod inprocess;
 mod process;

@@ -94,6 +94,7 @@ pub async fn act(
         "limit" => limit(accounts, session, form).await,
         "auto-topup" => auto_topup(app, accounts, session, form).await,
         "rotate-key" => rotate_key(app, accounts, session).await,
+        "webhook-secret" => rotate_webhook_secret(accounts, session).await,
         _ => return problem(StatusCode::NOT_FOUND, "No such dashboard action."),
     };
     result.unwrap_or_else(|e| problem(e.status, &e.error))
@@ -155,6 +156,17 @@ async fn auto_topup(
     };
     apply_auto_topup(app, accounts, session.account, &body).await?;
     Ok(see_other("/account/dashboard?notice=auto-topup"))
+}
+
+async fn rotate_webhook_secret(
+    accounts: &Accounts,
+    session: &Session,
+) -> Result<HttpResponse, ApiError> {
+    accounts
+        .rotate_webhook_secret(session.account)
+        .await
+        .map_err(crate::access::account_error)?;
+    Ok(see_other("/account/dashboard?notice=webhook-secret"))
 }
 
 /// A new key, shown once; every session of the account ends with the old key.

@@ -137,6 +137,9 @@ fn notice(query: &str) -> Option<&'static str> {
     match (value("notice").as_deref(), value("topup").as_deref()) {
         (Some("limit"), _) => Some("Daily limit saved."),
         (Some("auto-topup"), _) => Some("Automatic top-up saved."),
+        (Some("webhook-secret"), _) => {
+            Some("Webhook secret replaced: deliveries are signed with the new one.")
+        }
         (_, Some("success")) => Some("Thank you: your payment is being credited."),
         (_, Some("cancelled")) => Some("The payment was cancelled; nothing was charged."),
         _ => None,

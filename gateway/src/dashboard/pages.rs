@@ -82,6 +82,7 @@ pub async fn home(
             "<h2>Recent jobs</h2>{}<p><a href=/account/dashboard/jobs>All jobs</a></p>",
             jobs_table(&jobs)
         ),
+        webhook_secret(app, session),
         key_and_sign_out(session),
     ]
     .concat();
@@ -214,6 +215,17 @@ fn settings(session: &Session, view: &AccountView) -> String {
         "<h2>Settings</h2><section>{}</section><section>{}</section>",
         form(session, "limit", &limit, "Save limit"),
         form(session, "auto-topup", &fields, "Save automatic top-up")
+    )
+}
+
+/// The secret that signs the account's webhooks, and a way to replace it.
+fn webhook_secret(app: &App, session: &Session) -> String {
+    let secret = app.webhooks.account_secret(session.account);
+    format!(
+        "<h2>Webhooks</h2><section><p>Deliveries to your <code>webhook_url</code> are signed \
+         (<code>X-GPUBridge-Signature</code>) with this secret:</p><p><code id=webhook-secret>{}</code></p>{}</section>",
+        escape(secret.as_str()),
+        form(session, "webhook-secret", "", "Rotate webhook secret")
     )
 }
 

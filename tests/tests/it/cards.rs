@@ -5,6 +5,7 @@
 //! refused without a change. The books are audited at the end.
 
 use gpubridge_tests::accounts::{audit_live, balance, micros, register, TestAccount};
+use gpubridge_tests::dashboard::DashboardSession;
 use gpubridge_tests::stripe::{stripe_signature, IntentMode, StripeStandin};
 use gpubridge_tests::{providers_config, DaemonOptions, InProcess, JsonClient, Standin};
 use serde_json::{json, Value};
@@ -421,10 +422,11 @@ async fn automatic_top_ups_charge_the_saved_card_one_at_a_time_within_a_daily_ca
     assert_eq!(s.stripe.intent_calls().len(), 2, "capped at two a day");
 
     // A declined card turns automatic top-ups off, saying why.
-    let declined = register(&anonymous, &base, "declined@example.com")
+    let declined_key = register(&anonymous, &base, "declined@example.com")
         .await
-        .unwrap();
-    let declined = anonymous.with_bearer(&declined.key);
+        .unwrap()
+        .key;
+    let declined = anonymous.with_bearer(&declined_key);
     paid_by_card(&s, &declined, "credits_10").await;
     s.stripe.set_intent_mode(IntentMode::Decline);
     assert_eq!(auto_topup(&declined, &base, on(10.5)).await.0, 200);
@@ -442,6 +444,12 @@ async fn automatic_top_ups_charge_the_saved_card_one_at_a_time_within_a_daily_ca
         "Your card has insufficient funds."
     );
     assert_eq!(micros(&shown["credits"]), 10_000_000, "nothing credited");
+    let session = DashboardSession::sign_in(&base, "declined@example.com", &declined_key).await;
+    let page = session.page("").await;
+    assert!(
+        page.contains("Turned off: Your card has insufficient funds."),
+        "{page}"
+    );
 
     let audit = audit_live(&base).await;
     assert_eq!(audit["problems"], json!([]), "{audit}");

@@ -7,6 +7,7 @@
 
 use gpubridge_tests::accounts::{balance, micros, register};
 use gpubridge_tests::browser::Browser;
+use gpubridge_tests::dashboard::{between, set_cookie};
 use gpubridge_tests::stripe::StripeStandin;
 use gpubridge_tests::{DaemonOptions, InProcess, JsonClient};
 use hyper::Method;
@@ -155,19 +156,6 @@ async fn a_user_tops_up_sets_limits_and_rotates_the_key_in_chromium() {
     daemon.stop().await;
 }
 
-/// The `name=value` of a `Set-Cookie` the reply carries.
-fn set_cookie(reply: &gpubridge_tests::Reply, name: &str) -> String {
-    reply
-        .headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .and_then(|v| v.split(';').next())
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[tokio::test]
 async fn forms_without_their_csrf_token_change_nothing() {
     let stripe = StripeStandin::start().await;
@@ -243,5 +231,94 @@ async fn forms_without_their_csrf_token_change_nothing() {
         .await
         .unwrap();
     assert_eq!(anonymous.status, 401);
+
+    // The page's own token works; the webhook secret is shown and replaced.
+    let home = api
+        .send(Method::GET, &url, &[("cookie", &session)], Vec::new())
+        .await
+        .unwrap();
+    let html = String::from_utf8_lossy(&home.raw).to_string();
+    let csrf = between(&html, "name=csrf value=\"", "\"");
+    assert!(
+        html.contains(&account.webhook_secret),
+        "the webhook secret is shown"
+    );
+    let rotated = api
+        .send(
+            Method::POST,
+            &format!("{url}/webhook-secret"),
+            &[form[0], ("cookie", &session)],
+            format!("csrf={csrf}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated.status, 303);
+    let back = rotated.headers["location"].to_str().unwrap();
+    assert_eq!(back, "/account/dashboard?notice=webhook-secret");
+    let home = api
+        .send(
+            Method::GET,
+            &daemon.url(back),
+            &[("cookie", &session)],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let html = String::from_utf8_lossy(&home.raw).to_string();
+    assert!(html.contains("Webhook secret replaced"), "{html}");
+    assert!(!html.contains(&account.webhook_secret), "a new secret");
+
+    // History a page at a time.
+    let runner = api.with_bearer(&account.key);
+    for n in 0..30 {
+        let body = serde_json::json!({"service": "echo", "input": {"n": n}});
+        let reply = runner
+            .post_json(&daemon.url("/run"), &body, &[])
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 202);
+    }
+    let mut pages = Vec::new();
+    for offset in [0, 25] {
+        let reply = api
+            .send(
+                Method::GET,
+                &format!("{url}/jobs?offset={offset}"),
+                &[("cookie", &session)],
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        pages.push(String::from_utf8_lossy(&reply.raw).to_string());
+    }
+    assert_eq!(
+        pages[0].matches("<tr><td>echo</td>").count(),
+        25,
+        "{}",
+        pages[0]
+    );
+    assert!(pages[0].contains("offset=25\">Older") && !pages[0].contains("Newer"));
+    assert_eq!(pages[1].matches("<tr><td>echo</td>").count(), 5);
+    assert!(pages[1].contains("offset=0\">Newer") && !pages[1].contains("Older"));
+
+    // Signing out ends the session.
+    let out = api
+        .send(
+            Method::POST,
+            &format!("{url}/logout"),
+            &[form[0], ("cookie", &session)],
+            format!("csrf={csrf}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.status, 303);
+    let after = api
+        .send(Method::GET, &url, &[("cookie", &session)], Vec::new())
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&after.raw).contains("name=api_key"),
+        "the sign-in form again"
+    );
     daemon.stop().await;
 }

@@ -255,3 +255,38 @@ async fn kill9_while_crediting_loses_nothing_and_credits_nothing_twice() {
     assert!(clean, "{report}");
     assert_eq!(report["crypto_deposits"], 20, "{report}");
 }
+
+#[tokio::test]
+async fn the_dashboard_opens_a_usdc_top_up_with_address_amount_and_expiry() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(&chain, dir.path()).await;
+    let anonymous = JsonClient::new();
+    let TestAccount { key, .. } = register(&anonymous, &daemon.base, "usdc-web@example.com")
+        .await
+        .unwrap();
+    let session = gpubridge_tests::dashboard::DashboardSession::sign_in(
+        &daemon.base,
+        "usdc-web@example.com",
+        &key,
+    )
+    .await;
+    assert!(session.page("").await.contains("Pay with USDC on Base"));
+    let opened = session.post("topup-crypto", "package=credits_10").await;
+    assert_eq!(opened.status, 200);
+    let page = String::from_utf8_lossy(&opened.raw).to_string();
+    let listed = balance(&anonymous.with_bearer(&key), &daemon.base).await;
+    let topup = &listed["crypto_topups"][0];
+    let atomic: u64 = topup["amount_atomic"].as_str().unwrap().parse().unwrap();
+    let usdc = format!("{}.{:06}", atomic / 1_000_000, atomic % 1_000_000);
+    assert!(
+        page.contains(&format!("Send exactly {usdc} USDC")),
+        "{page}"
+    );
+    assert!(page.contains(PAY_TO), "the address: {page}");
+    assert!(
+        page.contains(topup["expires_at"].as_str().unwrap()),
+        "the expiry: {page}"
+    );
+    daemon.stop().await;
+}
