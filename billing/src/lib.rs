@@ -7,7 +7,8 @@
 //!
 //! Where to add what: a way to pay that credits an account (card, USDC) writes
 //! a `Credit` entry with what paid for it through `Accounts::credit_with` (see
-//! `deposits` for USDC top-ups; the packages are in `packages`); a way to pay per
+//! `deposits` for USDC top-ups, `card` for Stripe, whose refunds and disputes
+//! write `Debit` entries; the packages are in `packages`); a way to pay per
 //! request without an account gets its own module like `x402`; chain access
 //! (alloy) goes in `chain`; a new kind of ledger entry extends `EntryKind`,
 //! `Balances` and the audit together.

@@ -305,9 +305,21 @@ impl Chain {
             .expect("time travel");
     }
 
-    /// Freezes the node (SIGSTOP): its RPC stops answering until [`Chain::resume`].
-    pub fn pause(&self) {
-        self.signal("-STOP");
+    /// Freezes the node (SIGSTOP) until [`Chain::resume`], and returns once its
+    /// RPC has stopped answering: in a gVisor sandbox a stop can take effect
+    /// after `kill` returns, while the node still answers a request or two.
+    pub async fn pause(&self) {
+        for _ in 0..20 {
+            self.signal("-STOP");
+            let probe = self.rpc("eth_blockNumber", json!([]));
+            if tokio::time::timeout(std::time::Duration::from_millis(300), probe)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        panic!("anvil still answers after SIGSTOP");
     }
 
     pub fn resume(&self) {

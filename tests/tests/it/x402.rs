@@ -482,7 +482,7 @@ async fn malformed_payments_are_400s_naming_what_is_wrong() {
 async fn an_unreachable_chain_is_a_503_and_consumes_nothing() {
     let s = setup().await;
     let proof = s.pay(0, DOLLAR).await;
-    s.chain.pause();
+    s.chain.pause().await;
     let reply = s.run(&llm(), &[("x-payment", &proof)]).await;
     s.chain.resume();
     assert_eq!(reply.status, 503, "{}", reply.body);
