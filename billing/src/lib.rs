@@ -36,6 +36,9 @@ pub mod tables;
 mod testing;
 pub mod x402;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use accounts::{AccountError, AccountView, Accounts, LowBalance};
 pub use admission::{Admission, AdmitError};
 pub use audit::{audit, AccountAudit, AuditReport};

@@ -37,7 +37,8 @@ impl JsonPoster {
     pub fn new(timeout: Duration, max_answer: usize) -> JsonPoster {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
-        let https = gpubridge_protocol::media::https_connector(http);
+        let https =
+            gpubridge_protocol::media::https_connector(http, std::time::Duration::from_secs(10));
         JsonPoster {
             client: Client::builder(TokioExecutor::new()).build(https),
             timeout,

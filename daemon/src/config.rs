@@ -4,7 +4,7 @@
 use gpubridge_billing::card::StripeConfig;
 use gpubridge_billing::x402::X402Config;
 use gpubridge_billing::AccountsConfig;
-use gpubridge_gateway::{AdminConfig, HttpConfig};
+use gpubridge_gateway::{AdminConfig, HttpConfig, LimitsConfig};
 use gpubridge_scheduler::{Provider, SchedulerConfig};
 use gpubridge_webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,7 @@ pub struct Config {
     pub x402: X402Config,
     pub webhooks: WebhookConfig,
     pub stripe: StripeConfig,
+    pub limits: LimitsConfig,
 }
 
 /// Shortest operator token accepted: anything shorter is guessable.
@@ -138,6 +139,7 @@ impl Config {
             .facilitator()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.webhooks.check().map_err(ConfigError::Invalid)?;
+        config.limits.validate().map_err(ConfigError::Invalid)?;
         let cards = config
             .stripe
             .enabled()
@@ -390,6 +392,7 @@ mod tests {
         assert_eq!(example.http.addr.port(), 8080);
         assert_eq!(example.scheduler.breaker.failure_threshold, 5);
         assert_eq!(example.webhooks, WebhookConfig::default());
+        assert_eq!(example.limits, gpubridge_gateway::LimitsConfig::default());
     }
 
     #[test]

@@ -9,7 +9,8 @@ use gpubridge_billing::deposits::Deposits;
 use gpubridge_billing::x402::{X402ConfigError, X402};
 use gpubridge_billing::{AccountError, Accounts, KeyError, RulesError};
 use gpubridge_gateway::access::Access;
-use gpubridge_gateway::{App, HttpMetrics};
+use gpubridge_gateway::tls::{Tls, TlsError};
+use gpubridge_gateway::{App, HttpMetrics, Limits};
 use gpubridge_scheduler::nodes::{EndpointError, Identity, IdentityError};
 use gpubridge_scheduler::{AllHooks, Catalog, JobHooks, Scheduler, StartError};
 use gpubridge_store::{RocksKv, RocksOptions, Store, StoreError, StoreMetrics, Table};
@@ -85,6 +86,17 @@ pub enum DaemonError {
     Chain(#[from] ChainError),
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("http.tls: {0}")]
+    Tls(#[from] TlsError),
+}
+
+/// What a reload (SIGHUP) could not apply; everything else was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("http.tls: {0}; the certificate in use stays")]
+    Tls(#[from] TlsError),
+    #[error("http.tls was turned on or off: that takes a restart")]
+    TlsToggled,
 }
 
 /// A running daemon: the scheduler, the node listener, the HTTP gateway.
@@ -101,6 +113,8 @@ pub struct Daemon {
     /// Delivers finished jobs' webhooks; stopped attempts resume on restart.
     webhook_worker: JoinHandle<()>,
     grace: Duration,
+    /// The gateway's state, for reloads.
+    app: Arc<App>,
 }
 
 impl Daemon {
@@ -144,6 +158,8 @@ impl Daemon {
             .await
             .map_err(bind_error)?;
         let http_addr = listener.local_addr().map_err(bind_error)?;
+        let limits = Limits::new(config.limits.clone(), &registry)?;
+        let tls = config.http.tls.as_ref().map(Tls::load).transpose()?;
         let app = Arc::new(App {
             scheduler: scheduler.clone(),
             access: access(accounts.as_ref(), x402),
@@ -158,9 +174,11 @@ impl Daemon {
             mcp: Default::default(),
             webhooks,
             dashboard: Default::default(),
+            limits,
+            tls: tls.map(Arc::new),
         });
         let (stop_http, stopped) = oneshot::channel::<()>();
-        let http = tokio::spawn(gpubridge_gateway::serve(listener, app, async {
+        let http = tokio::spawn(gpubridge_gateway::serve(listener, app.clone(), async {
             let _ = stopped.await;
         }));
         log_started(&config, http_addr);
@@ -175,7 +193,21 @@ impl Daemon {
             watcher,
             webhook_worker,
             grace: Duration::from_secs(config.http.shutdown_grace_seconds),
+            app,
         })
+    }
+
+    /// Applies what can change while running: the TLS certificate and the
+    /// request limits. Open connections keep going; new ones see the change.
+    pub fn reload(&self, config: &Config) -> Result<(), ReloadError> {
+        self.app.limits.reload(config.limits.clone());
+        match (&self.app.tls, &config.http.tls) {
+            (Some(tls), Some(files)) => tls.reload(files)?,
+            (None, None) => {}
+            _ => return Err(ReloadError::TlsToggled),
+        }
+        tracing::info!("configuration reloaded: TLS certificate and limits");
+        Ok(())
     }
 
     pub fn http_addr(&self) -> SocketAddr {

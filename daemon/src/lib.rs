@@ -15,6 +15,9 @@ mod daemon;
 mod local_agent;
 mod schema;
 
+#[cfg(test)]
+mod config_fuzz;
+
 pub use config::{Config, ConfigError, Overrides};
 pub use daemon::{node_identity, open_read_only, open_store, Daemon, DaemonError, TABLES};
 pub use schema::SCHEMA_VERSION;

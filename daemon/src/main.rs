@@ -144,7 +144,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = args.load()?;
             init_logging();
-            runtime(true)?.block_on(serve(config))
+            runtime(true)?.block_on(serve(config, &args))
         }
         Command::Admin(args) => {
             let config = args.config.load()?;
@@ -169,7 +169,12 @@ fn runtime(multi_thread: bool) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the Tokio runtime")
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, args: &ConfigArgs) -> anyhow::Result<()> {
+    let scheme = if config.http.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let data_dir = config.scheduler.data_dir.clone();
     let daemon = Daemon::start(config)
         .await
@@ -178,10 +183,42 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(addr) = daemon.nodes_addr() {
         println!("gpubridge nodes listening on quic://{addr}");
     }
-    println!("gpubridge listening on http://{}", daemon.http_addr());
-    shutdown_signal().await;
+    println!("gpubridge listening on {scheme}://{}", daemon.http_addr());
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = reload_on_hangup(&daemon, args) => {}
+    }
     daemon.shutdown().await;
     Ok(())
+}
+
+/// On each SIGHUP: reads the configuration again (file, environment, flags)
+/// and applies what can change while running. A bad file changes nothing.
+async fn reload_on_hangup(daemon: &Daemon, args: &ConfigArgs) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reloads are off");
+                return std::future::pending().await;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match args.load() {
+                Ok(config) => {
+                    if let Err(e) = daemon.reload(&config) {
+                        tracing::error!(error = %e, "reload incomplete");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "reload refused; nothing changed")
+                }
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 fn token(action: TokenAction) -> anyhow::Result<()> {

@@ -82,7 +82,7 @@ impl Access {
         &self,
         headers: &HeaderMap,
         uri: &Uri,
-        public_url: Option<&str>,
+        http: &crate::config::HttpConfig,
     ) -> Result<Caller, ApiError> {
         let mut caller = self.identify(headers)?;
         if caller.account.is_some() && door::has_payment(headers) {
@@ -92,7 +92,7 @@ impl Access {
             ));
         }
         if caller.account.is_none() && self.x402().is_some() {
-            caller.payer = Some(Payer::from_request(headers, uri, public_url)?);
+            caller.payer = Some(Payer::from_request(headers, uri, http)?);
         }
         Ok(caller)
     }

@@ -6,13 +6,14 @@ use crate::config::HttpConfig;
 use crate::error::ApiError;
 use crate::handlers;
 use crate::http_metrics::{HttpMetrics, RouteLabel};
+use crate::limits::Peer;
 use crate::outgoing::Outgoing;
 use crate::router::{route, Route};
 use gpubridge_billing::deposits::Deposits;
 use gpubridge_billing::Accounts;
 use gpubridge_scheduler::Scheduler;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, STRICT_TRANSPORT_SECURITY};
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
@@ -40,7 +41,14 @@ pub struct App {
     pub webhooks: Arc<gpubridge_webhooks::Webhooks>,
     /// The web dashboard's sessions.
     pub dashboard: crate::dashboard::Dashboard,
+    /// Rates per API key and client address; unfinished jobs per account.
+    pub limits: crate::limits::Limits,
+    /// The certificate in use when clients reach this gateway over TLS.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
+
+/// Browsers that reached us over TLS keep to it for a year.
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
 
 pub type HttpResponse = Response<Outgoing>;
 
@@ -66,13 +74,21 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
 impl App {
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
         let started = Instant::now();
-        let (label, response) = self.dispatch(request).await;
+        let (label, mut response) = self.dispatch(request).await;
+        if self.tls.is_some() {
+            response
+                .headers_mut()
+                .insert(STRICT_TRANSPORT_SECURITY, HSTS);
+        }
         self.metrics
             .observe(label, response.status(), started.elapsed());
         response
     }
 
-    async fn dispatch(self: &Arc<Self>, request: Request<Incoming>) -> (RouteLabel, HttpResponse) {
+    async fn dispatch(
+        self: &Arc<Self>,
+        mut request: Request<Incoming>,
+    ) -> (RouteLabel, HttpResponse) {
         let path = request.uri().path().to_string();
         let Some((route, methods)) = route(&path) else {
             let error = ApiError::new(
@@ -93,6 +109,14 @@ impl App {
                 shape(method_not_allowed(request.method(), &path, methods)),
             );
         }
+        if route.is_limited() {
+            if let Err(refused) = self.check_rate(&request) {
+                return (label, shape(refused));
+            }
+        }
+        request
+            .extensions_mut()
+            .insert(route.body_rules(&self.http));
         let result = match route {
             Route::Run => handlers::run::handle(self, request).await,
             Route::Inference => handlers::inference::handle(self, request).await,
@@ -131,6 +155,22 @@ impl App {
         (label, result.unwrap_or_else(shape))
     }
 
+    /// A request with a valid API key spends its account's tokens; any other
+    /// (no key, a bad one, x402, sign-up) its client address's.
+    fn check_rate(&self, request: &Request<Incoming>) -> Result<(), ApiError> {
+        let account = match (&self.accounts, crate::access::bearer(request.headers())) {
+            (Some(accounts), Ok(Some(token))) => accounts.authenticate(token),
+            _ => None,
+        };
+        if let Some(account) = account {
+            return self.limits.check_key(account);
+        }
+        match request.extensions().get::<Peer>() {
+            Some(peer) => self.limits.check_ip(peer.0, request.headers()),
+            None => Ok(()),
+        }
+    }
+
     async fn account_or_admin(
         &self,
         route: Route<'_>,
@@ -149,7 +189,7 @@ impl App {
         };
         match route {
             Route::Register => account::register(self, accounts, request).await,
-            Route::Recover => account::recover(self, accounts, request).await,
+            Route::Recover => account::recover(accounts, request).await,
             Route::RegenerateKey => account::regenerate_key(self, accounts, &request).await,
             Route::WebhookSecret => account::webhook_secret(self, accounts, &request).await,
             Route::Balance => account::balance(self, accounts, &request).await,
@@ -160,7 +200,7 @@ impl App {
             Route::TopupCryptoClaim => handlers::topup_crypto::claim(self, accounts, request).await,
             Route::SpendingLimit => account::spending_limit(self, accounts, request).await,
             Route::Jobs => account::jobs(self, accounts, &request).await,
-            Route::AdminCredits => admin::grant(self, accounts, request).await,
+            Route::AdminCredits => admin::grant(accounts, request).await,
             Route::AdminAccount(query) => {
                 admin::account(accounts, &percent_decode_str(query).decode_utf8_lossy())
             }

@@ -8,8 +8,10 @@ use gpubridge_protocol::Priority;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
+use hyper::http::request::Parts;
 use hyper::{HeaderMap, StatusCode};
 use serde_json::Value;
+use std::time::Duration;
 
 fn too_large(max: usize) -> ApiError {
     ApiError::new(
@@ -19,11 +21,43 @@ fn too_large(max: usize) -> ApiError {
     )
 }
 
-pub async fn read_limited(
-    body: Incoming,
-    headers: &HeaderMap,
-    max: usize,
-) -> Result<Bytes, ApiError> {
+/// What a route's body may be, put in each request's extensions by the
+/// dispatcher: at most `max` bytes, all of them within `timeout`.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyRules {
+    pub max: usize,
+    pub timeout: Duration,
+}
+
+impl BodyRules {
+    /// For a request that reached no route's rules: small and quick.
+    const FALLBACK: BodyRules = BodyRules {
+        max: 64 * 1024,
+        timeout: Duration::from_secs(10),
+    };
+}
+
+/// Reads the whole body within its route's [`BodyRules`].
+pub async fn read_limited(body: Incoming, parts: &Parts) -> Result<Bytes, ApiError> {
+    let rules = parts
+        .extensions
+        .get::<BodyRules>()
+        .copied()
+        .unwrap_or(BodyRules::FALLBACK);
+    match tokio::time::timeout(rules.timeout, read_within(body, &parts.headers, rules.max)).await {
+        Ok(read) => read,
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "The request body did not arrive within {} s",
+                rules.timeout.as_secs_f64()
+            ),
+            "Send the whole body promptly; large media go by URL (image_url, audio_url, file_url).",
+        )),
+    }
+}
+
+async fn read_within(body: Incoming, headers: &HeaderMap, max: usize) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -41,10 +75,10 @@ pub async fn read_limited(
     }
 }
 
-/// Reads and parses a request body of type `T` within `max` bytes.
-pub async fn read<T: Body>(request: hyper::Request<Incoming>, max: usize) -> Result<T, ApiError> {
+/// Reads and parses a request body of type `T` within its route's rules.
+pub async fn read<T: Body>(request: hyper::Request<Incoming>) -> Result<T, ApiError> {
     let (parts, incoming) = request.into_parts();
-    let bytes = read_limited(incoming, &parts.headers, max).await?;
+    let bytes = read_limited(incoming, &parts).await?;
     parse(&bytes)
 }
 

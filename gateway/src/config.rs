@@ -9,14 +9,23 @@ use std::net::SocketAddr;
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub addr: SocketAddr,
-    /// Largest request body accepted, in bytes.
+    /// Largest body of a request that runs a job (`/run`, `/inference`,
+    /// `/v1/*`, `/mcp`), in bytes.
     pub max_body_bytes: usize,
+    /// Largest body of every other route (accounts, dashboard forms, admin).
+    pub max_small_body_bytes: usize,
+    /// Time a client has to send a whole request body, once its headers are in.
+    pub body_read_timeout_ms: u64,
     /// How long `/inference` waits for a result before answering `pending`.
     pub inline_wait_ms: u64,
     /// Time a client has to send its request headers.
     pub header_read_timeout_ms: u64,
     /// Connections served at once; beyond it new ones wait to be accepted.
     pub max_connections: usize,
+    /// Requests one HTTP/2 connection may have open at once.
+    pub max_streams_per_connection: u32,
+    /// TLS with these files; unset, plain HTTP.
+    pub tls: Option<crate::tls::TlsConfig>,
     /// On SIGTERM: how long running jobs may take to finish before exit.
     pub shutdown_grace_seconds: u64,
     /// The URL clients reach this gateway at (`https://api.example.com`), for
@@ -30,9 +39,13 @@ impl Default for HttpConfig {
         HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 10 * 1024 * 1024,
+            max_small_body_bytes: 64 * 1024,
+            body_read_timeout_ms: 30_000,
             inline_wait_ms: 25_000,
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
+            max_streams_per_connection: 256,
+            tls: None,
             shutdown_grace_seconds: 30,
             public_url: None,
         }
@@ -40,24 +53,21 @@ impl Default for HttpConfig {
 }
 
 impl HttpConfig {
-    /// Where clients reach this gateway: `public_url`, else `http://` and the
-    /// request's Host (`localhost` without one).
+    /// Where clients reach this gateway: `public_url` without its trailing
+    /// `/`, else the scheme served and the request's Host (`localhost`
+    /// without one). URLs it names (x402's `resource`, Checkout's return) use it.
     pub fn public_base(&self, headers: &HeaderMap) -> String {
-        public_base(headers, self.public_url.as_deref())
+        if let Some(base) = &self.public_url {
+            return base.trim_end_matches('/').to_string();
+        }
+        let host = headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty() && h.is_ascii())
+            .unwrap_or("localhost");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{host}")
     }
-}
-
-/// `public_url` without its trailing `/`, else `http://` and the Host header.
-pub fn public_base(headers: &HeaderMap, public_url: Option<&str>) -> String {
-    if let Some(base) = public_url {
-        return base.trim_end_matches('/').to_string();
-    }
-    let host = headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.is_ascii())
-        .unwrap_or("localhost");
-    format!("http://{host}")
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -192,6 +192,19 @@ impl ApiError {
                 "Too many unfinished jobs; retry shortly.",
             )
             .retry_after(1),
+            SubmitError::QueuesFull { .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                message,
+                "Every backend for this service has a full queue; retry after the delay in Retry-After.",
+            )
+            .retry_after(1),
+            SubmitError::OwnerBusy { limit } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                message,
+                "Wait for some of your running jobs to finish (GET /account/jobs), or ask the operator for a higher limit.",
+            )
+            .with_details(serde_json::json!({ "limit": "concurrent jobs per account", "max_concurrent_jobs": limit }))
+            .retry_after(1),
             SubmitError::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 message,

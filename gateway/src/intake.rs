@@ -55,6 +55,9 @@ impl App {
             })
             .map_err(|e| self.submit_error(e))?;
         prepared.stream = request.stream;
+        prepared.max_unfinished = caller
+            .account
+            .and_then(|account| self.limits.max_concurrent_jobs(account));
         let app = self.clone();
         let idempotency = request.idempotency;
         // From here credits are reserved and a job written: finish even if the client leaves.

@@ -23,19 +23,25 @@ mod error;
 mod handlers;
 mod http_metrics;
 pub mod intake;
+pub mod limits;
 mod mcp;
 mod openai;
 pub mod outgoing;
 mod requests;
 mod router;
 mod server;
+pub mod tls;
 mod views;
 pub mod x402;
+
+#[cfg(test)]
+mod fuzz;
 
 pub use app::App;
 pub use config::{AdminConfig, HttpConfig};
 pub use error::ApiError;
 pub use http_metrics::HttpMetrics;
+pub use limits::{Limits, LimitsConfig};
 pub use mcp::Mcp;
 pub use server::serve;
 pub use views::webhook_body;

@@ -1,7 +1,10 @@
 //! The route table: one match on the path, each route with the methods it takes.
 
+use crate::body::BodyRules;
+use crate::config::HttpConfig;
 use crate::http_metrics::RouteLabel;
 use hyper::Method;
+use std::time::Duration;
 
 pub enum Route<'a> {
     Run,
@@ -163,6 +166,30 @@ impl Route<'_> {
             Route::V1Unknown => RouteLabel::Other,
             Route::Mcp => RouteLabel::Mcp,
         }
+    }
+
+    /// Jobs' inputs may be large; everything else is a small form. Stripe's
+    /// events are signed, but only checked once read: a fixed 1 MiB.
+    pub fn body_rules(&self, http: &HttpConfig) -> BodyRules {
+        let max = match self {
+            Route::Run
+            | Route::Inference
+            | Route::ChatCompletions
+            | Route::Embeddings
+            | Route::Mcp => http.max_body_bytes,
+            Route::StripeWebhook => 1024 * 1024,
+            _ => http.max_small_body_bytes,
+        };
+        BodyRules {
+            max,
+            timeout: Duration::from_millis(http.body_read_timeout_ms.max(1)),
+        }
+    }
+
+    /// Probes and scrapes are not rate-limited: they are cheap, and a load
+    /// balancer or Prometheus behind one address must not be locked out.
+    pub fn is_limited(&self) -> bool {
+        !matches!(self, Route::Health | Route::Metrics)
     }
 
     /// Routes whose errors take OpenAI's shape.

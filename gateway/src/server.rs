@@ -1,29 +1,26 @@
-//! The hyper HTTP/1.1 server: accept loop with a cap on open connections,
-//! per-connection tasks, header-read timeout, and graceful shutdown that lets
+//! The hyper server: accept loop with a cap on open connections, TLS when
+//! configured (ALPN h2 and http/1.1), HTTP/1.1 and HTTP/2 per connection,
+//! header-read and handshake timeouts, and graceful shutdown that lets
 //! in-flight requests finish.
 
 use crate::app::App;
-use hyper::server::conn::http1;
+use crate::limits::Peer;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Serves until `shutdown` resolves, then waits (bounded) for open requests.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(
-            app.http.header_read_timeout_ms.max(1),
-        ))
-        .keep_alive(true);
+    let builder = Arc::new(builder(&app));
     // At the cap, connections wait in the kernel's backlog until one closes.
     let open = Arc::new(Semaphore::new(app.http.max_connections.max(1)));
     tokio::pin!(shutdown);
@@ -39,21 +36,16 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             () = &mut shutdown => break,
         };
         match accepted {
-            Ok(((stream, _peer), room)) => {
+            Ok(((stream, peer), room)) => {
                 let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let service = service_fn(move |request| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(app.handle(request).await) }
-                });
-                let connection =
-                    graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                    drop(room);
-                });
+                let connection = Connection {
+                    app: app.clone(),
+                    builder: builder.clone(),
+                    watcher: graceful.watcher(),
+                    peer: Peer(peer.ip()),
+                    _room: room,
+                };
+                tokio::spawn(connection.run(stream));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -69,5 +61,65 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         .is_err()
     {
         tracing::warn!("connections still open after the grace period; closing them");
+    }
+}
+
+fn builder(app: &App) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let header_timeout = Duration::from_millis(app.http.header_read_timeout_ms.max(1));
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(app.http.max_streams_per_connection)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
+/// One accepted connection and what it holds until it closes.
+struct Connection {
+    app: Arc<App>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    peer: Peer,
+    /// Its place under `max_connections`.
+    _room: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream) {
+        let Some(tls) = self.app.tls.clone() else {
+            return self.serve(stream).await;
+        };
+        // A client that never finishes its handshake holds a slot no longer
+        // than one that never sends its headers.
+        let limit = Duration::from_millis(self.app.http.header_read_timeout_ms.max(1));
+        match tokio::time::timeout(limit, tls.acceptor().accept(stream)).await {
+            Ok(Ok(stream)) => self.serve(stream).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+    }
+
+    async fn serve<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (app, peer) = (self.app, self.peer);
+        let service = service_fn(move |mut request: hyper::Request<_>| {
+            request.extensions_mut().insert(peer);
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.handle(request).await) }
+        });
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        if let Err(e) = self.watcher.watch(connection).await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
     }
 }

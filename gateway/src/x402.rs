@@ -28,7 +28,7 @@ impl Payer {
     pub fn from_request(
         headers: &HeaderMap,
         uri: &Uri,
-        public_url: Option<&str>,
+        http: &crate::config::HttpConfig,
     ) -> Result<Payer, ApiError> {
         let payment = parse_payment(
             headers.get(X_PAYMENT).map(HeaderValue::as_bytes),
@@ -43,7 +43,7 @@ impl Payer {
         })?;
         Ok(Payer {
             payment,
-            resource: resource(headers, uri, public_url),
+            resource: format!("{}{}", http.public_base(headers), uri.path()),
         })
     }
 }
@@ -51,12 +51,6 @@ impl Payer {
 /// Whether a request carries a payment header at all.
 pub fn has_payment(headers: &HeaderMap) -> bool {
     headers.contains_key(X_PAYMENT) || headers.contains_key(PAYMENT_SIGNATURE)
-}
-
-/// The URL paid for: under the configured public URL, else as the client addressed it.
-fn resource(headers: &HeaderMap, uri: &Uri, public_url: Option<&str>) -> String {
-    let base = crate::config::public_base(headers, public_url);
-    format!("{base}{}", uri.path())
 }
 
 /// What this job costs over x402.

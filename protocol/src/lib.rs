@@ -24,6 +24,9 @@ pub mod stream;
 pub mod token;
 pub mod wire;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use ids::{AccountId, BadAccountId, JobId};
 pub use job::{JobStatus, UnknownStatus};
 pub use money::{Micros, MoneyError};

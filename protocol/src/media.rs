@@ -162,10 +162,13 @@ pub fn is_private_refusal(error: &dyn std::error::Error) -> bool {
 /// HTTP(S) whose names are resolved by a [`GuardedResolver`]: for clients of
 /// user-supplied URLs (media, webhooks). hyper's client never follows redirects.
 pub fn guarded_connector(allow_private: bool) -> HttpsConnector<HttpConnector<GuardedResolver>> {
-    https_connector(HttpConnector::new_with_resolver(GuardedResolver {
-        inner: GaiResolver::new(),
-        allow_private,
-    }))
+    https_connector(
+        HttpConnector::new_with_resolver(GuardedResolver {
+            inner: GaiResolver::new(),
+            allow_private,
+        }),
+        Duration::from_secs(10),
+    )
 }
 
 /// DNS resolution that drops private addresses (unless allowed).
@@ -207,9 +210,12 @@ impl tower_service::Service<Name> for GuardedResolver {
 }
 
 /// HTTP and HTTPS (public web roots) over `http`, with a connect timeout.
-pub fn https_connector<R>(mut http: HttpConnector<R>) -> HttpsConnector<HttpConnector<R>> {
+pub fn https_connector<R>(
+    mut http: HttpConnector<R>,
+    connect_timeout: Duration,
+) -> HttpsConnector<HttpConnector<R>> {
     http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    http.set_connect_timeout(Some(connect_timeout));
     hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
@@ -243,20 +249,43 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || v4.is_documentation()
                 || v4.is_multicast()
                 || a == 0
-                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
+                || a >= 240 // reserved, and broadcast
+                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT (and cloud metadata)
                 || (a == 198 && (b == 18 || b == 19)) // benchmarking
+                || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF protocol assignments
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return is_private(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let first = segments[0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xfe00) == 0xfc00 // unique local (AWS metadata's fd00:ec2::254)
                 || (first & 0xffc0) == 0xfe80 // link local
+                || (first & 0xffc0) == 0xfec0 // site local, deprecated
+                || (first == 0x2001 && segments[1] == 0x0db8) // documentation
+                || (first == 0x0100 && segments[1..4] == [0, 0, 0]) // discard
         }
+    }
+}
+
+/// An IPv4 address carried inside an IPv6 one — mapped (`::ffff:a.b.c.d`),
+/// compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) or 6to4 (`2002::/16`) —
+/// which routes to that IPv4 address and must be judged as it.
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = v6.segments();
+    let from = |hi: u16, lo: u16| std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 => Some(from(hi, lo)),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(from(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(from(hi, lo)),
+        _ => None,
     }
 }
 
@@ -278,10 +307,26 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+            "fd00:ec2::254",
+            "255.255.255.255",
+            "240.0.0.1",
+            "192.0.0.192",
+            "100.100.100.200",
+            "2001:db8::1",
+            "fec0::1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "2002:808:808::",
+        ] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -149,6 +149,11 @@ impl Backend {
         self.is_live() && self.breaker.is_available() && self.has_queue_room()
     }
 
+    /// Live and admitting, but its queue is full: the service is busy, not broken.
+    pub fn is_saturated(&self) -> bool {
+        self.is_live() && self.breaker.is_available() && !self.has_queue_room()
+    }
+
     fn has_queue_room(&self) -> bool {
         self.waiting() < self.limits.queue_limit.max(1)
     }

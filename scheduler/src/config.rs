@@ -6,6 +6,7 @@ use crate::provider::Provider;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -51,6 +52,15 @@ pub struct ProviderConfig {
     pub queue_limit: Option<u32>,
     /// Longest single attempt, in seconds.
     pub request_timeout_seconds: Option<f64>,
+    /// Longest wait for a TCP (and TLS) connection, in ms (default 5000).
+    pub connect_timeout_ms: Option<u64>,
+    /// Longest wait for the response's headers once sent, in ms (default:
+    /// the attempt's limit; a non-streamed answer comes after its whole work).
+    pub headers_timeout_ms: Option<u64>,
+    /// Longest wait for the body's first byte after the headers, in ms (default 30000).
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Longest silence between bytes of a body, streams included, in ms (default 30000).
+    pub idle_timeout_ms: Option<u64>,
     /// Replicate only: longest `Prefer: wait` before polling, in seconds (1–60).
     pub prefer_wait_seconds: Option<u64>,
 }
@@ -128,6 +138,21 @@ impl SchedulerConfig {
                 .filter(|s| s.is_finite() && *s > 0.0)
                 .unwrap_or(120.0),
         }
+    }
+
+    /// A provider's phase limits: connect, headers, first byte, idle.
+    pub fn phase_limits(&self, provider: Provider) -> [Duration; 4] {
+        let cfg = self.provider(provider);
+        let request = self.limits(provider).request_timeout_seconds;
+        let ms = |value: Option<u64>, default: u64| {
+            Duration::from_millis(value.unwrap_or(default).max(1))
+        };
+        [
+            ms(cfg.connect_timeout_ms, 5_000),
+            ms(cfg.headers_timeout_ms, (request * 1000.0) as u64),
+            ms(cfg.first_byte_timeout_ms, 30_000),
+            ms(cfg.idle_timeout_ms, 30_000),
+        ]
     }
 
     /// The base URL in force for a provider.

@@ -74,6 +74,9 @@ pub enum AttemptError {
     Connect(String),
     #[error("timed out")]
     Timeout,
+    /// A provider's call ran past one of its phase limits.
+    #[error("timed out: {0}")]
+    Stalled(#[from] crate::timeouts::Stalled),
     #[error("upstream answered HTTP {status}: {body}")]
     Upstream { status: u16, body: String },
     #[error("upstream rejected the request (HTTP {status}): {body}")]

@@ -34,6 +34,10 @@ mod router;
 mod runner;
 mod scheduler;
 mod stream;
+mod timeouts;
+
+#[cfg(test)]
+mod fuzz;
 
 pub use backend::{Backend, BackendId, BackendSet, Binding, Route};
 pub use breaker::CircuitState;

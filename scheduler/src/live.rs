@@ -3,8 +3,9 @@
 //! polls that follow completion are answered without touching disk.
 
 use crate::job::{now_ms, JobRecord};
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use gpubridge_protocol::JobId;
+use gpubridge_protocol::{AccountId, JobId};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,10 +37,21 @@ impl LiveJob {
     }
 }
 
+/// Why a job could not be counted.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Refused {
+    /// `max_live_jobs` are unfinished.
+    Full,
+    /// Its owner has this many unfinished, its limit.
+    Owner(u32),
+}
+
 pub(crate) struct LiveJobs {
     jobs: DashMap<JobId, Arc<LiveJob>>,
     /// Accepted and not yet finished: what `max_live_jobs` bounds and shutdown waits for.
     unfinished: AtomicUsize,
+    /// The same, per owning account (accounts with none are absent).
+    by_owner: DashMap<AccountId, u32>,
     idle: Notify,
     /// Finished jobs still held, oldest first, with when they finished.
     finished: Mutex<VecDeque<(u64, JobId)>>,
@@ -52,6 +64,7 @@ impl LiveJobs {
         LiveJobs {
             jobs: DashMap::new(),
             unfinished: AtomicUsize::new(0),
+            by_owner: DashMap::new(),
             idle: Notify::new(),
             finished: Mutex::new(VecDeque::new()),
             keep_ms: keep_seconds.saturating_mul(1000),
@@ -59,20 +72,55 @@ impl LiveJobs {
         }
     }
 
-    /// Counts one more unfinished job unless `max` are already running.
-    pub fn try_count(&self, max: usize) -> bool {
-        self.unfinished
+    /// Counts one more unfinished job unless `max` are already unfinished, or
+    /// `owner_max` of its owner's.
+    pub fn try_count(
+        &self,
+        max: usize,
+        owner: Option<AccountId>,
+        owner_max: Option<u32>,
+    ) -> Result<(), Refused> {
+        if let Some(owner) = owner {
+            let mut count = self.by_owner.entry(owner).or_insert(0);
+            if owner_max.is_some_and(|limit| *count >= limit) {
+                return Err(Refused::Owner(owner_max.unwrap_or_default()));
+            }
+            *count += 1;
+        }
+        let counted = self
+            .unfinished
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
-            })
-            .is_ok()
+            });
+        if counted.is_err() {
+            self.uncount_owner(owner);
+            return Err(Refused::Full);
+        }
+        Ok(())
     }
 
     /// Takes back a count whose job was never registered (its write failed).
-    pub fn uncount(&self) {
+    pub fn uncount(&self, owner: Option<AccountId>) {
+        self.uncount_owner(owner);
         if self.unfinished.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
         }
+    }
+
+    fn uncount_owner(&self, owner: Option<AccountId>) {
+        let Some(owner) = owner else { return };
+        if let Entry::Occupied(mut count) = self.by_owner.entry(owner) {
+            *count.get_mut() = count.get().saturating_sub(1);
+            if *count.get() == 0 {
+                count.remove();
+            }
+        }
+    }
+
+    /// Unfinished jobs of `owner`.
+    #[cfg(test)]
+    pub fn unfinished_of(&self, owner: AccountId) -> u32 {
+        self.by_owner.get(&owner).map_or(0, |n| *n)
     }
 
     pub fn unfinished(&self) -> usize {
@@ -97,14 +145,14 @@ impl LiveJobs {
 
     /// A job reached its durable terminal state: it stops counting, and is held
     /// a while for status reads.
-    pub fn finished(&self, id: &JobId) {
+    pub fn finished(&self, id: &JobId, owner: Option<AccountId>) {
         let now = now_ms();
         {
             let mut finished = self.finished.lock();
             finished.push_back((now, id.clone()));
             self.evict(&mut finished, now);
         }
-        self.uncount();
+        self.uncount(owner);
     }
 
     /// Drops finished jobs past their time or beyond the cap.
@@ -144,7 +192,7 @@ mod tests {
         let jobs = LiveJobs::new(3600, 2);
         let ids: Vec<JobId> = (0..3)
             .map(|n| {
-                assert!(jobs.try_count(10));
+                assert!(jobs.try_count(10, None, None).is_ok());
                 jobs.insert(sample(&format!("j{n}")))
                     .record
                     .lock()
@@ -154,7 +202,7 @@ mod tests {
             .collect();
         assert_eq!(jobs.unfinished(), 3);
         for id in &ids {
-            jobs.finished(id);
+            jobs.finished(id, None);
         }
         assert_eq!(jobs.unfinished(), 0);
         assert!(
@@ -164,10 +212,40 @@ mod tests {
         assert!(jobs.get(ids[2].as_str()).is_some());
 
         let quick = LiveJobs::new(0, 100);
-        assert!(quick.try_count(1));
-        assert!(!quick.try_count(1), "at the limit");
+        assert!(quick.try_count(1, None, None).is_ok());
+        assert_eq!(
+            quick.try_count(1, None, None),
+            Err(Refused::Full),
+            "at the limit"
+        );
         let id = quick.insert(sample("y")).record.lock().id.clone();
-        quick.finished(&id);
+        quick.finished(&id, None);
         assert!(quick.get(id.as_str()).is_none(), "kept for no time");
+    }
+
+    #[test]
+    fn each_owner_has_its_own_count() {
+        let jobs = LiveJobs::new(0, 100);
+        let (a, b) = (AccountId::random(), AccountId::random());
+        assert!(jobs.try_count(10, Some(a), Some(2)).is_ok());
+        assert!(jobs.try_count(10, Some(a), Some(2)).is_ok());
+        assert_eq!(jobs.try_count(10, Some(a), Some(2)), Err(Refused::Owner(2)));
+        assert!(
+            jobs.try_count(10, Some(b), Some(2)).is_ok(),
+            "another account"
+        );
+        assert_eq!(jobs.unfinished(), 3, "the refusal counted nothing");
+        jobs.uncount(Some(a));
+        assert_eq!(jobs.unfinished_of(a), 1);
+        assert!(jobs.try_count(10, Some(a), Some(2)).is_ok());
+        assert_eq!(jobs.try_count(3, Some(b), None), Err(Refused::Full));
+        assert_eq!(
+            jobs.unfinished_of(b),
+            1,
+            "a global refusal gives the owner's count back"
+        );
+        let id = jobs.insert(sample("z")).record.lock().id.clone();
+        jobs.finished(&id, Some(b));
+        assert_eq!(jobs.unfinished_of(b), 0);
     }
 }

@@ -27,7 +27,7 @@ pub(crate) async fn resume(inner: &Arc<Inner>) -> Result<(), StoreError> {
                 record.started_ms = None;
                 record.recoveries += 1;
                 // Resumed jobs are counted whatever the limit: they were accepted.
-                inner.live.try_count(usize::MAX);
+                let _ = inner.live.try_count(usize::MAX, record.owner, None);
                 inner.metrics.recovered.inc();
                 crate::runner::spawn(inner.clone(), record, input, None);
                 resumed += 1;

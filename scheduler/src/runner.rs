@@ -450,10 +450,10 @@ async fn finish(
     ) {
         ewma.observe(seconds, inner.cfg.ewma_alpha);
     }
-    let id = record.id.clone();
+    let (id, owner) = (record.id.clone(), record.owner);
     *live.record.lock() = record;
     live.done.send_replace(true);
-    inner.live.finished(&id);
+    inner.live.finished(&id, owner);
 }
 
 /// Writes a terminal record with whatever billing adds, in one commit.

@@ -10,12 +10,14 @@ use crate::hooks::{JobHooks, NoHooks};
 use crate::http::HttpClient;
 use crate::job::{now_ms, JobBilling, JobPayment, JobRecord, Origin};
 use crate::live::LiveJobs;
+use crate::live::Refused;
 use crate::metrics::{MetricsError, SchedulerMetrics};
 use crate::nodes::NodePool;
 use crate::provider::Provider;
 use crate::providers::{executor_for, ProviderClient};
 use crate::router::{self, Tried};
 use crate::stream::StreamTap;
+use crate::timeouts::{TimeoutCounters, Timeouts};
 use gpubridge_protocol::media::MediaFetcher;
 use gpubridge_protocol::{AccountId, JobId, JobStatus, Micros, Priority};
 use gpubridge_store::{Ack, Store, StoreError, WriteSet, WriteSlot};
@@ -49,6 +51,10 @@ pub enum SubmitError {
     Unavailable { service: String },
     #[error("The scheduler is at capacity")]
     Overloaded,
+    #[error("Every queue for {service} is full")]
+    QueuesFull { service: String },
+    #[error("This account already has {limit} unfinished jobs, its limit")]
+    OwnerBusy { limit: u32 },
     #[error("The scheduler is shutting down")]
     ShuttingDown,
     #[error("Storage failure: {0}")]
@@ -100,6 +106,9 @@ pub struct PreparedJob {
     pub payment: Option<JobPayment>,
     /// Set by a front door that streams the output to its client.
     pub stream: Option<StreamTap>,
+    /// Set by the front door's limits: at most this many of the owner's jobs
+    /// may be unfinished at once, this one included.
+    pub max_unfinished: Option<u32>,
 }
 
 /// What cancelling a job did.
@@ -170,7 +179,7 @@ async fn start_when_durable(
     (inner, record, input, stream, ack): Parts,
 ) -> Result<JobRecord, SubmitError> {
     if let Err(e) = ack.await {
-        inner.live.uncount();
+        inner.live.uncount(record.owner);
         return Err(e.into());
     }
     if let Some(m) = inner.metrics.service(&record.service) {
@@ -204,7 +213,8 @@ impl Scheduler {
             )
             .map_err(MetricsError::from)?,
         );
-        let backends = build_backends(&catalog, &cfg, &nodes);
+        let timeouts = TimeoutCounters::register(registry).map_err(MetricsError::from)?;
+        let backends = build_backends(&catalog, &cfg, &nodes, &timeouts);
         nodes.attach(&backends);
         let metrics = SchedulerMetrics::register(registry, &catalog, &backends)?;
         let service_seconds = catalog
@@ -336,8 +346,12 @@ impl Scheduler {
             });
         }
         if router::pick(routes, request.priority, excluded, 1.0).is_none() {
-            return Err(SubmitError::Unavailable {
-                service: spec.key.clone(),
+            let service = spec.key.clone();
+            let saturated = (0..routes.len())
+                .any(|i| !excluded.contains(i) && routes[i].backend.is_saturated());
+            return Err(match saturated {
+                true => SubmitError::QueuesFull { service },
+                false => SubmitError::Unavailable { service },
             });
         }
         let estimate = self.estimate(&spec.key, None)?;
@@ -356,6 +370,7 @@ impl Scheduler {
             billing: None,
             payment: None,
             stream: None,
+            max_unfinished: None,
         })
     }
 
@@ -408,9 +423,13 @@ impl Scheduler {
         if inner.shutting_down.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
-        if !inner.live.try_count(inner.cfg.max_live_jobs) {
-            return Err(SubmitError::Overloaded);
-        }
+        inner
+            .live
+            .try_count(inner.cfg.max_live_jobs, owner, job.max_unfinished)
+            .map_err(|refused| match refused {
+                Refused::Full => SubmitError::Overloaded,
+                Refused::Owner(limit) => SubmitError::OwnerBusy { limit },
+            })?;
         let max_seconds = inner
             .catalog
             .service(&job.service)
@@ -550,8 +569,12 @@ impl Scheduler {
 
 /// Every backend with its executor: one per hosted provider (shared by its
 /// backends), and each node fleet's.
-fn build_backends(catalog: &Catalog, cfg: &SchedulerConfig, nodes: &Arc<NodePool>) -> BackendSet {
-    let http = HttpClient::new(cfg.max_upstream_body_bytes);
+fn build_backends(
+    catalog: &Catalog,
+    cfg: &SchedulerConfig,
+    nodes: &Arc<NodePool>,
+    timeouts: &TimeoutCounters,
+) -> BackendSet {
     let media = MediaFetcher::new(cfg.allow_private_urls, cfg.max_media_bytes);
     let mut hosted: HashMap<Provider, Arc<dyn crate::executor::Executor>> = HashMap::new();
     BackendSet::build(
@@ -562,12 +585,11 @@ fn build_backends(catalog: &Catalog, cfg: &SchedulerConfig, nodes: &Arc<NodePool
                 hosted
                     .entry(provider)
                     .or_insert_with(|| {
-                        executor_for(ProviderClient::new(
-                            provider,
-                            cfg,
-                            http.clone(),
-                            media.clone(),
-                        ))
+                        // Each provider its own pool, under its own time limits.
+                        let limits =
+                            Timeouts::new(provider.name(), cfg.phase_limits(provider), timeouts);
+                        let http = HttpClient::new(cfg.max_upstream_body_bytes, limits);
+                        executor_for(ProviderClient::new(provider, cfg, http, media.clone()))
                     })
                     .clone()
             },

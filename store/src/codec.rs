@@ -32,8 +32,15 @@ pub enum DecodeError {
     Corrupt { kind: &'static str, reason: String },
 }
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// Largest record read: a corrupt length prefix must not claim all of memory.
+const MAX_RECORD: usize = 256 * 1024 * 1024;
+
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_RECORD>,
+> {
+    bincode::config::standard().with_limit::<MAX_RECORD>()
 }
 
 /// `[VERSION] ‖ bincode(record)`.

@@ -19,6 +19,9 @@ mod rocks;
 mod store;
 mod write;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use codec::{decode, encode, payload_of, DecodeError, Record};
 pub use error::StoreError;
 pub use kv::{Ack, BoxFuture, Kv, ReadMode, Reader, SlotSink, View, Visit, WriteSlot};

@@ -97,3 +97,67 @@ impl JsonClient {
         self.send(Method::POST, url, &all, body.to_string()).await
     }
 }
+
+/// Writes `request` as raw bytes to `addr` (keeping the socket open for
+/// writing) and reads one HTTP/1.1 answer: its status and JSON body.
+pub async fn raw_exchange(addr: &str, request: Vec<u8>) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let writing = tokio::spawn(async move {
+        let _ = writer.write_all(&request).await;
+        // Held open: a request cut short must look slow, not finished.
+        std::future::pending::<()>().await;
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buffer = [0u8; 8192];
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            }
+            let text = String::from_utf8_lossy(&answer);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head.lines().find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                });
+                if length.is_some_and(|n| body.len() >= n) {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    writing.abort();
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+/// The answer is the contract's envelope (`error`, `hint`) with `status`.
+pub fn assert_envelope(reply: &Reply, status: u16) {
+    assert_eq!(
+        reply.status.as_u16(),
+        status,
+        "{}",
+        String::from_utf8_lossy(&reply.raw)
+    );
+    assert!(
+        reply.body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "no error: {}",
+        reply.body
+    );
+    assert!(
+        reply.body["hint"].as_str().is_some_and(|h| !h.is_empty()),
+        "no hint: {}",
+        reply.body
+    );
+    assert_eq!(reply.headers["content-type"], "application/json");
+}

@@ -53,6 +53,24 @@ pub struct DaemonOptions<'a> {
     pub accounts: bool,
     /// Another `gpubridge` binary to run (benchmarks of an older build).
     pub binary: Option<PathBuf>,
+    /// Keep the request limits of `config` (or the defaults). Off, the test's
+    /// load is not rate-limited: only the limits' own tests turn this on.
+    pub limits: bool,
+}
+
+/// `[limits]` that refuse nothing: what test daemons run with unless a test
+/// is about limits (its load comes from one address).
+pub const NO_LIMITS: &str = "\n[limits]\nper_ip = { per_second = 0, burst = 1 }\nper_key = { per_second = 0, burst = 1 }\nmax_concurrent_jobs = 0\n";
+
+impl DaemonOptions<'_> {
+    /// The configuration file's text: `config`, without limits unless asked.
+    pub fn config_text(&self) -> String {
+        let mut text = self.config.unwrap_or_default().to_string();
+        if !self.limits {
+            text.push_str(NO_LIMITS);
+        }
+        text
+    }
 }
 
 /// The operator token of daemons started with `accounts: true`.
@@ -67,6 +85,7 @@ impl<'a> DaemonOptions<'a> {
             port: None,
             accounts: false,
             binary: None,
+            limits: false,
         }
     }
 }
@@ -131,11 +150,9 @@ impl Daemon {
                 .env("GPUBRIDGE_ACCOUNTS_ENABLED", "false")
                 .env_remove("GPUBRIDGE_ADMIN_TOKEN");
         }
-        if let Some(config) = options.config {
-            let path = options.data_dir.with_extension("toml");
-            std::fs::write(&path, config).expect("writing daemon config");
-            command.arg("--config").arg(path);
-        }
+        let path = options.data_dir.with_extension("toml");
+        std::fs::write(&path, options.config_text()).expect("writing daemon config");
+        command.arg("--config").arg(path);
         for (key, value) in &options.env {
             command.env(key, value);
         }
@@ -190,6 +207,16 @@ impl Daemon {
     /// SIGTERM, then wait for a clean exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
         self.process.terminate()
+    }
+
+    /// SIGHUP: the daemon reads its configuration again.
+    pub fn hangup(&self) {
+        self.process.signal("HUP");
+    }
+
+    /// Where the daemon's configuration file is (when it was given one).
+    pub fn config_path(&self) -> PathBuf {
+        self.data_dir.with_extension("toml")
     }
 
     pub fn log_text(&self) -> String {

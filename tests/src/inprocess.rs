@@ -16,6 +16,9 @@ pub struct InProcess {
     /// Where node agents connect (`127.0.0.1:PORT`, UDP).
     pub nodes_addr: Option<String>,
     pub data_dir: PathBuf,
+    /// What it was configured from, for [`InProcess::reload`].
+    env: HashMap<String, String>,
+    overrides: Overrides,
 }
 
 impl InProcess {
@@ -31,11 +34,9 @@ impl InProcess {
             env.insert("GPUBRIDGE_ADMIN_TOKEN".into(), ADMIN_TOKEN.into());
         }
         env.extend(options.env.iter().cloned());
-        let file = options.config.map(|text| {
-            let path = options.data_dir.with_extension("toml");
-            std::fs::write(&path, text).expect("writing daemon config");
-            path
-        });
+        let path = options.data_dir.with_extension("toml");
+        std::fs::write(&path, options.config_text()).expect("writing daemon config");
+        let file = Some(path);
         let overrides = Overrides {
             http_addr: Some(([127, 0, 0, 1], options.port.unwrap_or(0)).into()),
             data_dir: Some(options.data_dir.clone()),
@@ -49,7 +50,22 @@ impl InProcess {
             nodes_addr: daemon.nodes_addr().map(|a| a.to_string()),
             data_dir: options.data_dir,
             daemon: Some(daemon),
+            env,
+            overrides,
         }
+    }
+
+    /// Applies `config` (TOML) as a SIGHUP would: what can change while running changes.
+    pub fn reload(&self, config: &str) -> Result<(), String> {
+        let path = self.data_dir.with_extension("toml");
+        std::fs::write(&path, config).expect("writing daemon config");
+        let config = Config::load(
+            Some(&path),
+            |name| self.env.get(name).cloned(),
+            &self.overrides,
+        )
+        .map_err(|e| e.to_string())?;
+        self.daemon().reload(&config).map_err(|e| e.to_string())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -19,9 +19,10 @@ mod sse_client;
 mod standin;
 mod standin_stream;
 pub mod stripe;
+pub mod tls;
 
 pub use agent::{echo_service, AgentProcess};
-pub use client::{JsonClient, Reply};
+pub use client::{assert_envelope, raw_exchange, JsonClient, Reply};
 pub use daemon::{binary, create_token, Daemon, DaemonOptions, ADMIN_TOKEN};
 pub use inprocess::InProcess;
 pub use process::ChildProcess;

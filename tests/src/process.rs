@@ -32,9 +32,14 @@ impl ChildProcess {
 
     /// Sends SIGTERM and leaves the process to stop by itself.
     pub fn signal_term(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal named (`HUP`, `TERM`, …) as `kill -NAME` would.
+    pub fn signal(&self, name: &str) {
         if let Some(id) = self.id() {
             let _ = Command::new("kill")
-                .arg("-TERM")
+                .arg(format!("-{name}"))
                 .arg(id.to_string())
                 .status();
         }

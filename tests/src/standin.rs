@@ -27,6 +27,10 @@ pub enum Behavior {
     ServerError,
     /// Accepts the request and never answers.
     Hang,
+    /// Answers 200 headers, then never sends a byte of the body.
+    Stall,
+    /// Answers 200 and the start of a JSON body, then goes silent.
+    Trickle,
     /// HTTP 200 with a body that is not JSON.
     Garbage,
     /// Answers correctly after the given delay.
@@ -123,6 +127,24 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Re
     response
 }
 
+/// 200 with `first` (if any) as the body's start, and nothing after, ever.
+fn silent_after(first: Bytes) -> Response<Outgoing> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        if !first.is_empty() && tx.send(first).await.is_err() {
+            return;
+        }
+        // Holding the sender open keeps the body unfinished until the reader leaves.
+        tx.closed().await;
+    });
+    let mut response = Response::new(Outgoing::Chunks(rx));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 fn json_response(status: StatusCode, body: Value) -> Response<Outgoing> {
     respond(status, "application/json", body.to_string())
 }
@@ -161,6 +183,8 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Outgoing>
         Behavior::Hang => {
             std::future::pending::<()>().await;
         }
+        Behavior::Stall => return silent_after(Bytes::new()),
+        Behavior::Trickle => return silent_after(Bytes::from_static(b"{\"id\": \"chatcmpl-")),
         Behavior::Garbage => {
             return respond(
                 StatusCode::OK,

@@ -30,10 +30,12 @@ pub struct Dashboard {
 impl Dashboard {
     /// Cookies are `Secure` when clients reach the daemon over TLS.
     fn secure(&self, app: &App) -> bool {
-        app.http
-            .public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"))
+        app.tls.is_some()
+            || app
+                .http
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
     }
 }
 
@@ -83,7 +85,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, page: &str) -> HttpRe
             None => see_other("/account/dashboard"),
         },
         (&Method::POST, action) => {
-            let form = match body::read_limited(incoming, &parts.headers, 64 * 1024).await {
+            let form = match body::read_limited(incoming, &parts).await {
                 Ok(bytes) => Form(url::form_urlencoded::parse(&bytes).into_owned().collect()),
                 Err(e) => return problem(e.status, &e.error),
             };

@@ -25,7 +25,7 @@ pub async fn register(
     accounts: &Accounts,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: EmailBody = body::read(request, app.http.max_body_bytes).await?;
+    let body: EmailBody = body::read(request).await?;
     let (view, api_key) = accounts
         .register(&body.email)
         .await
@@ -42,11 +42,10 @@ pub async fn register(
 }
 
 pub async fn recover(
-    app: &App,
     accounts: &Accounts,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: EmailBody = body::read(request, app.http.max_body_bytes).await?;
+    let body: EmailBody = body::read(request).await?;
     accounts
         .request_recovery(&body.email)
         .await
@@ -128,7 +127,7 @@ pub async fn spending_limit(
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
     let account = app.access.require(request.headers())?;
-    let body: SpendingLimitBody = body::read(request, app.http.max_body_bytes).await?;
+    let body: SpendingLimitBody = body::read(request).await?;
     let limit = Micros::from_dollars(body.daily_limit).map_err(|e| {
         ApiError::bad_request(
             format!("daily_limit: {e}"),

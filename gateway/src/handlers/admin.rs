@@ -51,11 +51,10 @@ fn find(accounts: &Accounts, query: &str) -> Result<AccountId, ApiError> {
 const MAX_NOTE: usize = 200;
 
 pub async fn grant(
-    app: &App,
     accounts: &Accounts,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let grant: GrantBody = body::read(request, app.http.max_body_bytes).await?;
+    let grant: GrantBody = body::read(request).await?;
     let amount = Micros::from_dollars(grant.amount_usd).map_err(|e| {
         ApiError::bad_request(
             format!("amount_usd: {e}"),

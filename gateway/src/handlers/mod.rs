@@ -44,11 +44,10 @@ pub async fn arrive(app: &App, request: Request<Incoming>) -> Result<Arrival, Ap
     let (parts, incoming) = request.into_parts();
     let priority = body::priority(&parts.headers)?;
     let idempotency_key = body::idempotency_key(&parts.headers)?;
-    let public_url = app.http.public_url.as_deref();
     let caller = app
         .access
-        .identify_payer(&parts.headers, &parts.uri, public_url)?;
-    let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
+        .identify_payer(&parts.headers, &parts.uri, &app.http)?;
+    let bytes = body::read_limited(incoming, &parts).await?;
     Ok(Arrival {
         priority,
         idempotency_key,

@@ -32,7 +32,7 @@ pub async fn open(app: &App, request: Request<Incoming>) -> Result<HttpResponse,
     let account = app.access.require(request.headers())?;
     let cards = cards(app)?;
     let base = app.http.public_base(request.headers());
-    let topup: TopupBody = body::read(request, app.http.max_body_bytes).await?;
+    let topup: TopupBody = body::read(request).await?;
     let checkout = cards
         .checkout(account, &topup.package, &base)
         .await
@@ -52,7 +52,7 @@ pub async fn auto_topup(
 ) -> Result<HttpResponse, ApiError> {
     let account = app.access.require(request.headers())?;
     cards(app)?;
-    let body: AutoTopupBody = body::read(request, app.http.max_body_bytes).await?;
+    let body: AutoTopupBody = body::read(request).await?;
     let (settings, card_saved) = apply_auto_topup(app, accounts, account, &body).await?;
     Ok(json(
         StatusCode::OK,
@@ -151,7 +151,7 @@ pub async fn webhook(app: &App, request: Request<Incoming>) -> Result<HttpRespon
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let bytes = body::read_limited(incoming, &parts.headers, app.http.max_body_bytes).await?;
+    let bytes = body::read_limited(incoming, &parts).await?;
     match cards.handle_event(signature.as_deref(), &bytes).await {
         Ok(handled) => Ok(json(StatusCode::OK, &json!({"received": true, "outcome": outcome(&handled)}))),
         Err(EventError::Card(CardError::Account(AccountError::UnknownAccount))) => {

@@ -31,7 +31,7 @@ fn deposits(app: &App) -> Result<&Arc<Deposits>, ApiError> {
 pub async fn open(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let account = app.access.require(request.headers())?;
     deposits(app)?;
-    let topup: TopupBody = body::read(request, app.http.max_body_bytes).await?;
+    let topup: TopupBody = body::read(request).await?;
     Ok(json(
         StatusCode::CREATED,
         &open_for(app, account, &topup.package).await?,
@@ -69,7 +69,7 @@ pub async fn claim(
 ) -> Result<HttpResponse, ApiError> {
     let account = app.access.require(request.headers())?;
     let deposits = deposits(app)?;
-    let body: ClaimBody = body::read(request, app.http.max_body_bytes).await?;
+    let body: ClaimBody = body::read(request).await?;
     let tx = body.tx_hash.parse().map_err(|_| {
         ApiError::bad_request(
             "tx_hash must be 0x and 64 hex digits",

@@ -17,6 +17,8 @@ pub use chat::handle as chat;
 pub use embeddings::handle as embeddings;
 pub use error::into_response as error_response;
 pub use models::{list as models, one as model};
+#[cfg(test)]
+pub(crate) use requests::{ChatRequest, EmbeddingsRequest};
 
 /// The catalog service each route runs.
 pub const CHAT_SERVICE: &str = "llm-4090";

@@ -5,10 +5,10 @@ use crate::config::SchedulerConfig;
 use crate::executor::AttemptError;
 use crate::http::{HttpClient, HttpResponse};
 use crate::provider::Provider;
+use crate::timeouts::TimedBody;
 use bytes::Bytes;
 use gpubridge_protocol::media::MediaFetcher;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request};
 use serde_json::Value;
@@ -88,7 +88,7 @@ impl ProviderClient {
         &self,
         path: &str,
         body: &Value,
-    ) -> Result<Incoming, AttemptError> {
+    ) -> Result<TimedBody, AttemptError> {
         let request = self
             .json_request(path)
             .header(ACCEPT, "text/event-stream")

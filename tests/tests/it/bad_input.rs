@@ -1,29 +1,9 @@
 //! Every kind of bad request gets the spec's envelope (`error`, `hint`) with the
 //! right 4xx (or 503 when an operator must act) — never a 500, never a hang.
 
-use gpubridge_tests::{DaemonOptions, InProcess, JsonClient, Reply};
+use gpubridge_tests::{assert_envelope, raw_exchange, DaemonOptions, InProcess, JsonClient};
 use hyper::Method;
 use serde_json::json;
-
-fn assert_envelope(reply: &Reply, status: u16) {
-    assert_eq!(
-        reply.status.as_u16(),
-        status,
-        "{}",
-        String::from_utf8_lossy(&reply.raw)
-    );
-    assert!(
-        reply.body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "no error: {}",
-        reply.body
-    );
-    assert!(
-        reply.body["hint"].as_str().is_some_and(|h| !h.is_empty()),
-        "no hint: {}",
-        reply.body
-    );
-    assert_eq!(reply.headers["content-type"], "application/json");
-}
 
 #[tokio::test]
 async fn bad_requests_get_clear_errors() {
@@ -229,45 +209,6 @@ async fn bad_requests_get_clear_errors() {
 
 /// Writes a raw request while reading the answer, as curl does, so an early
 /// answer (before the body is sent whole) is seen rather than a broken pipe.
-async fn raw_exchange(addr: &str, request: Vec<u8>) -> (u16, serde_json::Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    let writing = tokio::spawn(async move {
-        let _ = writer.write_all(&request).await;
-    });
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        let mut buffer = [0u8; 8192];
-        loop {
-            match reader.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => answer.extend_from_slice(&buffer[..n]),
-            }
-            let text = String::from_utf8_lossy(&answer);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length = head.lines().find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length: ")
-                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                });
-                if length.is_some_and(|n| body.len() >= n) {
-                    break;
-                }
-            }
-        }
-    })
-    .await;
-    writing.abort();
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or_default())
-}
-
 #[tokio::test]
 async fn raw_garbage_on_the_socket_does_not_hurt_the_daemon() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

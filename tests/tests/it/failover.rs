@@ -164,3 +164,48 @@ async fn rejected_requests_do_not_trip_the_breaker() {
         );
     }
 }
+
+/// A provider that stalls in any phase — no headers, headers and no body, a
+/// body that stops — is cut off at that phase's limit, well inside the
+/// attempt's, and the job fails over; /metrics counts each cut by phase.
+#[tokio::test]
+async fn each_phase_of_a_stalled_call_has_its_own_limit() {
+    for (behavior, phase) in [
+        (Behavior::Hang, "headers"),
+        (Behavior::Stall, "first_byte"),
+        (Behavior::Trickle, "idle"),
+    ] {
+        let flaky = Standin::start("k").await.unwrap();
+        let healthy = Standin::start("k").await.unwrap();
+        flaky.set_behavior(behavior);
+        healthy.set_behavior(Behavior::Slow(SLOWER));
+        let dir = tempfile::tempdir().unwrap();
+        // The attempt may last 60 s: only the phase limits can end it early.
+        let config = config(&flaky, &healthy).replacen(
+            "request_timeout_seconds = 1\n",
+            "request_timeout_seconds = 60\nheaders_timeout_ms = 400\nfirst_byte_timeout_ms = 400\nidle_timeout_ms = 400\n",
+            1,
+        );
+        let mut options = DaemonOptions::new(dir.path().join("data"));
+        options.config = Some(&config);
+        let daemon = InProcess::start(options).await;
+        let client = JsonClient::new();
+        let job = llm_job(&client, &daemon).await;
+        assert_eq!(job["status"], "completed", "{behavior:?}: {job}");
+        let metrics = client.get(&daemon.url("/metrics")).await.unwrap();
+        let text = String::from_utf8_lossy(&metrics.raw);
+        let line = format!(
+            "gpubridge_upstream_timeouts_total{{phase=\"{phase}\",provider=\"deepinfra\"}} "
+        );
+        let count: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(
+            count >= 1,
+            "{behavior:?}: no {phase} timeout counted:\n{text}"
+        );
+        daemon.stop().await;
+    }
+}
