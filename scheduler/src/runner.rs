@@ -17,6 +17,7 @@ use crate::stream::StreamTap;
 use gpubridge_protocol::{JobId, JobStatus, Priority};
 use gpubridge_store::WriteSet;
 use serde_json::Value;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -461,11 +462,25 @@ pub(crate) async fn persist_terminal(inner: &Inner, record: &mut JobRecord) {
     let mut writes = WriteSet::new();
     inner.hooks.on_terminal(record, &mut writes);
     crate::jobs::write_state(&mut writes, record);
-    match inner.store.commit(writes).await {
-        Ok(()) => inner.hooks.after_persist(record),
-        // Still unfinished on disk, so the job runs again after a restart.
-        Err(e) => {
-            tracing::error!(job_id = %record.id, error = %e, "could not persist finished job")
+    // Until it is durable the job holds its place (and its reservation): a
+    // store refusing writes (full disk) is retried until it takes them again.
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match inner.store.commit(writes.clone()).await {
+            Ok(()) => {
+                inner.hooks.after_persist(record);
+                break;
+            }
+            // Still unfinished on disk, so the job runs again after the restart.
+            Err(e) if !e.is_transient() || inner.shutting_down.load(Ordering::Acquire) => {
+                tracing::error!(job_id = %record.id, error = %e, "could not persist finished job before shutdown");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %record.id, error = %e, retry_ms = wait.as_millis() as u64, "could not persist finished job; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
         }
     }
     if let Some(m) = inner.metrics.service(&record.service) {

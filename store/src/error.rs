@@ -23,6 +23,8 @@ pub enum StoreError {
     ReadOnly,
     #[error("the store is shut down")]
     Closed,
+    #[error("storage is unavailable for a moment: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -30,5 +32,10 @@ impl StoreError {
     /// and never to be mistaken for an absent record.
     pub fn is_undecodable(&self) -> bool {
         matches!(self, StoreError::Undecodable { .. })
+    }
+
+    /// May the same write succeed later (a full disk freed, a reopen done)?
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Backend(_) | StoreError::Unavailable(_))
     }
 }

@@ -11,6 +11,7 @@
 
 mod codec;
 mod error;
+mod handle;
 mod kv;
 mod memory;
 mod metrics;

@@ -9,12 +9,13 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use crate::error::StoreError;
+use crate::handle::{backend, DbHandle};
 use crate::kv::{Ack, BoxFuture, Kv, ReadMode, Reader, SlotSink, View, Visit, WriteSlot};
 use crate::metrics::StoreMetrics;
 use crate::write::{Op, Table, WriteSet};
 use crossbeam::channel::{self, Receiver, Sender, TryRecvError};
 use parking_lot::Mutex;
-use rocksdb::{ColumnFamilyDescriptor, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{Options, ReadOptions, WriteBatch, WriteOptions, DB};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,7 +44,7 @@ impl Default for RocksOptions {
 }
 
 pub struct RocksKv {
-    db: Arc<DB>,
+    db: Arc<DbHandle>,
     /// `None` when read-only.
     queue: Option<Sender<Message>>,
     room: Arc<Semaphore>,
@@ -64,10 +65,6 @@ struct Commit {
     _room: OwnedSemaphorePermit,
 }
 
-fn backend(e: rocksdb::Error) -> StoreError {
-    StoreError::Backend(e.into_string())
-}
-
 fn data_dir(path: &Path, reason: impl ToString) -> StoreError {
     StoreError::DataDir {
         path: path.display().to_string(),
@@ -84,17 +81,7 @@ impl RocksKv {
         metrics: StoreMetrics,
     ) -> Result<RocksKv, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| data_dir(dir, e))?;
-        let mut db_options = Options::default();
-        db_options.create_if_missing(true);
-        db_options.create_missing_column_families(true);
-        db_options.set_max_background_jobs(2);
-        db_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let families = tables
-            .iter()
-            .map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
-        let db = Arc::new(
-            DB::open_cf_descriptors(&db_options, dir.join("rocksdb"), families).map_err(backend)?,
-        );
+        let db = Arc::new(DbHandle::open(dir.join("rocksdb"), tables)?);
         let (sender, receiver) = channel::unbounded();
         let writer = {
             let (db, metrics) = (db.clone(), metrics.clone());
@@ -122,9 +109,9 @@ impl RocksKv {
         }
         let names: Vec<&str> = tables.iter().map(|t| t.name()).collect();
         let db =
-            DB::open_cf_for_read_only(&Options::default(), path, names, false).map_err(backend)?;
+            DB::open_cf_for_read_only(&Options::default(), &path, names, false).map_err(backend)?;
         Ok(RocksKv {
-            db: Arc::new(db),
+            db: Arc::new(DbHandle::new(db, path, tables)),
             queue: None,
             room: Arc::new(Semaphore::new(1)),
             closed: AtomicBool::new(false),
@@ -137,7 +124,12 @@ impl RocksKv {
 /// The writer thread: block for one commit, take whatever else is queued, write
 /// them as one batch, acknowledge each. Ends at `Stop` (commits queued behind
 /// it are answered `Closed` as the queue is dropped) or when every sender is gone.
-fn write_loop(db: &DB, queue: &Receiver<Message>, options: RocksOptions, metrics: &StoreMetrics) {
+fn write_loop(
+    handle: &DbHandle,
+    queue: &Receiver<Message>,
+    options: RocksOptions,
+    metrics: &StoreMetrics,
+) {
     let mut write_options = WriteOptions::default();
     write_options.set_sync(options.sync);
     let mut stopping = false;
@@ -157,11 +149,23 @@ fn write_loop(db: &DB, queue: &Receiver<Message>, options: RocksOptions, metrics
             }
         }
         metrics.queued.sub(group.len() as i64);
+        if let Err(e) = handle.recover() {
+            tracing::error!(error = %e, "reopening storage failed; retrying with the next write");
+        }
+        let db = match handle.current() {
+            Ok(db) => db,
+            Err(e) => {
+                for commit in group {
+                    let _ = commit.ack.send(Err(e.clone()));
+                }
+                continue;
+            }
+        };
         let mut batch = WriteBatch::default();
         let mut members = Vec::with_capacity(group.len());
         for commit in group {
             // A commit naming an unknown table fails alone, before anything of it is batched.
-            match add(db, &mut batch, &commit.writes) {
+            match add(&db, &mut batch, &commit.writes) {
                 Ok(()) => members.push(commit),
                 Err(e) => {
                     let _ = commit.ack.send(Err(e));
@@ -177,7 +181,10 @@ fn write_loop(db: &DB, queue: &Receiver<Message>, options: RocksOptions, metrics
             .write_seconds
             .observe(started.elapsed().as_secs_f64());
         metrics.group_size.observe(members.len() as f64);
+        drop(db);
         if let Err(e) = &result {
+            // RocksDB refuses every write after this one until it is reopened.
+            handle.mark_broken();
             tracing::error!(error = %e, commits = members.len(), "storage write failed");
         }
         for commit in members {
@@ -314,8 +321,9 @@ impl Kv for RocksKv {
     }
 
     fn read(&self, mode: ReadMode, reader: Reader) -> BoxFuture<'_, Result<(), StoreError>> {
-        let db = self.db.clone();
+        let db = self.db.current();
         Box::pin(async move {
+            let db = db?;
             tokio::task::spawn_blocking(move || {
                 let snapshot = (mode == ReadMode::Snapshot).then(|| db.snapshot());
                 reader(&RocksView { db: &db, snapshot });

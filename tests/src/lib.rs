@@ -10,6 +10,7 @@ pub mod chain;
 mod client;
 mod daemon;
 pub mod dashboard;
+pub mod disk;
 pub mod facilitator;
 mod inprocess;
 mod process;

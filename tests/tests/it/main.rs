@@ -20,6 +20,7 @@ mod providers;
 mod restart;
 mod routing;
 mod ssrf;
+mod storage;
 mod tls;
 mod topups;
 mod webhooks;

@@ -1,0 +1,107 @@
+//! The open RocksDB, replaceable: after a write fails (disk full, read-only
+//! filesystem) RocksDB refuses every later write until it is reopened, which
+//! the writer does once space is back. Readers take the handle per read, so
+//! they never hold it for long; while it is being replaced they get
+//! `StoreError::Unavailable` for a moment.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+use crate::error::StoreError;
+use crate::write::Table;
+use parking_lot::RwLock;
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Reopening waits for at least this much free space: less would fail again.
+const MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;
+/// How long a reopen waits for in-flight reads to let go of the old handle.
+const READERS_GRACE: Duration = Duration::from_secs(10);
+
+pub struct DbHandle {
+    current: RwLock<Option<Arc<DB>>>,
+    path: PathBuf,
+    tables: Vec<Table>,
+    /// A write failed: writes need a reopen before they can succeed.
+    broken: AtomicBool,
+}
+
+pub fn backend(e: rocksdb::Error) -> StoreError {
+    StoreError::Backend(e.into_string())
+}
+
+fn open_db(path: &PathBuf, tables: &[Table]) -> Result<DB, StoreError> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.set_max_background_jobs(2);
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    let families = tables
+        .iter()
+        .map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+    DB::open_cf_descriptors(&options, path, families).map_err(backend)
+}
+
+impl DbHandle {
+    pub fn open(path: PathBuf, tables: &[Table]) -> Result<DbHandle, StoreError> {
+        let db = open_db(&path, tables)?;
+        Ok(DbHandle::new(db, path, tables))
+    }
+
+    pub fn new(db: DB, path: PathBuf, tables: &[Table]) -> DbHandle {
+        DbHandle {
+            current: RwLock::new(Some(Arc::new(db))),
+            path,
+            tables: tables.to_vec(),
+            broken: AtomicBool::new(false),
+        }
+    }
+
+    pub fn current(&self) -> Result<Arc<DB>, StoreError> {
+        self.current
+            .read()
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the database is being reopened".into()))
+    }
+
+    pub fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+
+    /// After a failed write and once there is room again: closes and reopens
+    /// the database, which clears RocksDB's stopped state. `Ok(false)` when it
+    /// was not needed or not yet possible.
+    pub fn recover(&self) -> Result<bool, StoreError> {
+        if !self.broken.load(Ordering::Acquire) || self.free_bytes() < MIN_FREE_BYTES {
+            return Ok(false);
+        }
+        let Some(old) = self.current.write().take() else {
+            return self.reopen().map(|()| true);
+        };
+        let deadline = Instant::now() + READERS_GRACE;
+        while Arc::strong_count(&old) > 1 {
+            if Instant::now() > deadline {
+                *self.current.write() = Some(old);
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(old);
+        self.reopen().map(|()| true)
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        let db = open_db(&self.path, &self.tables)?;
+        *self.current.write() = Some(Arc::new(db));
+        self.broken.store(false, Ordering::Release);
+        tracing::warn!(path = %self.path.display(), "storage reopened after a failed write; writes resume");
+        Ok(())
+    }
+
+    fn free_bytes(&self) -> u64 {
+        rustix::fs::statvfs(&self.path)
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+            .unwrap_or(0)
+    }
+}
