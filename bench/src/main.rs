@@ -7,7 +7,9 @@
 //! `gpubridge-agent` processes and `echo` runs on them: scheduler → QUIC →
 //! agent and back. `history` measures `/account/jobs` paging at depth.
 
+mod disk;
 mod load;
+mod soak;
 mod streams;
 mod x402;
 
@@ -47,7 +49,10 @@ struct Args {
     /// Anvil chain: the contract's tx-hash proof, or an EIP-3009 authorization
     /// the daemon settles; compare with `paid`, the same request with a key),
     /// streams (streamed chat completions: added time to first token, gaps
-    /// between chunks, concurrent streams; run without --accounts).
+    /// between chunks, concurrent streams; run without --accounts), disk
+    /// (`/inference` while the data directory's size is sampled; pair with
+    /// --retention-seconds), soak (the fault-injection soak with its own
+    /// daemon, stand-ins and --agents, audited from disk; run alone).
     #[arg(long, default_value = "direct,inference,run,echo,paid")]
     scenarios: String,
     /// Use an already running gateway (its Groq base URL must point at --upstream).
@@ -98,6 +103,22 @@ struct Args {
     /// `streams`: the largest wave of concurrent streams tried.
     #[arg(long, default_value_t = 4000)]
     max_streams: usize,
+    /// How long finished jobs keep their input and output (the daemon's
+    /// `[scheduler.retention] keep_seconds`; default: the daemon's 7 days).
+    #[arg(long)]
+    retention_seconds: Option<u64>,
+    /// `disk`: seconds between samples of the data directory's size.
+    #[arg(long, default_value_t = 30)]
+    sample_seconds: u64,
+    /// `soak`: kill -9s of the daemon, evenly spaced.
+    #[arg(long, default_value_t = 5)]
+    daemon_kills: u32,
+    /// `soak`: milliseconds between faults.
+    #[arg(long, default_value_t = 500)]
+    fault_every_ms: u64,
+    /// `soak`: seed of the fault sequence.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 const KEY: &str = "bench-key";
@@ -109,6 +130,19 @@ async fn main() -> anyhow::Result<()> {
         args.rate > 0.0 && args.seconds > 0,
         "--rate and --seconds must be positive"
     );
+    if args.scenarios.trim() == "soak" {
+        let clean = soak::soak(soak::SoakArgs {
+            seconds: args.seconds,
+            rate: args.rate,
+            agents: args.agents.max(2),
+            daemon_kills: args.daemon_kills,
+            fault_every_ms: args.fault_every_ms,
+            seed: args.seed,
+        })
+        .await?;
+        anyhow::ensure!(clean, "the soak's audit found discrepancies");
+        return Ok(());
+    }
     let standin = match &args.gateway {
         Some(_) => Standin::start_on(args.upstream, KEY).await,
         None => Standin::start(KEY).await,
@@ -133,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
     let funded = match (accounts_on, args.spread_accounts) {
         (true, true) => funded_clients(&gateway, clients).await?,
         (true, false) => {
-            vec![funded_client(&JsonClient::new(), &gateway, "bench@example.com").await?]
+            vec![funded_client(&gateway, "bench@example.com").await?]
         }
         (false, _) => vec![JsonClient::new()],
     };
@@ -155,6 +189,14 @@ async fn main() -> anyhow::Result<()> {
                 args.max_streams,
             )
             .await?;
+            continue;
+        }
+        if scenario == "disk" {
+            let request = scenario_request("inference", &pool, &gateway, &standin, None)?;
+            let every = Duration::from_secs(args.sample_seconds.max(1));
+            let result = disk::watch(dir.path().join("data"), every, request.open(&spec)).await?;
+            report(scenario_name("inference"), &result);
+            request.report_failures();
             continue;
         }
         let payments = payments(&args, scenario, chain.as_ref(), &gateway).await?;
@@ -240,6 +282,11 @@ fn start_daemon(
     }
     let scheduler_settings = format!("[scheduler]\nsync_writes = {}\n", args.sync_writes);
     config = config.replacen("[scheduler]\n", &scheduler_settings, 1);
+    if let Some(seconds) = args.retention_seconds {
+        config.push_str(&format!(
+            "[scheduler.retention]\nkeep_seconds = {seconds}\n"
+        ));
+    }
     if args.agents > 0 {
         config = config.replacen("[scheduler]\n", "[scheduler]\nbuiltin_echo = false\n", 1);
     }
@@ -292,35 +339,15 @@ fn print_header(args: &Args, accounts_on: bool) {
 }
 
 /// Registers a bench account with ample credits and limit; returns a client using its key.
-async fn funded_client(
-    client: &JsonClient,
-    gateway: &str,
-    email: &str,
-) -> anyhow::Result<JsonClient> {
-    let account = accounts::register(client, gateway, email).await?;
-    accounts::grant(client, gateway, &account.id, 100_000.0).await?;
-    let funded = client.with_bearer(&account.key);
-    let limit = funded
-        .post_json(
-            &format!("{gateway}/account/spending-limit"),
-            &json!({"daily_limit": 10_000}),
-            &[],
-        )
-        .await?;
-    anyhow::ensure!(
-        limit.status == 200,
-        "setting the daily limit: {}",
-        limit.body
-    );
-    Ok(funded)
+async fn funded_client(gateway: &str, email: &str) -> anyhow::Result<JsonClient> {
+    Ok(accounts::unlimited(gateway, email, 100_000.0).await?.1)
 }
 
 /// One funded account per client.
 async fn funded_clients(gateway: &str, clients: usize) -> anyhow::Result<Vec<JsonClient>> {
-    let client = JsonClient::new();
     let mut funded = Vec::with_capacity(clients);
     for n in 0..clients {
-        funded.push(funded_client(&client, gateway, &format!("bench{n}@example.com")).await?);
+        funded.push(funded_client(gateway, &format!("bench{n}@example.com")).await?);
     }
     Ok(funded)
 }

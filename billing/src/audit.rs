@@ -7,7 +7,7 @@ use crate::deposits::{DepositRecord, DEPOSITS};
 use crate::ledger::{EntryKind, LedgerEntry, Totals};
 use crate::record::AccountRecord;
 use crate::tables::{ACCOUNTS, LEDGER};
-use gpubridge_protocol::Micros;
+use gpubridge_protocol::{JobStatus, Micros};
 use gpubridge_scheduler::jobs::JOBS;
 use gpubridge_scheduler::{JobBilling, JobRecord};
 use gpubridge_store::{ReadMode, Store, StoreError, View};
@@ -205,6 +205,11 @@ fn check_jobs(
     })
 }
 
+/// A job that failed before any of its output reached anyone pays nothing.
+fn charges_nothing(job: &JobRecord) -> bool {
+    job.status == JobStatus::Failed && job.stopped.as_ref().is_none_or(|s| s.chunks_delivered == 0)
+}
+
 fn check_job(job: &JobRecord, billing: &JobBilling, ledger: &Totals, report: &mut AuditReport) {
     let id = &job.id;
     if ledger.reserved != billing.reserved.0 {
@@ -228,6 +233,12 @@ fn check_job(job: &JobRecord, billing: &JobBilling, ledger: &Totals, report: &mu
             if settled.charged.saturating_add(settled.refunded) != billing.reserved {
                 report.problems.push(format!(
                     "job {id}: settlement does not close its reservation"
+                ));
+            }
+            if charges_nothing(job) && settled.charged > Micros::ZERO {
+                report.problems.push(format!(
+                    "job {id}: failed without delivering anything, yet charged {}",
+                    settled.charged
                 ));
             }
         }
@@ -398,5 +409,39 @@ mod tests {
             "{:?}",
             report.problems
         );
+    }
+
+    #[test]
+    fn a_failed_job_that_was_charged_is_a_problem() {
+        let mut job = gpubridge_scheduler::sample("failed");
+        job.status = JobStatus::Failed;
+        let billing = JobBilling {
+            account: gpubridge_protocol::AccountId([1; 16]),
+            reserved: Micros(500),
+            from_price: Micros(100),
+            price_per_second: Micros(10),
+            discount_bps: 0,
+            job_day: 0,
+            settled: Some(gpubridge_scheduler::Settlement {
+                charged: Micros(100),
+                refunded: Micros(400),
+            }),
+        };
+        let mut ledger = Totals::default();
+        ledger.add(EntryKind::Reserve, Micros(500));
+        ledger.add(EntryKind::Charge, Micros(100));
+        ledger.add(EntryKind::Release, Micros(400));
+        let mut report = AuditReport::default();
+        check_job(&job, &billing, &ledger, &mut report);
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(report.problems[0].contains("failed without delivering"));
+        // One whose client got part of its output pays for the time it ran.
+        job.stopped = Some(gpubridge_scheduler::Stopped {
+            reason: "client left".into(),
+            chunks_delivered: 3,
+        });
+        let mut report = AuditReport::default();
+        check_job(&job, &billing, &ledger, &mut report);
+        assert!(report.is_clean(), "{:?}", report.problems);
     }
 }

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 /// Every table of the store: the store's own, the job core's, billing's, the
 /// webhook outbox's.
-pub const TABLES: [Table; 21] = {
+pub const TABLES: [Table; 22] = {
     let j = gpubridge_scheduler::jobs::TABLES;
     let b = gpubridge_billing::TABLES;
     let w = gpubridge_webhooks::TABLES;
@@ -33,6 +33,7 @@ pub const TABLES: [Table; 21] = {
         j[0],
         j[1],
         j[2],
+        j[3],
         b[0],
         b[1],
         b[2],
@@ -267,7 +268,9 @@ async fn open_current_store(
     let store = open_store(data_dir, config.scheduler.sync_writes, registry)
         .await
         .map_err(store_error)?;
-    schema::upgrade(&store).await.map_err(store_error)?;
+    schema::upgrade(&store, &config.scheduler.retention)
+        .await
+        .map_err(store_error)?;
     Ok(store)
 }
 

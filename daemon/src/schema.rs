@@ -4,11 +4,13 @@
 
 use gpubridge_billing::tables::{ACCOUNTS, IDEMPOTENCY, LEDGER, RECOVERIES};
 use gpubridge_scheduler::jobs::JOBS;
+use gpubridge_scheduler::RetentionConfig;
 use gpubridge_store::{ReadMode, Store, StoreError, Table, WriteSet};
 
 /// 1: the first release (records without versions, history keyed by time).
 /// 2: every record starts with its version; history is numbered per account.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: finished jobs are indexed by the time their data expires.
+pub const SCHEMA_VERSION: u32 = 3;
 
 const SCHEMA_KEY: &[u8] = b"schema";
 
@@ -28,26 +30,38 @@ async fn read_schema(store: &Store) -> Result<Option<u32>, StoreError> {
     .transpose()
 }
 
-async fn write_schema(store: &Store) -> Result<(), StoreError> {
+async fn write_schema(store: &Store, version: u32) -> Result<(), StoreError> {
     let mut writes = WriteSet::new();
-    writes.put(Table::META, SCHEMA_KEY, SCHEMA_VERSION.to_string());
+    writes.put(Table::META, SCHEMA_KEY, version.to_string());
     store.commit(writes).await
 }
 
-/// Brings a store opened for writing to [`SCHEMA_VERSION`].
-pub async fn upgrade(store: &Store) -> Result<(), StoreError> {
-    match read_schema(store).await? {
-        None => write_schema(store).await,
-        Some(SCHEMA_VERSION) => Ok(()),
-        Some(1) => {
-            tracing::info!("upgrading the store from layout 1 to {SCHEMA_VERSION}");
-            for table in [JOBS, ACCOUNTS, LEDGER, IDEMPOTENCY, RECOVERIES] {
-                gpubridge_store::add_version_bytes(store, table, "upgrade-2").await?;
+/// Brings a store opened for writing to [`SCHEMA_VERSION`], one layout at a time.
+pub async fn upgrade(store: &Store, retention: &RetentionConfig) -> Result<(), StoreError> {
+    let Some(mut found) = read_schema(store).await? else {
+        return write_schema(store, SCHEMA_VERSION).await;
+    };
+    while found < SCHEMA_VERSION {
+        tracing::info!("upgrading the store from layout {found} to {}", found + 1);
+        match found {
+            1 => {
+                for table in [JOBS, ACCOUNTS, LEDGER, IDEMPOTENCY, RECOVERIES] {
+                    gpubridge_store::add_version_bytes(store, table, "upgrade-2").await?;
+                }
+                gpubridge_billing::upgrade_history_layout_1(store).await?;
             }
-            gpubridge_billing::upgrade_history_layout_1(store).await?;
-            write_schema(store).await
+            2 => {
+                let indexed = gpubridge_scheduler::retention::backfill(store, retention).await?;
+                tracing::info!(indexed, "finished jobs indexed for retention");
+            }
+            _ => break,
         }
-        Some(found) => Err(StoreError::Schema {
+        found += 1;
+        write_schema(store, found).await?;
+    }
+    match found {
+        SCHEMA_VERSION => Ok(()),
+        found => Err(StoreError::Schema {
             found,
             supported: SCHEMA_VERSION,
         }),
@@ -80,10 +94,10 @@ mod tests {
 
     /// A job as the first release wrote it: no version byte, and none of the
     /// fields added since at the end (`payment`, `stopped`, `progress`,
-    /// `routing`: one `None` byte each).
+    /// `routing`, `expired_ms`: one `None` byte each).
     fn legacy_job(job: &gpubridge_scheduler::JobRecord) -> Vec<u8> {
         let bytes = encode(job);
-        bytes[1..bytes.len() - 4].to_vec()
+        bytes[1..bytes.len() - 5].to_vec()
     }
 
     #[tokio::test]
@@ -92,6 +106,8 @@ mod tests {
         let account = AccountId([5; 16]);
         let mut job = gpubridge_scheduler::sample("legacy-job");
         job.owner = Some(account);
+        job.status = gpubridge_protocol::JobStatus::Completed;
+        job.finished_ms = Some(1);
         let entry = LedgerEntry {
             account,
             seq: 1,
@@ -116,8 +132,12 @@ mod tests {
         }
         store.commit(writes).await.unwrap();
 
-        upgrade(&store).await.unwrap();
-        upgrade(&store).await.unwrap();
+        let retention = RetentionConfig {
+            keep_seconds: 1,
+            ..RetentionConfig::default()
+        };
+        upgrade(&store, &retention).await.unwrap();
+        upgrade(&store, &retention).await.unwrap();
         check(&store).await.unwrap();
         let read = gpubridge_scheduler::jobs::get(&store, &job.id)
             .await
@@ -143,6 +163,18 @@ mod tests {
             history.items.iter().all(|(k, _)| k.len() == 24),
             "numbered keys only"
         );
+        // The finished job was indexed for retention on the way (layout 3).
+        let expiring = store
+            .page(
+                gpubridge_scheduler::retention::EXPIRING,
+                Vec::new(),
+                None,
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(expiring.items.len(), 1);
+        assert!(expiring.items[0].0.ends_with(job.id.as_bytes()));
     }
 
     #[tokio::test]
@@ -152,7 +184,7 @@ mod tests {
         writes.put(Table::META, SCHEMA_KEY, "9");
         store.commit(writes).await.unwrap();
         assert!(matches!(
-            upgrade(&store).await,
+            upgrade(&store, &RetentionConfig::default()).await,
             Err(StoreError::Schema { found: 9, .. })
         ));
     }

@@ -80,6 +80,9 @@ pub struct StatusView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at_ms: Option<u64>,
     pub estimated_cost_usd: f64,
+    /// When retention removed the job's input and output; its summary stays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expired_at_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<&'static str>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -278,7 +281,15 @@ impl<'a> StatusView<'a> {
             started_at_ms: record.started_ms,
             finished_at_ms: record.finished_ms,
             estimated_cost_usd: record.estimated_cost.as_dollars(),
-            hint: (!full).then_some("Pass the API key that created this job to see its output."),
+            expired_at_ms: record.expired_ms,
+            hint: match (full, record.expired_ms) {
+                (_, Some(_)) => Some(
+                    "This job's input and output were deleted once its retention period ended; \
+                     its summary stays in the account's history.",
+                ),
+                (false, None) => Some("Pass the API key that created this job to see its output."),
+                (true, None) => None,
+            },
             full: full.then(|| FullStatus::of(record)),
             webhook: None,
             webhook_secret: None,
@@ -292,8 +303,10 @@ impl<'a> FullStatus<'a> {
         FullStatus {
             model: record.model.as_deref(),
             error: record.error.as_deref().filter(|_| terminal),
-            output: (terminal && (record.error.is_none() || record.output.is_some()))
-                .then(|| output(record)),
+            output: (terminal
+                && record.expired_ms.is_none()
+                && (record.error.is_none() || record.output.is_some()))
+            .then(|| output(record)),
             stopped: record.stopped.as_ref(),
             backend: record.backend.as_deref(),
             progress: record.progress.as_ref().map(ProgressView::from),

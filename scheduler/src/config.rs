@@ -3,6 +3,7 @@
 
 use crate::nodes::NodesConfig;
 use crate::provider::Provider;
+use crate::retention::RetentionConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ pub struct SchedulerConfig {
     /// Weight of the newest observation in latency and duration averages (0..1].
     pub ewma_alpha: f64,
     pub breaker: BreakerConfig,
+    /// How long finished jobs keep their input and output.
+    pub retention: RetentionConfig,
     /// Allow media and webhook URLs on private, loopback and link-local addresses.
     pub allow_private_urls: bool,
     /// Largest media file fetched on a user's behalf, in bytes.
@@ -102,6 +105,7 @@ impl Default for SchedulerConfig {
             estimates_flush_seconds: 5,
             ewma_alpha: 0.2,
             breaker: BreakerConfig::default(),
+            retention: RetentionConfig::default(),
             allow_private_urls: false,
             max_media_bytes: 25 * 1024 * 1024,
             max_upstream_body_bytes: 64 * 1024 * 1024,

@@ -94,6 +94,9 @@ pub struct JobRecord {
     /// The backend chosen for the latest attempt and what it was expected to
     /// cost. Records of versions 1 to 3 end before it.
     pub routing: Option<Routing>,
+    /// When retention removed its input and output (Unix ms), leaving the
+    /// summary its owner's history shows. Records of versions 1 to 4 end before it.
+    pub expired_ms: Option<u64>,
 }
 
 /// How far a running job is, as its backend (a node agent) says.
@@ -170,16 +173,18 @@ mod owner_text {
 
 impl Record for JobRecord {
     const KIND: &'static str = "job";
-    const VERSION: u8 = 4;
+    const VERSION: u8 = 5;
 
     /// Version 1 ends before `payment`, version 2 before `stopped`, version 3
-    /// before `progress` and `routing`: the same bytes and a `None` for each
-    /// missing field.
+    /// before `progress` and `routing`, version 4 before `expired_ms`: the same
+    /// bytes and a `None` for each missing field.
     fn upgrade(version: u8, payload: &[u8]) -> Result<Self, DecodeError> {
         match version {
-            1..=3 => {
+            1..=4 => {
+                // Version 4 added two fields at once.
+                let missing = if version == 4 { 1 } else { 6 - version };
                 let mut bytes = payload.to_vec();
-                bytes.extend(std::iter::repeat_n(0, usize::from(5 - version)));
+                bytes.extend(std::iter::repeat_n(0, usize::from(missing)));
                 payload_of(Self::KIND, &bytes)
             }
             _ => Err(DecodeError::UnknownVersion {
@@ -233,6 +238,7 @@ pub fn sample(id: &str) -> JobRecord {
         stopped: None,
         progress: None,
         routing: None,
+        expired_ms: None,
     }
 }
 
@@ -255,9 +261,13 @@ mod tests {
         record.owner = Some(AccountId([3; 16]));
         assert_eq!(decode::<JobRecord>(&encode(&record)).unwrap(), record);
         assert!(decode::<JobRecord>(b"\x02\xff\xff").is_err());
-        // Records written before progress and routing, stops and payments
-        // existed read without them.
-        let mut v3 = encode(&record);
+        // Records written before expiry, progress and routing, stops and
+        // payments existed read without them.
+        let mut v4 = encode(&record);
+        v4[0] = 4;
+        v4.pop();
+        assert_eq!(decode::<JobRecord>(&v4).unwrap(), record);
+        let mut v3 = v4;
         v3[0] = 3;
         v3.truncate(v3.len() - 2);
         assert_eq!(decode::<JobRecord>(&v3).unwrap(), record);

@@ -3,6 +3,7 @@
 //! acknowledged; its terminal state leaves the unfinished set in the same write.
 
 use crate::job::JobRecord;
+use crate::retention::{RetentionConfig, EXPIRING};
 use gpubridge_protocol::JobId;
 use gpubridge_store::{ReadMode, Store, StoreError, Table, WriteSet};
 use std::ops::ControlFlow;
@@ -15,7 +16,7 @@ pub const UNFINISHED: Table = Table("unfinished");
 pub const ESTIMATES: Table = Table("estimates");
 
 /// The tables this crate owns.
-pub const TABLES: [Table; 3] = [JOBS, UNFINISHED, ESTIMATES];
+pub const TABLES: [Table; 4] = [JOBS, UNFINISHED, ESTIMATES, EXPIRING];
 
 /// A newly accepted job, marked unfinished.
 pub fn write_new(writes: &mut WriteSet, job: &JobRecord) {
@@ -23,11 +24,13 @@ pub fn write_new(writes: &mut WriteSet, job: &JobRecord) {
     writes.put(UNFINISHED, job.id.as_bytes(), Vec::new());
 }
 
-/// A job's new state; a terminal one leaves the unfinished set.
-pub fn write_state(writes: &mut WriteSet, job: &JobRecord) {
+/// A job's new state; a terminal one leaves the unfinished set and is
+/// indexed under the time its data expires.
+pub fn write_state(writes: &mut WriteSet, job: &JobRecord, retention: &RetentionConfig) {
     writes.put_record(JOBS, job.id.as_bytes(), job);
     if job.status.is_terminal() {
         writes.delete(UNFINISHED, job.id.as_bytes());
+        crate::retention::index(writes, job, retention);
     }
 }
 
@@ -71,7 +74,7 @@ mod tests {
         let mut done = a.clone();
         done.status = JobStatus::Completed;
         let mut writes = WriteSet::new();
-        write_state(&mut writes, &done);
+        write_state(&mut writes, &done, &RetentionConfig::default());
         store.commit(writes).await.unwrap();
         assert_eq!(unfinished(&store).await.unwrap(), vec![b.id.clone()]);
         assert_eq!(

@@ -30,6 +30,7 @@ pub mod nodes;
 mod provider;
 mod providers;
 mod recovery;
+pub mod retention;
 mod router;
 mod runner;
 mod scheduler;
@@ -48,7 +49,7 @@ pub use catalog::{
 pub use config::{BreakerConfig, ProviderConfig, SchedulerConfig};
 pub use executor::{AttemptError, Call, Executed, Executor};
 pub use gpubridge_protocol::media::{is_private, MediaError, MediaFetcher};
-pub use hooks::{AllHooks, JobHooks, NoHooks};
+pub use hooks::{AllHooks, Expiry, JobHooks, NoHooks};
 #[cfg(any(test, feature = "test-support"))]
 pub use job::sample;
 pub use job::{
@@ -56,6 +57,7 @@ pub use job::{
     Stopped,
 };
 pub use provider::Provider;
+pub use retention::RetentionConfig;
 pub use scheduler::{
     Cancellation, Estimate, JobRequest, PendingJob, PreparedJob, Scheduler, StartError, SubmitError,
 };

@@ -155,6 +155,12 @@ impl LiveJobs {
         self.uncount(owner);
     }
 
+    /// Drops a finished job now (its data expired), whatever its time.
+    pub fn forget(&self, id: &JobId) {
+        self.jobs
+            .remove_if(id, |_, live| live.record.lock().status.is_terminal());
+    }
+
     /// Drops finished jobs past their time or beyond the cap.
     pub fn sweep(&self) {
         self.evict(&mut self.finished.lock(), now_ms());

@@ -29,6 +29,8 @@ pub struct SchedulerMetrics {
     pub running: IntGauge,
     pub failovers: IntCounter,
     pub recovered: IntCounter,
+    /// Finished jobs whose input and output retention removed.
+    pub expired: IntCounter,
     circuit_state: IntGaugeVec,
     queue_depth: IntGaugeVec,
     in_flight: IntGaugeVec,
@@ -75,6 +77,10 @@ impl SchedulerMetrics {
             "gpubridge_jobs_recovered_total",
             "Unfinished jobs resumed after a restart",
         )?;
+        let expired = IntCounter::new(
+            "gpubridge_jobs_expired_total",
+            "Finished jobs whose input and output were removed after their retention",
+        )?;
         let circuit_state = IntGaugeVec::new(
             Opts::new(
                 "gpubridge_backend_circuit_state",
@@ -102,6 +108,7 @@ impl SchedulerMetrics {
             Box::new(live.clone()),
             Box::new(failovers.clone()),
             Box::new(recovered.clone()),
+            Box::new(expired.clone()),
             Box::new(circuit_state.clone()),
             Box::new(queue_depth.clone()),
             Box::new(in_flight.clone()),
@@ -140,6 +147,7 @@ impl SchedulerMetrics {
             running: live.with_label_values(&["running"]),
             failovers,
             recovered,
+            expired,
             circuit_state,
             queue_depth,
             in_flight,

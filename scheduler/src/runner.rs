@@ -461,7 +461,7 @@ async fn finish(
 pub(crate) async fn persist_terminal(inner: &Inner, record: &mut JobRecord) {
     let mut writes = WriteSet::new();
     inner.hooks.on_terminal(record, &mut writes);
-    crate::jobs::write_state(&mut writes, record);
+    crate::jobs::write_state(&mut writes, record, &inner.cfg.retention);
     // Until it is durable the job holds its place (and its reservation): a
     // store refusing writes (full disk) is retried until it takes them again.
     let mut wait = Duration::from_millis(100);

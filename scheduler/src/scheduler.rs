@@ -240,6 +240,7 @@ impl Scheduler {
         crate::estimates::restore(&inner).await?;
         crate::recovery::resume(&inner).await?;
         crate::estimates::spawn_maintenance(Arc::downgrade(&inner));
+        crate::retention::spawn_sweeper(Arc::downgrade(&inner));
         Ok(Scheduler { inner })
     }
 
@@ -462,6 +463,7 @@ impl Scheduler {
             stopped: None,
             progress: None,
             routing: None,
+            expired_ms: None,
         };
         let mut writes = writes;
         crate::jobs::write_new(&mut writes, &record);

@@ -37,10 +37,22 @@ fn open_db(path: &PathBuf, tables: &[Table]) -> Result<DB, StoreError> {
     options.create_missing_column_families(true);
     options.set_max_background_jobs(2);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // RocksDB's own logs stay bounded too.
+    options.set_keep_log_file_num(4);
+    options.set_max_log_file_size(16 * 1024 * 1024);
     let families = tables
         .iter()
-        .map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        .map(|t| ColumnFamilyDescriptor::new(t.name(), family_options()));
     DB::open_cf_descriptors(&options, path, families).map_err(backend)
+}
+
+/// Retention deletes whole runs of keys: a file dense with deletions is
+/// compacted soon, so the space comes back without waiting for its level to fill.
+fn family_options() -> Options {
+    let mut options = Options::default();
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options.add_compact_on_deletion_collector_factory(1024, 512, 0.5);
+    options
 }
 
 impl DbHandle {

@@ -138,3 +138,29 @@ pub async fn audit_offline(data_dir: &Path) -> (bool, Value) {
 pub fn micros(value: &Value) -> i64 {
     (value.as_f64().unwrap_or(f64::NAN) * 1e6).round() as i64
 }
+
+/// A registered account holding `dollars` of credits, with a daily spending
+/// limit that load will not reach; returns a client using its key.
+pub async fn unlimited(
+    base: &str,
+    email: &str,
+    dollars: f64,
+) -> anyhow::Result<(TestAccount, JsonClient)> {
+    let client = JsonClient::new();
+    let account = register(&client, base, email).await?;
+    grant(&client, base, &account.id, dollars).await?;
+    let keyed = client.with_bearer(&account.key);
+    let limit = keyed
+        .post_json(
+            &format!("{base}/account/spending-limit"),
+            &json!({"daily_limit": 10_000}),
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(
+        limit.status == 200,
+        "setting the daily limit: {}",
+        limit.body
+    );
+    Ok((account, keyed))
+}

@@ -16,6 +16,7 @@ mod inprocess;
 mod process;
 pub mod receiver;
 mod serve;
+pub mod soak;
 mod sse_client;
 mod standin;
 mod standin_stream;

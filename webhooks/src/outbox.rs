@@ -11,8 +11,8 @@ use crate::signature::{sign, Signer, WebhookSecret};
 use bytes::Bytes;
 use dashmap::DashMap;
 use gpubridge_protocol::{AccountId, JobId};
-use gpubridge_scheduler::{now_ms, JobHooks, JobRecord};
-use gpubridge_store::{ReadMode, Store, StoreError, WriteSet};
+use gpubridge_scheduler::{now_ms, Expiry, JobHooks, JobRecord};
+use gpubridge_store::{ReadMode, Store, StoreError, View, WriteSet};
 use parking_lot::Mutex;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -239,6 +239,18 @@ impl JobHooks for Webhooks {
         if let Some(delivery) = new_delivery(job) {
             self.schedule(delivery);
         }
+    }
+
+    /// A delivery still being retried needs its job's output: not yet.
+    fn on_expiry(&self, view: &dyn View, job: &JobId) -> Result<Expiry, StoreError> {
+        Ok(match view.get(WEBHOOKS_DUE, job.as_bytes())? {
+            Some(_) => Expiry::Hold,
+            None => Expiry::Proceed,
+        })
+    }
+
+    fn expire(&self, job: &JobId, writes: &mut WriteSet) {
+        writes.delete(WEBHOOKS, job.as_bytes());
     }
 }
 

@@ -56,7 +56,8 @@ pub(crate) async fn read(
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("No job with id {id:?}"),
-            "Job ids come from POST /run and POST /inference.",
+            "Job ids come from POST /run and POST /inference. A finished job no account \
+             owns is deleted once its retention period ends (7 days by default).",
         )
     };
     let id = JobId::parse(id).ok_or_else(not_found)?;
