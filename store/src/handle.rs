@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// Reopening waits for at least this much free space: less would fail again.
 const MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;
+/// Write-ahead log kept at most before the tables holding it back are flushed.
+const MAX_WAL_BYTES: u64 = 128 * 1024 * 1024;
 /// How long a reopen waits for in-flight reads to let go of the old handle.
 const READERS_GRACE: Duration = Duration::from_secs(10);
 
@@ -37,6 +39,10 @@ fn open_db(path: &PathBuf, tables: &[Table]) -> Result<DB, StoreError> {
     options.create_missing_column_families(true);
     options.set_max_background_jobs(2);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // A write-ahead log file stays until every table with data in it has
+    // flushed; quiet tables would otherwise keep gigabytes of it (the default
+    // bound is four times all memtables, about 11 GiB with our tables).
+    options.set_max_total_wal_size(MAX_WAL_BYTES);
     // RocksDB's own logs stay bounded too.
     options.set_keep_log_file_num(4);
     options.set_max_log_file_size(16 * 1024 * 1024);
