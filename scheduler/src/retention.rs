@@ -107,7 +107,12 @@ fn strip(job: &mut JobRecord, now: u64) {
 /// One expired entry, as read.
 struct Due {
     key: Vec<u8>,
-    id: JobId,
+    /// `None` for an unreadable entry, which only leaves the index (rather
+    /// than stop the sweep forever).
+    id: Option<JobId>,
+    /// Its owner's history keeps a summary (the index entry's flag).
+    summary: bool,
+    /// That summary's record, when it could be read.
     kept: Option<JobRecord>,
     expiry: Expiry,
 }
@@ -123,9 +128,11 @@ fn read_due(
     view.scan(EXPIRING, &[], None, &mut |key, value| {
         match parse_key(key) {
             Some((expires, _)) if expires > now => return ControlFlow::Break(()),
-            Some((_, id)) => found.push((key.to_vec(), id, value.first() == Some(&1))),
-            // Unreadable entries go, rather than stop the sweep forever.
-            None => found.push((key.to_vec(), JobId::random(), false)),
+            entry => found.push((
+                key.to_vec(),
+                entry.map(|(_, id)| id),
+                value.first() == Some(&1),
+            )),
         }
         if found.len() >= batch {
             ControlFlow::Break(())
@@ -135,16 +142,19 @@ fn read_due(
     })?;
     let mut due = Vec::with_capacity(found.len());
     for (key, id, summary) in found {
-        let kept = match summary {
-            true => view
-                .get(JOBS, id.as_bytes())?
-                .and_then(|bytes| gpubridge_store::decode::<JobRecord>(&bytes).ok()),
-            false => None,
-        };
-        let expiry = hooks.on_expiry(view, &id)?;
+        let (mut kept, mut expiry) = (None, Expiry::Proceed);
+        if let Some(id) = &id {
+            if summary {
+                kept = view
+                    .get(JOBS, id.as_bytes())?
+                    .and_then(|bytes| gpubridge_store::decode::<JobRecord>(&bytes).ok());
+            }
+            expiry = hooks.on_expiry(view, id)?;
+        }
         due.push(Due {
             key,
             id,
+            summary,
             kept,
             expiry,
         });
@@ -157,22 +167,27 @@ fn write_due(due: &[Due], hooks: &dyn JobHooks, now: u64, hold_ms: u64) -> Write
     let mut writes = WriteSet::new();
     for entry in due {
         writes.delete(EXPIRING, entry.key.clone());
+        let Some(id) = &entry.id else {
+            continue;
+        };
         if entry.expiry == Expiry::Hold {
             writes.put(
                 EXPIRING,
-                key_of(now + hold_ms, entry.id.as_bytes()),
-                [u8::from(entry.kept.is_some())],
+                key_of(now + hold_ms, id.as_bytes()),
+                [u8::from(entry.summary)],
             );
             continue;
         }
-        hooks.expire(&entry.id, &mut writes);
-        match &entry.kept {
-            Some(job) => {
+        hooks.expire(id, &mut writes);
+        match (entry.summary, &entry.kept) {
+            (false, _) => writes.delete(JOBS, id.as_bytes()),
+            (true, Some(job)) => {
                 let mut job = job.clone();
                 strip(&mut job, now);
-                writes.put_record(JOBS, job.id.as_bytes(), &job);
+                writes.put_record(JOBS, id.as_bytes(), &job);
             }
-            None => writes.delete(JOBS, entry.id.as_bytes()),
+            // An owner's record that could not be read is left as it is.
+            (true, None) => {}
         }
     }
     writes
@@ -202,7 +217,7 @@ pub(crate) async fn sweep_once(
     Ok(due
         .into_iter()
         .filter(|d| d.expiry == Expiry::Proceed)
-        .map(|d| d.id)
+        .filter_map(|d| d.id)
         .collect())
 }
 
