@@ -7,6 +7,7 @@
 //! `gpubridge-agent` processes and `echo` runs on them: scheduler → QUIC →
 //! agent and back. `history` measures `/account/jobs` paging at depth.
 
+mod burst;
 mod disk;
 mod load;
 mod soak;
@@ -52,7 +53,9 @@ struct Args {
     /// between chunks, concurrent streams; run without --accounts), disk
     /// (`/inference` while the data directory's size is sampled; pair with
     /// --retention-seconds), soak (the fault-injection soak with its own
-    /// daemon, stand-ins and --agents, audited from disk; run alone).
+    /// daemon, stand-ins and --agents, audited from disk; run alone), burst
+    /// (--burst-connections clients connect at one instant, one `/health`
+    /// each: the listen backlog under a connection storm).
     #[arg(long, default_value = "direct,inference,run,echo,paid")]
     scenarios: String,
     /// Use an already running gateway (its Groq base URL must point at --upstream).
@@ -94,6 +97,10 @@ struct Args {
     /// Run this gpubridge binary instead of the one built beside the bench (an older build).
     #[arg(long)]
     daemon_bin: Option<std::path::PathBuf>,
+    /// The --daemon-bin build predates `[limits]`: its config leaves them out
+    /// (and its default per-address limit applies).
+    #[arg(long)]
+    legacy_daemon: bool,
     /// Payments made up front for each x402 scenario (default: rate × seconds, plus 10%).
     #[arg(long)]
     x402_payments: Option<usize>,
@@ -110,6 +117,12 @@ struct Args {
     /// `disk`: seconds between samples of the data directory's size.
     #[arg(long, default_value_t = 30)]
     sample_seconds: u64,
+    /// `burst`: clients connecting at once.
+    #[arg(long, default_value_t = 1024)]
+    burst_connections: usize,
+    /// `burst`: bursts, one after another.
+    #[arg(long, default_value_t = 5)]
+    burst_rounds: usize,
     /// `soak`: kill -9s of the daemon, evenly spaced.
     #[arg(long, default_value_t = 5)]
     daemon_kills: u32,
@@ -189,6 +202,10 @@ async fn main() -> anyhow::Result<()> {
                 args.max_streams,
             )
             .await?;
+            continue;
+        }
+        if scenario == "burst" {
+            burst::run(&gateway, args.burst_connections, args.burst_rounds).await?;
             continue;
         }
         if scenario == "disk" {
@@ -295,8 +312,9 @@ fn start_daemon(
     options.accounts = args.with_accounts();
     options.binary = args.daemon_bin.clone();
     // The load comes from one address and a few keys: the bench measures
-    // routing, not the front door's refusals; older builds know no [limits].
-    options.limits = args.daemon_bin.is_some();
+    // routing, not the front door's refusals (builds before issue 12 know no
+    // [limits], so --legacy-daemon leaves the section out).
+    options.limits = args.legacy_daemon;
     options.env.push(("GPUBRIDGE_LOG".into(), "warn".into()));
     let daemon = Daemon::start(options);
     let mut agents = Vec::new();

@@ -78,6 +78,7 @@ fn job(service: &str, model: Option<&str>, cost: u64) -> PreparedJob {
         billing: None,
         payment: None,
         stream: None,
+        clock: None,
         max_unfinished: None,
     }
 }

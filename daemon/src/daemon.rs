@@ -155,8 +155,7 @@ impl Daemon {
             addr: config.http.addr,
             source,
         };
-        let listener = tokio::net::TcpListener::bind(config.http.addr)
-            .await
+        let listener = gpubridge_gateway::bind(config.http.addr, config.http.listen_backlog)
             .map_err(bind_error)?;
         let http_addr = listener.local_addr().map_err(bind_error)?;
         let limits = Limits::new(config.limits.clone(), &registry)?;

@@ -11,7 +11,7 @@ use crate::outgoing::Outgoing;
 use crate::router::{route, Route};
 use gpubridge_billing::deposits::Deposits;
 use gpubridge_billing::Accounts;
-use gpubridge_scheduler::Scheduler;
+use gpubridge_scheduler::{BackendClock, Scheduler};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, STRICT_TRANSPORT_SECURITY};
 use hyper::{Method, Request, Response, StatusCode};
@@ -72,8 +72,10 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
 }
 
 impl App {
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
+    pub async fn handle(self: Arc<Self>, mut request: Request<Incoming>) -> HttpResponse {
         let started = Instant::now();
+        let clock = BackendClock::default();
+        request.extensions_mut().insert(clock.clone());
         let (label, mut response) = self.dispatch(request).await;
         if self.tls.is_some() {
             response
@@ -81,7 +83,7 @@ impl App {
                 .insert(STRICT_TRANSPORT_SECURITY, HSTS);
         }
         self.metrics
-            .observe(label, response.status(), started.elapsed());
+            .observe(label, response.status(), started.elapsed(), clock.spent());
         response
     }
 

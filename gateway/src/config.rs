@@ -22,6 +22,10 @@ pub struct HttpConfig {
     pub header_read_timeout_ms: u64,
     /// Connections served at once; beyond it new ones wait to be accepted.
     pub max_connections: usize,
+    /// Connections the kernel queues before they are accepted (`listen(2)`'s
+    /// backlog, capped by `net.core.somaxconn`). The OS default of 128 makes
+    /// a burst of a few hundred clients wait a 1 s SYN retransmit.
+    pub listen_backlog: u32,
     /// Requests one HTTP/2 connection may have open at once.
     pub max_streams_per_connection: u32,
     /// TLS with these files; unset, plain HTTP.
@@ -44,6 +48,7 @@ impl Default for HttpConfig {
             inline_wait_ms: 25_000,
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
+            listen_backlog: 4096,
             max_streams_per_connection: 256,
             tls: None,
             shutdown_grace_seconds: 30,

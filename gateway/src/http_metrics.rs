@@ -1,10 +1,12 @@
-//! Request counts and latencies by route. Routes are a fixed set, so every
-//! handle is resolved at start and observing costs a few atomic operations.
+//! Request counts, latencies and the gateway's own overhead by route. Routes
+//! are a fixed set, so each handle is resolved once (on the route's first
+//! request) and observing costs a few atomic operations.
 
 use hyper::StatusCode;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
 };
+use std::sync::OnceLock;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,10 +48,22 @@ const ROUTES: [(RouteLabel, &str); 15] = [
 ];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// Per route: request counts by status class, latency, and overhead. Each
+/// route's series are registered with its first request, so a scrape carries
+/// only the routes in use.
 pub struct HttpMetrics {
-    /// `[route][status class]`
-    requests: Vec<[IntCounter; 5]>,
-    latency: Vec<Histogram>,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    overhead: HistogramVec,
+    routes: Vec<RouteSeries>,
+}
+
+#[derive(Default)]
+struct RouteSeries {
+    /// By status class, 1xx to 5xx.
+    requests: [OnceLock<IntCounter>; 5],
+    latency: OnceLock<Histogram>,
+    overhead: OnceLock<Histogram>,
 }
 
 impl HttpMetrics {
@@ -72,24 +86,52 @@ impl HttpMetrics {
             ]),
             &["route"],
         )?;
+        let overhead = HistogramVec::new(
+            HistogramOpts::new(
+                "gpubridge_overhead_seconds",
+                "Time in the gateway minus time waiting on backends (queued for a slot or \
+                 running), by route; streamed answers to their first byte",
+            )
+            .buckets(vec![
+                0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01,
+                0.025, 0.1, 1.0,
+            ]),
+            &["route"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(overhead.clone()))?;
         Ok(HttpMetrics {
-            requests: ROUTES
-                .iter()
-                .map(|(_, name)| CLASSES.map(|class| requests.with_label_values(&[*name, class])))
-                .collect(),
-            latency: ROUTES
-                .iter()
-                .map(|(_, name)| latency.with_label_values(&[*name]))
-                .collect(),
+            requests,
+            latency,
+            overhead,
+            routes: ROUTES.iter().map(|_| RouteSeries::default()).collect(),
         })
     }
 
-    pub fn observe(&self, route: RouteLabel, status: StatusCode, elapsed: Duration) {
-        let index = route as usize;
+    /// One answered request: `elapsed` in all, `on_backends` of it waiting on backends.
+    pub fn observe(
+        &self,
+        route: RouteLabel,
+        status: StatusCode,
+        elapsed: Duration,
+        on_backends: Duration,
+    ) {
+        let (index, name) = (route as usize, ROUTES[route as usize].1);
+        let Some(series) = self.routes.get(index) else {
+            return;
+        };
         let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
-        self.requests[index][class].inc();
-        self.latency[index].observe(elapsed.as_secs_f64());
+        series.requests[class]
+            .get_or_init(|| self.requests.with_label_values(&[name, CLASSES[class]]))
+            .inc();
+        series
+            .latency
+            .get_or_init(|| self.latency.with_label_values(&[name]))
+            .observe(elapsed.as_secs_f64());
+        series
+            .overhead
+            .get_or_init(|| self.overhead.with_label_values(&[name]))
+            .observe(elapsed.saturating_sub(on_backends).as_secs_f64());
     }
 }

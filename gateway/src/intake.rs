@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use gpubridge_billing::x402::PaidBy;
 use gpubridge_billing::{Admission, IdempotencyClaim};
 use gpubridge_protocol::Priority;
-use gpubridge_scheduler::{is_private, JobRecord, JobRequest, Origin, StreamTap};
+use gpubridge_scheduler::{is_private, BackendClock, JobRecord, JobRequest, Origin, StreamTap};
 use hyper::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub struct IntakeRequest {
     pub idempotency: Option<IdempotencyClaim>,
     /// Where the job's output goes as it is made, for doors that stream it.
     pub stream: Option<StreamTap>,
+    /// The request's clock of time on backends, for its overhead metric.
+    pub clock: Option<BackendClock>,
 }
 
 pub struct Accepted {
@@ -55,6 +57,7 @@ impl App {
             })
             .map_err(|e| self.submit_error(e))?;
         prepared.stream = request.stream;
+        prepared.clock = request.clock;
         prepared.max_unfinished = caller
             .account
             .and_then(|account| self.limits.max_concurrent_jobs(account));

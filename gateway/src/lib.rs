@@ -43,5 +43,5 @@ pub use error::ApiError;
 pub use http_metrics::HttpMetrics;
 pub use limits::{Limits, LimitsConfig};
 pub use mcp::Mcp;
-pub use server::serve;
+pub use server::{bind, serve};
 pub use views::webhook_body;

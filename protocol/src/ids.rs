@@ -60,8 +60,11 @@ pub struct JobId(String);
 const MAX_JOB_ID: usize = 64;
 
 impl JobId {
+    /// A UUIDv4 from the thread's CSPRNG: `Uuid::new_v4` asks the kernel
+    /// (`getrandom`) for every id, one system call per job.
     pub fn random() -> JobId {
-        JobId(uuid::Uuid::new_v4().to_string())
+        let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        JobId(uuid.to_string())
     }
 
     /// An id that is also the bearer token of its job (x402 jobs): 192 random
@@ -124,6 +127,10 @@ mod tests {
         let id = JobId::random();
         assert_eq!(JobId::parse(id.as_str()), Some(id.clone()));
         assert_eq!(id.as_str().len(), 36);
+        let uuid = uuid::Uuid::parse_str(id.as_str()).expect("a UUID");
+        assert_eq!(uuid.get_version(), Some(uuid::Version::Random));
+        assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(JobId::random(), id);
         assert_eq!(JobId::parse(""), None);
         assert_eq!(JobId::parse("../etc"), None);
         assert_eq!(JobId::parse(&"a".repeat(65)), None);

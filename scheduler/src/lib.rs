@@ -10,12 +10,14 @@
 //! - a new way to run jobs on operators' machines: an [`Executor`] like `nodes::fleet`;
 //! - a front door: call [`Scheduler::prepare`] then [`Scheduler::admit`] (the
 //!   gateway's intake does both for every route); one that streams output
-//!   attaches a [`StreamTap`] to the prepared job;
+//!   attaches a [`StreamTap`] to the prepared job, and one that reports its
+//!   overhead a [`BackendClock`];
 //! - streaming in a backend: send chunks to `Call::stream` when it is set.
 
 mod backend;
 mod breaker;
 mod catalog;
+mod clock;
 mod config;
 mod estimate;
 mod estimates;
@@ -46,6 +48,7 @@ pub use catalog::{
     Catalog, CatalogError, InputProblem, ModelKind, ModelSpec, Operation, ServiceSpec,
     DEFAULT_CATALOG_JSON,
 };
+pub use clock::BackendClock;
 pub use config::{BreakerConfig, ProviderConfig, SchedulerConfig};
 pub use executor::{AttemptError, Call, Executed, Executor};
 pub use gpubridge_protocol::media::{is_private, MediaError, MediaFetcher};

@@ -2,6 +2,7 @@
 //! then for a short while longer (`finished_job_cache_*`) so the `/status`
 //! polls that follow completion are answered without touching disk.
 
+use crate::clock::BackendClock;
 use crate::job::{now_ms, JobRecord};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -18,6 +19,8 @@ pub(crate) struct LiveJob {
     pub done: watch::Sender<bool>,
     /// Turns `true` when its owner cancels it.
     cancel: watch::Sender<bool>,
+    /// Its submitting request's, which counts time spent on backends.
+    pub clock: Option<BackendClock>,
 }
 
 impl LiveJob {
@@ -128,11 +131,12 @@ impl LiveJobs {
     }
 
     /// Registers a counted, persisted job.
-    pub fn insert(&self, record: JobRecord) -> Arc<LiveJob> {
+    pub fn insert(&self, record: JobRecord, clock: Option<BackendClock>) -> Arc<LiveJob> {
         let live = Arc::new(LiveJob {
             record: Mutex::new(record),
             done: watch::channel(false).0,
             cancel: watch::channel(false).0,
+            clock,
         });
         let id = live.record.lock().id.clone();
         self.jobs.insert(id, live.clone());
@@ -199,7 +203,7 @@ mod tests {
         let ids: Vec<JobId> = (0..3)
             .map(|n| {
                 assert!(jobs.try_count(10, None, None).is_ok());
-                jobs.insert(sample(&format!("j{n}")))
+                jobs.insert(sample(&format!("j{n}")), None)
                     .record
                     .lock()
                     .id
@@ -224,7 +228,7 @@ mod tests {
             Err(Refused::Full),
             "at the limit"
         );
-        let id = quick.insert(sample("y")).record.lock().id.clone();
+        let id = quick.insert(sample("y"), None).record.lock().id.clone();
         quick.finished(&id, None);
         assert!(quick.get(id.as_str()).is_none(), "kept for no time");
     }
@@ -250,7 +254,7 @@ mod tests {
             1,
             "a global refusal gives the owner's count back"
         );
-        let id = jobs.insert(sample("z")).record.lock().id.clone();
+        let id = jobs.insert(sample("z"), None).record.lock().id.clone();
         jobs.finished(&id, Some(b));
         assert_eq!(jobs.unfinished_of(b), 0);
     }

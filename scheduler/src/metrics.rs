@@ -1,5 +1,7 @@
-//! Scheduler metrics. Per-backend and per-service handles are resolved once at
-//! start so the hot path only touches atomics, never the label maps' locks.
+//! Scheduler metrics. Per-service handles are resolved once at start and
+//! per-backend ones on first use, so the hot path only touches atomics, never
+//! the label maps' locks, and a scrape carries series only for backends that
+//! ran something (hundreds are configured; most never see a job).
 
 use crate::backend::{BackendId, BackendSet};
 use crate::catalog::Catalog;
@@ -9,10 +11,29 @@ use prometheus::{
     Registry,
 };
 use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
 
+/// One backend's attempt-duration series, registered with the first attempt.
 pub struct BackendMetrics {
-    pub success_seconds: Histogram,
-    pub failure_seconds: Histogram,
+    attempts: HistogramVec,
+    label: String,
+    success: OnceLock<Histogram>,
+    failure: OnceLock<Histogram>,
+}
+
+impl BackendMetrics {
+    pub fn observe(&self, succeeded: bool, elapsed: Duration) {
+        let (cell, outcome) = match succeeded {
+            true => (&self.success, "success"),
+            false => (&self.failure, "failure"),
+        };
+        cell.get_or_init(|| {
+            self.attempts
+                .with_label_values(&[self.label.as_str(), outcome])
+        })
+        .observe(elapsed.as_secs_f64());
+    }
 }
 
 pub struct ServiceMetrics {
@@ -120,8 +141,10 @@ impl SchedulerMetrics {
             .iter()
             .map(|b| {
                 let metrics = BackendMetrics {
-                    success_seconds: attempts.with_label_values(&[b.label.as_str(), "success"]),
-                    failure_seconds: attempts.with_label_values(&[b.label.as_str(), "failure"]),
+                    attempts: attempts.clone(),
+                    label: b.label.clone(),
+                    success: OnceLock::new(),
+                    failure: OnceLock::new(),
                 };
                 (b.id.clone(), metrics)
             })

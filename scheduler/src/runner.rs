@@ -8,6 +8,7 @@
 
 use crate::backend::{Backend, InFlight, Route};
 use crate::breaker::Admission;
+use crate::clock::BackendClock;
 use crate::executor::{AttemptError, Call, Executed};
 use crate::job::{now_ms, Attempt, JobRecord, Progress, Routing, Stopped};
 use crate::live::LiveJob;
@@ -23,8 +24,14 @@ use std::time::{Duration, Instant};
 
 /// Starts a persisted, counted job; `stream` carries its output to a client as
 /// it is made, and ends (is dropped) once the job is persisted.
-pub(crate) fn spawn(inner: Arc<Inner>, record: JobRecord, input: Value, stream: Option<StreamTap>) {
-    let live = inner.live.insert(record);
+pub(crate) fn spawn(
+    inner: Arc<Inner>,
+    record: JobRecord,
+    input: Value,
+    stream: Option<StreamTap>,
+    clock: Option<BackendClock>,
+) {
+    let live = inner.live.insert(record, clock);
     inner.metrics.pending.inc();
     tokio::spawn(async move {
         let outcome = attempt_all(&inner, &live, &input, stream.as_ref()).await;
@@ -207,6 +214,8 @@ fn summary(service: &str, reasons: &[String]) -> String {
 /// One attempt on one route: admit, execute, record.
 async fn attempt(inner: &Inner, live: &LiveJob, plan: &Plan<'_>, route: &Route) -> Outcome {
     let backend = &route.backend;
+    // Queued for a slot and running both count as waiting on the backend.
+    let on_backend = live.clock.as_ref().map(BackendClock::span);
     let (admission, slot, budget) = match admit(backend, plan.deadline_ms, live).await {
         Ok(admitted) => admitted,
         Err(outcome) => return outcome,
@@ -235,6 +244,7 @@ async fn attempt(inner: &Inner, live: &LiveJob, plan: &Plan<'_>, route: &Route) 
     let started_ms = now_ms();
     let result = execute(backend, &call, budget, plan.stream, live).await;
     drop(slot);
+    drop(on_backend);
     let attempt = Attempt {
         backend: backend.label.clone(),
         started_ms,
@@ -339,7 +349,7 @@ fn record(
             let ms = elapsed.as_secs_f64() * 1000.0;
             backend.latency_ms.observe(ms, inner.cfg.ewma_alpha);
             if let Some(m) = metrics {
-                m.success_seconds.observe(elapsed.as_secs_f64());
+                m.observe(true, elapsed);
             }
             if let Some(worker) = &executed.worker {
                 attempt.backend = format!("{}@{worker}", backend.label);
@@ -375,7 +385,7 @@ fn record(
                 backend.breaker.abandon(admission);
             }
             if let Some(m) = metrics {
-                m.failure_seconds.observe(elapsed.as_secs_f64());
+                m.observe(false, elapsed);
             }
             tracing::warn!(backend = %backend.label, error = %error, "attempt failed");
             attempt.error = Some(error.to_string());

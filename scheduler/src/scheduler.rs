@@ -4,6 +4,7 @@
 
 use crate::backend::{BackendSet, ExecutorSource, Route};
 use crate::catalog::{Catalog, InputProblem, ModelKind, ServiceSpec};
+use crate::clock::BackendClock;
 use crate::config::SchedulerConfig;
 use crate::estimate::Ewma;
 use crate::hooks::{JobHooks, NoHooks};
@@ -106,6 +107,9 @@ pub struct PreparedJob {
     pub payment: Option<JobPayment>,
     /// Set by a front door that streams the output to its client.
     pub stream: Option<StreamTap>,
+    /// Set by a front door that reports its overhead: counts the job's time
+    /// on backends.
+    pub clock: Option<BackendClock>,
     /// Set by the front door's limits: at most this many of the owner's jobs
     /// may be unfinished at once, this one included.
     pub max_unfinished: Option<u32>,
@@ -150,7 +154,10 @@ pub struct PendingJob {
     parts: Option<Parts>,
 }
 
-type Parts = (Arc<Inner>, JobRecord, Value, Option<StreamTap>, Ack);
+type Parts = (Arc<Inner>, JobRecord, Value, Attached, Ack);
+
+/// What a front door attached to its job.
+type Attached = (Option<StreamTap>, Option<BackendClock>);
 
 impl PendingJob {
     pub async fn accepted(mut self) -> Result<JobRecord, SubmitError> {
@@ -176,7 +183,7 @@ impl Drop for PendingJob {
 }
 
 async fn start_when_durable(
-    (inner, record, input, stream, ack): Parts,
+    (inner, record, input, (stream, clock), ack): Parts,
 ) -> Result<JobRecord, SubmitError> {
     if let Err(e) = ack.await {
         inner.live.uncount(record.owner);
@@ -185,7 +192,7 @@ async fn start_when_durable(
     if let Some(m) = inner.metrics.service(&record.service) {
         m.accepted.inc();
     }
-    crate::runner::spawn(inner, record.clone(), input, stream);
+    crate::runner::spawn(inner, record.clone(), input, stream, clock);
     Ok(record)
 }
 
@@ -371,6 +378,7 @@ impl Scheduler {
             billing: None,
             payment: None,
             stream: None,
+            clock: None,
             max_unfinished: None,
         })
     }
@@ -469,7 +477,13 @@ impl Scheduler {
         crate::jobs::write_new(&mut writes, &record);
         let ack = slot.submit(writes);
         Ok(PendingJob {
-            parts: Some((inner.clone(), record, job.input, job.stream, ack)),
+            parts: Some((
+                inner.clone(),
+                record,
+                job.input,
+                (job.stream, job.clock),
+                ack,
+            )),
         })
     }
 

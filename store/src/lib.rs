@@ -16,6 +16,7 @@ mod kv;
 mod memory;
 mod metrics;
 mod migrate;
+mod queue;
 mod rocks;
 mod store;
 mod write;

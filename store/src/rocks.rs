@@ -12,8 +12,8 @@ use crate::error::StoreError;
 use crate::handle::{backend, DbHandle};
 use crate::kv::{Ack, BoxFuture, Kv, ReadMode, Reader, SlotSink, View, Visit, WriteSlot};
 use crate::metrics::StoreMetrics;
+use crate::queue::{queue, Inbox, Outbox};
 use crate::write::{Op, Table, WriteSet};
-use crossbeam::channel::{self, Receiver, Sender, TryRecvError};
 use parking_lot::Mutex;
 use rocksdb::{Options, ReadOptions, WriteBatch, WriteOptions, DB};
 use std::path::Path;
@@ -46,7 +46,7 @@ impl Default for RocksOptions {
 pub struct RocksKv {
     db: Arc<DbHandle>,
     /// `None` when read-only.
-    queue: Option<Sender<Message>>,
+    queue: Option<Inbox<Message>>,
     room: Arc<Semaphore>,
     closed: AtomicBool,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -82,7 +82,7 @@ impl RocksKv {
     ) -> Result<RocksKv, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| data_dir(dir, e))?;
         let db = Arc::new(DbHandle::open(dir.join("rocksdb"), tables)?);
-        let (sender, receiver) = channel::unbounded();
+        let (sender, receiver) = queue();
         let writer = {
             let (db, metrics) = (db.clone(), metrics.clone());
             std::thread::Builder::new()
@@ -122,33 +122,36 @@ impl RocksKv {
 }
 
 /// The writer thread: block for one commit, take whatever else is queued, write
-/// them as one batch, acknowledge each. Ends at `Stop` (commits queued behind
-/// it are answered `Closed` as the queue is dropped) or when every sender is gone.
+/// them as one batch, acknowledge each. Ends at `Stop`; commits queued behind
+/// it are answered `Closed` as they are dropped.
 fn write_loop(
     handle: &DbHandle,
-    queue: &Receiver<Message>,
+    queue: &Outbox<Message>,
     options: RocksOptions,
     metrics: &StoreMetrics,
 ) {
     let mut write_options = WriteOptions::default();
     write_options.set_sync(options.sync);
     let mut stopping = false;
+    let mut messages = Vec::new();
     while !stopping {
-        let Ok(Message::Commit(first)) = queue.recv() else {
-            return;
-        };
-        let mut group = vec![first];
-        while group.len() < options.max_group.max(1) {
-            match queue.try_recv() {
-                Ok(Message::Commit(commit)) => group.push(commit),
-                Ok(Message::Stop) => {
-                    stopping = true;
-                    break;
+        queue.recv_many(&mut messages, options.max_group);
+        let mut group = Vec::with_capacity(messages.len());
+        for message in messages.drain(..) {
+            match message {
+                Message::Commit(commit) => {
+                    metrics.queued.dec();
+                    // Behind a stop: dropped unwritten, which answers it `Closed`.
+                    if !stopping {
+                        group.push(commit);
+                    }
                 }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                Message::Stop => stopping = true,
             }
         }
-        metrics.queued.sub(group.len() as i64);
+        if group.is_empty() {
+            continue;
+        }
         if let Err(e) = handle.recover() {
             tracing::error!(error = %e, "reopening storage failed; retrying with the next write");
         }
@@ -213,7 +216,7 @@ fn add(db: &DB, batch: &mut WriteBatch, writes: &WriteSet) -> Result<(), StoreEr
 }
 
 struct RocksSlot {
-    queue: Sender<Message>,
+    queue: Inbox<Message>,
     room: OwnedSemaphorePermit,
     metrics: StoreMetrics,
 }

@@ -55,6 +55,13 @@ impl InProcess {
         }
     }
 
+    /// A daemon with data under `dir` and this configuration (TOML), else defaults.
+    pub async fn configured(dir: &std::path::Path, config: &str) -> InProcess {
+        let mut options = DaemonOptions::new(dir.join("data"));
+        options.config = Some(config);
+        InProcess::start(options).await
+    }
+
     /// Applies `config` (TOML) as a SIGHUP would: what can change while running changes.
     pub fn reload(&self, config: &str) -> Result<(), String> {
         let path = self.data_dir.with_extension("toml");

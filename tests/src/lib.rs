@@ -34,6 +34,16 @@ pub use standin_stream::{streamed_text, StreamCounts, StreamPlan};
 
 /// TOML that points every hosted provider at `base_url` with `key`, with short
 /// timeouts and a quick breaker so failure tests run fast.
+/// Every hosted provider the daemon has an adapter for.
+pub const ALL_PROVIDERS: [&str; 6] = [
+    "groq",
+    "together",
+    "deepinfra",
+    "fireworks",
+    "replicate",
+    "jina",
+];
+
 pub fn providers_config(base_url: &str, key: &str, providers: &[&str]) -> String {
     let mut text = String::from(
         "[scheduler]\nallow_private_urls = true\nestimates_flush_seconds = 1\n[scheduler.breaker]\nfailure_threshold = 2\nopen_seconds = 60\n",

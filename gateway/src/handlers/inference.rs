@@ -42,6 +42,7 @@ async fn infer(
         webhook_url: None,
         idempotency,
         stream: None,
+        clock: arrival.clock,
     };
     let accepted = app
         .intake(arrival.caller, request)

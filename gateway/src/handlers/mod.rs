@@ -20,6 +20,7 @@ use crate::intake::Accepted;
 use crate::x402::{answer_headers, X_PAYMENT_VERSION};
 use bytes::Bytes;
 use gpubridge_protocol::Priority;
+use gpubridge_scheduler::BackendClock;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::Request;
@@ -37,6 +38,8 @@ pub struct Arrival {
     /// Who pays: an account's key, or (without one) an x402 payment.
     pub caller: Caller,
     pub bytes: Bytes,
+    /// Set by `App::handle` on every request: time on backends, for the overhead metric.
+    pub clock: Option<BackendClock>,
 }
 
 /// Reads the headers every job-running door shares, then the body within its limit.
@@ -53,6 +56,7 @@ pub async fn arrive(app: &App, request: Request<Incoming>) -> Result<Arrival, Ap
         idempotency_key,
         caller,
         bytes,
+        clock: parts.extensions.get::<BackendClock>().cloned(),
     })
 }
 

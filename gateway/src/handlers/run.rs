@@ -53,6 +53,7 @@ async fn run(
                 webhook_url: run.webhook_url,
                 idempotency,
                 stream: None,
+                clock: arrival.clock,
             },
         )
         .await?;

@@ -12,7 +12,7 @@ use crate::intake::IntakeRequest;
 use crate::views::{status_url, StatusView};
 use gpubridge_billing::IdempotencyClaim;
 use gpubridge_protocol::Priority;
-use gpubridge_scheduler::Origin;
+use gpubridge_scheduler::{BackendClock, Origin};
 use hyper::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -27,9 +27,10 @@ pub async fn call(
     name: &str,
     arguments: Value,
     headers: &HeaderMap,
+    clock: Option<BackendClock>,
 ) -> Result<Value, ApiError> {
     match name {
-        tools::RUN => run(app, args(arguments)?, headers).await,
+        tools::RUN => run(app, args(arguments)?, headers, clock).await,
         tools::CATALOG => catalog_entry(app, args(arguments)?),
         tools::STATUS => {
             let StatusArgs { job_id } = args(arguments)?;
@@ -58,7 +59,12 @@ pub async fn call(
 }
 
 /// Runs a job and waits (bounded) for it: the finished job, or where it stands.
-async fn run(app: &Arc<App>, args: RunArgs, headers: &HeaderMap) -> Result<Value, ApiError> {
+async fn run(
+    app: &Arc<App>,
+    args: RunArgs,
+    headers: &HeaderMap,
+    clock: Option<BackendClock>,
+) -> Result<Value, ApiError> {
     require_key(app, headers, tools::RUN)?;
     let caller = app.access.identify(headers)?;
     let priority = match args.priority.as_deref() {
@@ -100,6 +106,7 @@ async fn run(app: &Arc<App>, args: RunArgs, headers: &HeaderMap) -> Result<Value
         webhook_url: None,
         idempotency,
         stream: None,
+        clock,
     };
     let accepted = app.intake(caller, request).await?;
     let id = accepted.record.id.clone();

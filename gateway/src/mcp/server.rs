@@ -7,6 +7,7 @@ use super::calls;
 use super::tools;
 use crate::app::App;
 use crate::error::ApiError;
+use gpubridge_scheduler::BackendClock;
 use hyper::http::request::Parts;
 use hyper::StatusCode;
 use rmcp::model::{
@@ -68,14 +69,12 @@ impl ServerHandler for GpuTools {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let headers = context
-            .extensions
-            .get::<Parts>()
-            .map(|parts| parts.headers.clone())
-            .unwrap_or_default();
+        let parts = context.extensions.get::<Parts>();
+        let headers = parts.map(|p| p.headers.clone()).unwrap_or_default();
+        let clock = parts.and_then(|p| p.extensions.get::<BackendClock>().cloned());
         let arguments = Value::Object(request.arguments.unwrap_or_default());
         let outcome = match self.app() {
-            Ok(app) => calls::call(&app, &request.name, arguments, &headers).await,
+            Ok(app) => calls::call(&app, &request.name, arguments, &headers, clock).await,
             Err(e) => Err(e),
         };
         Ok(result(outcome).into())

@@ -56,6 +56,7 @@ async fn chat(
         webhook_url: None,
         idempotency,
         stream: Some(tap),
+        clock: arrival.clock,
     };
     let accepted = app.intake(arrival.caller, request).await?;
     if let Some(user) = end_user {

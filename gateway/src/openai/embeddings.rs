@@ -44,6 +44,7 @@ async fn embed(
         webhook_url: None,
         idempotency,
         stream: Some(tap),
+        clock: arrival.clock,
     };
     let accepted = app.intake(arrival.caller, request).await?;
     if let Some(user) = &embeddings.user {

@@ -13,6 +13,7 @@ mod failover;
 mod ledger;
 mod limits;
 mod mcp;
+mod metrics;
 mod node_protocol;
 mod nodes;
 mod openai;

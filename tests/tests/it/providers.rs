@@ -6,14 +6,7 @@ use gpubridge_tests::{
 };
 use serde_json::{json, Value};
 
-const ALL: [&str; 6] = [
-    "groq",
-    "together",
-    "deepinfra",
-    "fireworks",
-    "replicate",
-    "jina",
-];
+use gpubridge_tests::ALL_PROVIDERS as ALL;
 
 async fn run(client: &JsonClient, daemon: &InProcess, service: &str, input: Value) -> Value {
     run_with(client, daemon, service, input, "fast").await
@@ -170,9 +163,7 @@ async fn inference_answers_inline() {
     let standin = Standin::start("sk-test").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = providers_config(&standin.base_url(), "sk-test", &["groq"]);
-    let mut options = DaemonOptions::new(dir.path().join("data"));
-    options.config = Some(&config);
-    let daemon = InProcess::start(options).await;
+    let daemon = InProcess::configured(dir.path(), &config).await;
     let client = JsonClient::new();
     let reply = client
         .post_json(
