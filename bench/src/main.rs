@@ -9,9 +9,12 @@
 
 mod burst;
 mod disk;
+mod failures;
 mod load;
+mod report;
 mod soak;
 mod streams;
+mod targets;
 mod x402;
 
 use anyhow::Context;
@@ -25,7 +28,6 @@ use hdrhistogram::Histogram;
 use load::{LoadResult, LoadSpec};
 use parking_lot::Mutex;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,6 +125,40 @@ struct Args {
     /// `burst`: bursts, one after another.
     #[arg(long, default_value_t = 5)]
     burst_rounds: usize,
+    /// Drive this endpoint instead of starting anything: `NAME=[SHAPE@]URL`,
+    /// loopback only; repeat it to compare systems at the same rates (each
+    /// rate runs on every target in turn). Ignores --scenarios.
+    #[arg(long)]
+    target: Vec<String>,
+    /// The request shape of targets that name none: inference, run,
+    /// openai-chat, openai-chat-stream.
+    #[arg(long, default_value = "inference")]
+    shape: String,
+    /// Targets the others are compared with, comma separated: added latency
+    /// is a target's minus the first baseline's that streams as it does, at
+    /// the same rate and percentile [default: targets named `direct` and
+    /// `direct-stream`].
+    #[arg(long, value_delimiter = ',')]
+    baseline: Vec<String>,
+    /// Rates for --target, comma separated [default: 500, 1000, 2000, … until
+    /// each target's p99 passes the largest bound].
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<f64>,
+    /// p99 bounds of the rate frontier, milliseconds.
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10")]
+    p99_bounds_ms: Vec<f64>,
+    /// The model asked for in --target requests.
+    #[arg(long, default_value = "meta-llama/Llama-3.3-70B-Instruct")]
+    model: String,
+    /// Sent as `Authorization: Bearer …` to every --target.
+    #[arg(long)]
+    bearer: Option<String>,
+    /// Writes the --target sweep here as JSON.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Writes the --target sweep here as one self-contained HTML page.
+    #[arg(long)]
+    html: Option<std::path::PathBuf>,
     /// `soak`: kill -9s of the daemon, evenly spaced.
     #[arg(long, default_value_t = 5)]
     daemon_kills: u32,
@@ -143,6 +179,9 @@ async fn main() -> anyhow::Result<()> {
         args.rate > 0.0 && args.seconds > 0,
         "--rate and --seconds must be positive"
     );
+    if !args.target.is_empty() {
+        return sweep(&args).await;
+    }
     if args.scenarios.trim() == "soak" {
         let clean = soak::soak(soak::SoakArgs {
             seconds: args.seconds,
@@ -228,6 +267,61 @@ async fn main() -> anyhow::Result<()> {
         };
         report(scenario_name(scenario), &result);
         request.report_failures();
+    }
+    Ok(())
+}
+
+/// `--target`: drives the named endpoints, reports, writes JSON and HTML.
+async fn sweep(args: &Args) -> anyhow::Result<()> {
+    let shape = args.shape.parse()?;
+    let targets = args
+        .target
+        .iter()
+        .map(|t| targets::Target::parse(t, shape))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let baselines = match args.baseline.is_empty() {
+        false => args.baseline.clone(),
+        true => targets
+            .iter()
+            .filter(|t| t.name == "direct" || t.name == "direct-stream")
+            .map(|t| t.name.clone())
+            .collect(),
+    };
+    for name in &baselines {
+        anyhow::ensure!(
+            targets.iter().any(|t| &t.name == name),
+            "--baseline {name} is not a --target"
+        );
+    }
+    let sweep = targets::Sweep {
+        targets,
+        baselines,
+        model: args.model.clone(),
+        bearer: args.bearer.clone(),
+        rates: args.rates.clone(),
+        seconds: args.seconds,
+        max_in_flight: args.max_in_flight,
+        bounds_ms: args.p99_bounds_ms.clone(),
+    };
+    let report = targets::run(&sweep).await?;
+    for frontier in &report.frontiers {
+        let bounds: Vec<String> = frontier
+            .p99_bound_ms
+            .iter()
+            .map(|(bound, rate)| match rate {
+                Some(rate) => format!("p99 ≤ {bound} ms up to {rate} req/s"),
+                None => format!("p99 ≤ {bound} ms at no rate tried"),
+            })
+            .collect();
+        println!("frontier {:<20} {}", frontier.target, bounds.join(", "));
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, report::html(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
@@ -420,7 +514,7 @@ struct Scenario {
     /// Jobs' own execution time, read from `/status` (for agents: the QUIC dispatch round trip).
     execution: Arc<Mutex<Histogram<u64>>>,
     /// Failed answers by status (0: no answer), with the first body seen.
-    failures: Arc<Mutex<BTreeMap<u16, (u64, String)>>>,
+    failures: failures::Failures,
     /// What x402 requests pay with, and the keyless client they are sent by.
     payments: Option<Arc<x402::Payments>>,
     anonymous: JsonClient,
@@ -449,7 +543,7 @@ fn scenario_request(
         gateway: gateway.into(),
         direct_url: format!("{}/chat/completions", standin.base_url()).into(),
         execution: Arc::new(Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?)),
-        failures: Arc::default(),
+        failures: Default::default(),
         payments,
         anonymous: JsonClient::new(),
     })
@@ -522,19 +616,12 @@ impl Scenario {
     }
 
     fn failed(&self, status: u16, body: &str) -> bool {
-        let mut failures = self.failures.lock();
-        let entry = failures
-            .entry(status)
-            .or_insert_with(|| (0, body.chars().take(200).collect()));
-        entry.0 += 1;
-        false
+        self.failures.record(status, body)
     }
 
     /// Says which answers failed, once per status; forgets them.
     fn report_failures(&self) {
-        for (status, (count, first)) in std::mem::take(&mut *self.failures.lock()) {
-            println!("{:<28} {count} answered {status}: {first}", "  failures");
-        }
+        self.failures.report();
     }
 
     async fn run_and_poll(&self, client: &JsonClient, service: &str) -> bool {
