@@ -150,9 +150,13 @@ impl App {
                 format!("No endpoint at {path}"),
                 "The OpenAI-compatible routes here: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models.",
             )),
-            Route::Mcp => Ok(crate::mcp::handle(self, request).await),
-            Route::Dashboard(page) => Ok(crate::dashboard::handle(self, request, page).await),
-            account_or_admin => self.account_or_admin(account_or_admin, request).await,
+            // Cold routes with large futures are boxed: every request's future
+            // is as large as its largest branch, and is moved as a whole.
+            Route::Mcp => Ok(Box::pin(crate::mcp::handle(self, request)).await),
+            Route::Dashboard(page) => {
+                Ok(Box::pin(crate::dashboard::handle(self, request, page)).await)
+            }
+            account_or_admin => Box::pin(self.account_or_admin(account_or_admin, request)).await,
         };
         (label, result.unwrap_or_else(shape))
     }

@@ -64,11 +64,12 @@ impl App {
         let app = self.clone();
         let idempotency = request.idempotency;
         // From here credits are reserved and a job written: finish even if the client leaves.
-        let admitted = tokio::spawn(async move {
+        // Boxed: spawning moves the future, and this one is large.
+        let admitted = tokio::spawn(Box::pin(async move {
             app.access
                 .accept(&app.scheduler, &caller, prepared, idempotency.as_ref())
                 .await
-        })
+        }))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "admission task failed");
