@@ -18,7 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub struct App {
     pub scheduler: Scheduler,
@@ -72,25 +72,25 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
 }
 
 impl App {
-    pub async fn handle(self: Arc<Self>, mut request: Request<Incoming>) -> HttpResponse {
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
         let started = Instant::now();
-        let clock = BackendClock::default();
-        request.extensions_mut().insert(clock.clone());
-        let (label, mut response) = self.dispatch(request).await;
+        let (label, mut response, clock) = self.dispatch(request).await;
+        let on_backends = clock.map_or(Duration::ZERO, |clock| clock.spent());
         if self.tls.is_some() {
             response
                 .headers_mut()
                 .insert(STRICT_TRANSPORT_SECURITY, HSTS);
         }
         self.metrics
-            .observe(label, response.status(), started.elapsed(), clock.spent());
+            .observe(label, response.status(), started.elapsed(), on_backends);
         response
     }
 
+    /// The route's answer, and the clock of the jobs it submitted, if it may.
     async fn dispatch(
         self: &Arc<Self>,
         mut request: Request<Incoming>,
-    ) -> (RouteLabel, HttpResponse) {
+    ) -> (RouteLabel, HttpResponse, Option<BackendClock>) {
         let path = request.uri().path().to_string();
         let Some((route, methods)) = route(&path) else {
             let error = ApiError::new(
@@ -98,7 +98,7 @@ impl App {
                 format!("No endpoint at {path}"),
                 "Endpoints: POST /run, POST /inference, GET /status/:job_id, POST /cancel/:job_id, GET /catalog, GET /catalog/estimate, /account/*, GET /health, GET /metrics.",
             );
-            return (RouteLabel::Other, error.into_response());
+            return (RouteLabel::Other, error.into_response(), None);
         };
         let label = route.label();
         let shape: fn(ApiError) -> HttpResponse = match route.is_openai() {
@@ -109,16 +109,22 @@ impl App {
             return (
                 label,
                 shape(method_not_allowed(request.method(), &path, methods)),
+                None,
             );
         }
         if route.is_limited() {
             if let Err(refused) = self.check_rate(&request) {
-                return (label, shape(refused));
+                return (label, shape(refused), None);
             }
         }
         request
             .extensions_mut()
             .insert(route.body_rules(&self.http));
+        let clock = route.submits_jobs().then(|| {
+            let clock = BackendClock::default();
+            request.extensions_mut().insert(clock.clone());
+            clock
+        });
         let result = match route {
             Route::Run => handlers::run::handle(self, request).await,
             Route::Inference => handlers::inference::handle(self, request).await,
@@ -158,7 +164,7 @@ impl App {
             }
             account_or_admin => Box::pin(self.account_or_admin(account_or_admin, request)).await,
         };
-        (label, result.unwrap_or_else(shape))
+        (label, result.unwrap_or_else(shape), clock)
     }
 
     /// A request with a valid API key spends its account's tokens; any other

@@ -28,24 +28,31 @@ pub enum RouteLabel {
     Other,
 }
 
-/// Streamed answers are timed to their first byte.
-const ROUTES: [(RouteLabel, &str); 15] = [
-    (RouteLabel::Run, "/run"),
-    (RouteLabel::Inference, "/inference"),
-    (RouteLabel::Status, "/status"),
-    (RouteLabel::Cancel, "/cancel"),
-    (RouteLabel::Catalog, "/catalog"),
-    (RouteLabel::Estimate, "/catalog/estimate"),
-    (RouteLabel::Health, "/health"),
-    (RouteLabel::Metrics, "/metrics"),
-    (RouteLabel::Account, "/account"),
-    (RouteLabel::Admin, "/admin"),
-    (RouteLabel::ChatCompletions, "/v1/chat/completions"),
-    (RouteLabel::Embeddings, "/v1/embeddings"),
-    (RouteLabel::Models, "/v1/models"),
-    (RouteLabel::Mcp, "/mcp"),
-    (RouteLabel::Other, "other"),
-];
+impl RouteLabel {
+    /// How it is labelled; streamed answers are timed to their first byte.
+    fn name(self) -> &'static str {
+        match self {
+            RouteLabel::Run => "/run",
+            RouteLabel::Inference => "/inference",
+            RouteLabel::Status => "/status",
+            RouteLabel::Cancel => "/cancel",
+            RouteLabel::Catalog => "/catalog",
+            RouteLabel::Estimate => "/catalog/estimate",
+            RouteLabel::Health => "/health",
+            RouteLabel::Metrics => "/metrics",
+            RouteLabel::Account => "/account",
+            RouteLabel::Admin => "/admin",
+            RouteLabel::ChatCompletions => "/v1/chat/completions",
+            RouteLabel::Embeddings => "/v1/embeddings",
+            RouteLabel::Models => "/v1/models",
+            RouteLabel::Mcp => "/mcp",
+            RouteLabel::Other => "other",
+        }
+    }
+}
+
+/// One entry per route: `Other` is the last variant, so every discriminant indexes it.
+const ROUTE_COUNT: usize = RouteLabel::Other as usize + 1;
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Per route: request counts by status class, latency, and overhead. Each
@@ -55,7 +62,7 @@ pub struct HttpMetrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     overhead: HistogramVec,
-    routes: Vec<RouteSeries>,
+    routes: [RouteSeries; ROUTE_COUNT],
 }
 
 #[derive(Default)]
@@ -105,7 +112,7 @@ impl HttpMetrics {
             requests,
             latency,
             overhead,
-            routes: ROUTES.iter().map(|_| RouteSeries::default()).collect(),
+            routes: std::array::from_fn(|_| RouteSeries::default()),
         })
     }
 
@@ -117,10 +124,7 @@ impl HttpMetrics {
         elapsed: Duration,
         on_backends: Duration,
     ) {
-        let (index, name) = (route as usize, ROUTES[route as usize].1);
-        let Some(series) = self.routes.get(index) else {
-            return;
-        };
+        let (series, name) = (&self.routes[route as usize], route.name());
         let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
         series.requests[class]
             .get_or_init(|| self.requests.with_label_values(&[name, CLASSES[class]]))

@@ -192,6 +192,17 @@ impl Route<'_> {
         !matches!(self, Route::Health | Route::Metrics)
     }
 
+    /// Routes that may submit jobs: their requests carry a [`BackendClock`], so
+    /// their overhead is their time less their jobs' time on backends.
+    ///
+    /// [`BackendClock`]: gpubridge_scheduler::BackendClock
+    pub fn submits_jobs(&self) -> bool {
+        matches!(
+            self,
+            Route::Run | Route::Inference | Route::ChatCompletions | Route::Embeddings | Route::Mcp
+        )
+    }
+
     /// Routes whose errors take OpenAI's shape.
     pub fn is_openai(&self) -> bool {
         matches!(

@@ -27,6 +27,8 @@ pub struct DbHandle {
     tables: Vec<Table>,
     /// A write failed: writes need a reopen before they can succeed.
     broken: AtomicBool,
+    /// Closed for good: reads are refused and nothing reopens it.
+    closed: AtomicBool,
 }
 
 pub fn backend(e: rocksdb::Error) -> StoreError {
@@ -73,14 +75,31 @@ impl DbHandle {
             path,
             tables: tables.to_vec(),
             broken: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         }
     }
 
     pub fn current(&self) -> Result<Arc<DB>, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
         self.current
             .read()
             .clone()
             .ok_or_else(|| StoreError::Unavailable("the database is being reopened".into()))
+    }
+
+    /// Closes the database for good once in-flight reads let go of it, so that
+    /// the directory's lock is free even while something still holds the store
+    /// (a restart within one process opens the same directory again). Blocks.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Some(db) = self.current.write().take() {
+            if let Err(db) = sole_owner(db, READERS_GRACE) {
+                tracing::warn!(path = %self.path.display(), "reads still running at close; the last one closes the database");
+                drop(db);
+            }
+        }
     }
 
     pub fn mark_broken(&self) {
@@ -91,21 +110,19 @@ impl DbHandle {
     /// the database, which clears RocksDB's stopped state. `Ok(false)` when it
     /// was not needed or not yet possible.
     pub fn recover(&self) -> Result<bool, StoreError> {
-        if !self.broken.load(Ordering::Acquire) || self.free_bytes() < MIN_FREE_BYTES {
+        if !self.broken.load(Ordering::Acquire)
+            || self.closed.load(Ordering::Acquire)
+            || self.free_bytes() < MIN_FREE_BYTES
+        {
             return Ok(false);
         }
         let Some(old) = self.current.write().take() else {
             return self.reopen().map(|()| true);
         };
-        let deadline = Instant::now() + READERS_GRACE;
-        while Arc::strong_count(&old) > 1 {
-            if Instant::now() > deadline {
-                *self.current.write() = Some(old);
-                return Ok(false);
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        if let Err(old) = sole_owner(old, READERS_GRACE) {
+            *self.current.write() = Some(old);
+            return Ok(false);
         }
-        drop(old);
         self.reopen().map(|()| true)
     }
 
@@ -122,4 +139,18 @@ impl DbHandle {
             .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
             .unwrap_or(0)
     }
+}
+
+/// Waits up to `grace` for readers to drop their clones of `db`, then drops it
+/// (closing the database); gives it back if they did not.
+fn sole_owner(db: Arc<DB>, grace: Duration) -> Result<(), Arc<DB>> {
+    let deadline = Instant::now() + grace;
+    while Arc::strong_count(&db) > 1 {
+        if Instant::now() > deadline {
+            return Err(db);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(db);
+    Ok(())
 }

@@ -342,10 +342,15 @@ impl Kv for RocksKv {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         let writer = self.stop();
+        let db = self.db.clone();
         Box::pin(async move {
-            if let Some(writer) = writer {
-                let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-            }
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(writer) = writer {
+                    let _ = writer.join();
+                }
+                db.close();
+            })
+            .await;
         })
     }
 }

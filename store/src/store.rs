@@ -295,4 +295,35 @@ mod tests {
             Err(StoreError::ReadOnly)
         ));
     }
+
+    /// A restart within one process: the old store may still be referenced
+    /// (a task not yet dropped), yet once closed its directory opens again.
+    #[tokio::test]
+    async fn a_closed_store_frees_its_directory_while_still_referenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            RocksKv::open(
+                dir.path(),
+                &[T],
+                RocksOptions::default(),
+                StoreMetrics::new(),
+            )
+        };
+        let first = Store::new(Arc::new(open().unwrap()));
+        let mut writes = WriteSet::new();
+        writes.put_record(T, "k", &Thing(1));
+        first.commit(writes).await.unwrap();
+        let lingering = first.clone();
+        first.close().await;
+        assert!(matches!(
+            lingering.get::<Thing>(T, b"k".to_vec()).await,
+            Err(StoreError::Closed)
+        ));
+        let second = Store::new(Arc::new(open().expect("the directory is free")));
+        assert_eq!(
+            second.get::<Thing>(T, b"k".to_vec()).await.unwrap(),
+            Some(Thing(1))
+        );
+        drop(lingering);
+    }
 }

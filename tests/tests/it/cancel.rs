@@ -247,9 +247,7 @@ async fn prefer_wait_answers_finished_jobs_and_falls_back_to_202() {
         "request_timeout_seconds = 2",
         "request_timeout_seconds = 10",
     );
-    let mut options = DaemonOptions::new(dir.path().join("data"));
-    options.config = Some(&config);
-    let daemon = InProcess::start(options).await;
+    let daemon = InProcess::configured(dir.path(), &config).await;
     let client = JsonClient::new();
     let run = daemon.url("/run");
 

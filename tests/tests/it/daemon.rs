@@ -62,9 +62,7 @@ async fn an_unreadable_record_is_a_counted_500_not_a_404() {
 async fn connections_beyond_the_cap_wait_for_room() {
     let dir = tempfile::tempdir().unwrap();
     let config = "[http]\nmax_connections = 2\n";
-    let mut options = DaemonOptions::new(dir.path().join("data"));
-    options.config = Some(config);
-    let daemon = InProcess::start(options).await;
+    let daemon = InProcess::configured(dir.path(), config).await;
     let addr = daemon.base.trim_start_matches("http://").to_string();
     let first = std::net::TcpStream::connect(&addr).unwrap();
     let second = std::net::TcpStream::connect(&addr).unwrap();

@@ -1,7 +1,7 @@
 //! Failure injection: a provider answering 5xx, hanging past the attempt timeout,
 //! or returning garbage fails over to another backend and trips its breaker.
 
-use gpubridge_tests::{wait_terminal, Behavior, DaemonOptions, InProcess, JsonClient, Standin};
+use gpubridge_tests::{wait_terminal, Behavior, InProcess, JsonClient, Standin};
 use serde_json::{json, Value};
 
 /// Two providers serving the same model from separate stand-ins. With
@@ -54,9 +54,7 @@ async fn failures_fail_over_and_trip_the_breaker() {
         healthy.set_behavior(Behavior::Slow(SLOWER));
         let dir = tempfile::tempdir().unwrap();
         let config = config(&flaky, &healthy);
-        let mut options = DaemonOptions::new(dir.path().join("data"));
-        options.config = Some(&config);
-        let daemon = InProcess::start(options).await;
+        let daemon = InProcess::configured(dir.path(), &config).await;
         let client = JsonClient::new();
 
         for _ in 0..2 {
@@ -111,9 +109,7 @@ async fn a_job_fails_only_when_no_candidate_is_left_with_every_reason() {
     also_flaky.set_behavior(Behavior::Garbage);
     let dir = tempfile::tempdir().unwrap();
     let config = config(&flaky, &also_flaky);
-    let mut options = DaemonOptions::new(dir.path().join("data"));
-    options.config = Some(&config);
-    let daemon = InProcess::start(options).await;
+    let daemon = InProcess::configured(dir.path(), &config).await;
     let client = JsonClient::new();
     let done = llm_job(&client, &daemon).await;
     assert_eq!(done["status"], "failed");
@@ -150,9 +146,7 @@ async fn rejected_requests_do_not_trip_the_breaker() {
     healthy.set_behavior(Behavior::Slow(SLOWER));
     let dir = tempfile::tempdir().unwrap();
     let config = config(&rejecting, &healthy);
-    let mut options = DaemonOptions::new(dir.path().join("data"));
-    options.config = Some(&config);
-    let daemon = InProcess::start(options).await;
+    let daemon = InProcess::configured(dir.path(), &config).await;
     let client = JsonClient::new();
     for _ in 0..3 {
         let done = llm_job(&client, &daemon).await;
@@ -186,9 +180,7 @@ async fn each_phase_of_a_stalled_call_has_its_own_limit() {
             "request_timeout_seconds = 60\nheaders_timeout_ms = 400\nfirst_byte_timeout_ms = 400\nidle_timeout_ms = 400\n",
             1,
         );
-        let mut options = DaemonOptions::new(dir.path().join("data"));
-        options.config = Some(&config);
-        let daemon = InProcess::start(options).await;
+        let daemon = InProcess::configured(dir.path(), &config).await;
         let client = JsonClient::new();
         let job = llm_job(&client, &daemon).await;
         assert_eq!(job["status"], "completed", "{behavior:?}: {job}");

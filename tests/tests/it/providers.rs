@@ -1,9 +1,7 @@
 //! Real jobs through every adapter against the local stand-in, which speaks the
 //! providers' documented formats: /run and /inference end to end.
 
-use gpubridge_tests::{
-    providers_config, wait_terminal, DaemonOptions, InProcess, JsonClient, Standin,
-};
+use gpubridge_tests::{providers_config, wait_terminal, InProcess, JsonClient, Standin};
 use serde_json::{json, Value};
 
 use gpubridge_tests::ALL_PROVIDERS as ALL;
@@ -39,9 +37,7 @@ async fn every_adapter_completes_real_jobs() {
     let standin = Standin::start("sk-test").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = providers_config(&standin.base_url(), "sk-test", &ALL);
-    let mut options = DaemonOptions::new(dir.path().join("data"));
-    options.config = Some(&config);
-    let daemon = InProcess::start(options).await;
+    let daemon = InProcess::configured(dir.path(), &config).await;
     let client = JsonClient::new();
 
     let llm = run(

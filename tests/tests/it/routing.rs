@@ -3,7 +3,7 @@
 //! `/status` says which backend was chosen, what it was expected to cost there,
 //! and what it cost.
 
-use gpubridge_tests::{wait_terminal, Behavior, DaemonOptions, InProcess, JsonClient, Standin};
+use gpubridge_tests::{wait_terminal, Behavior, InProcess, JsonClient, Standin};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -36,9 +36,7 @@ async fn cheap_minimises_price_times_learned_duration() {
         deepinfra.base_url()
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut options = DaemonOptions::new(dir.path().join("data"));
-    options.config = Some(&config);
-    let daemon = InProcess::start(options).await;
+    let daemon = InProcess::configured(dir.path(), &config).await;
     let client = JsonClient::new();
 
     // Nothing learned yet: equal expected durations, so the lower price wins.

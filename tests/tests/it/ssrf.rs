@@ -4,7 +4,7 @@
 //! rebinding's end state) reaches nothing. Literal addresses are checked too.
 
 use gpubridge_tests::receiver::{assert_loopback_name, LOOPBACK_NAME};
-use gpubridge_tests::{wait_terminal, DaemonOptions, InProcess, JsonClient, Standin};
+use gpubridge_tests::{wait_terminal, InProcess, JsonClient, Standin};
 use serde_json::json;
 
 #[tokio::test]
@@ -17,9 +17,7 @@ async fn media_on_private_addresses_is_never_fetched() {
         standin.base_url()
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut options = DaemonOptions::new(dir.path().join("data"));
-    options.config = Some(&config);
-    let daemon = InProcess::start(options).await;
+    let daemon = InProcess::configured(dir.path(), &config).await;
     let client = JsonClient::new();
     let port = standin.addr.port();
     for url in [

@@ -192,9 +192,7 @@ async fn a_kill_9_between_attempts_resumes_delivery_with_one_success() {
 #[tokio::test]
 async fn gone_stops_and_redirects_are_not_followed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = DaemonOptions::new(dir.path().join("data"));
-    options.config = Some(QUICK);
-    let daemon = InProcess::start(options).await;
+    let daemon = InProcess::configured(dir.path(), QUICK).await;
     let client = JsonClient::new();
 
     let gone = Receiver::start(vec![], Answer::Status(410)).await;
@@ -222,9 +220,7 @@ async fn gone_stops_and_redirects_are_not_followed() {
 #[tokio::test]
 async fn names_resolving_to_loopback_are_refused_at_delivery() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = DaemonOptions::new(dir.path().join("data"));
-    options.config = Some("[webhooks]\nfirst_retry_seconds = 1.0\n");
-    let daemon = InProcess::start(options).await;
+    let daemon = InProcess::configured(dir.path(), "[webhooks]\nfirst_retry_seconds = 1.0\n").await;
     let client = JsonClient::new();
     let receiver = Receiver::start(vec![], Answer::Status(200)).await;
     // A literal loopback address is refused when the job is submitted...
