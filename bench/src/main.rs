@@ -5,12 +5,16 @@
 //! default; closed loop with `--clients N`; `--capacity` finds the highest rate
 //! whose p99 stays under `--p99-ms`. With `--agents N` it also starts N
 //! `gpubridge-agent` processes and `echo` runs on them: scheduler → QUIC →
-//! agent and back. `history` measures `/account/jobs` paging at depth.
+//! agent and back. `history` measures `/account/jobs` paging at depth;
+//! `fleet` measures the scheduler with up to thousands of simulated agents.
 
 mod burst;
 mod disk;
 mod failures;
+mod fleet;
 mod load;
+mod procstat;
+mod queue;
 mod report;
 mod soak;
 mod streams;
@@ -57,7 +61,13 @@ struct Args {
     /// --retention-seconds), soak (the fault-injection soak with its own
     /// daemon, stand-ins and --agents, audited from disk; run alone), burst
     /// (--burst-connections clients connect at one instant, one `/health`
-    /// each: the listen backlog under a connection storm).
+    /// each: the listen backlog under a connection storm), fleet (simulated
+    /// agents over QUIC, a fresh daemon per --fleet-sizes entry: join time,
+    /// CPU per heartbeat, memory per agent, dispatch latency at --rate, and
+    /// how fast a silent agent's jobs move; run alone), queue (--queue-jobs
+    /// LLM jobs waiting on hanging providers: memory per waiting job, and
+    /// /run and /status latency at --rate with the queues empty and full; run
+    /// alone).
     #[arg(long, default_value = "direct,inference,run,echo,paid")]
     scenarios: String,
     /// Use an already running gateway (its Groq base URL must point at --upstream).
@@ -119,6 +129,15 @@ struct Args {
     /// `disk`: seconds between samples of the data directory's size.
     #[arg(long, default_value_t = 30)]
     sample_seconds: u64,
+    /// `fleet`: the fleet sizes measured, comma separated.
+    #[arg(long, default_value = "1,10,100,1000")]
+    fleet_sizes: String,
+    /// `fleet`: seconds of each idle window (CPU per heartbeat, memory per agent).
+    #[arg(long, default_value_t = 5)]
+    idle_seconds: u64,
+    /// `queue`: LLM jobs left waiting across the providers.
+    #[arg(long, default_value_t = 100_000)]
+    queue_jobs: u64,
     /// `burst`: clients connecting at once.
     #[arg(long, default_value_t = 1024)]
     burst_connections: usize,
@@ -194,6 +213,33 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         anyhow::ensure!(clean, "the soak's audit found discrepancies");
         return Ok(());
+    }
+    if args.scenarios.trim() == "fleet" {
+        let fleet_args = fleet::FleetArgs {
+            sizes: args
+                .fleet_sizes
+                .split(',')
+                .map(|n| n.trim().parse::<usize>().context("--fleet-sizes"))
+                .collect::<anyhow::Result<_>>()?,
+            rate: args.rate,
+            seconds: args.seconds,
+            idle_seconds: args.idle_seconds,
+            sync_writes: args.sync_writes,
+            daemon_bin: args.daemon_bin.clone(),
+        };
+        fleet::print_header(&fleet_args);
+        fleet::run(&fleet_args).await?;
+        return Ok(());
+    }
+    if args.scenarios.trim() == "queue" {
+        return queue::run(&queue::QueueArgs {
+            jobs: args.queue_jobs,
+            rate: args.rate,
+            seconds: args.seconds,
+            sync_writes: args.sync_writes,
+            daemon_bin: args.daemon_bin.clone(),
+        })
+        .await;
     }
     let standin = match &args.gateway {
         Some(_) => Standin::start_on(args.upstream, KEY).await,

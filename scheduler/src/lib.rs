@@ -22,6 +22,7 @@ mod config;
 mod estimate;
 mod estimates;
 mod executor;
+mod flag;
 mod hooks;
 mod http;
 mod job;

@@ -3,6 +3,7 @@
 //! polls that follow completion are answered without touching disk.
 
 use crate::clock::BackendClock;
+use crate::flag::Flag;
 use crate::job::{now_ms, JobRecord};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -11,32 +12,30 @@ use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 pub(crate) struct LiveJob {
     pub record: Mutex<JobRecord>,
     /// Turns `true` once the job is terminal and persisted.
-    pub done: watch::Sender<bool>,
-    /// Turns `true` when its owner cancels it.
-    cancel: watch::Sender<bool>,
+    pub done: Flag,
+    /// Set when its owner cancels it.
+    cancel: Flag,
     /// Its submitting request's, which counts time spent on backends.
     pub clock: Option<BackendClock>,
 }
 
 impl LiveJob {
     pub fn cancel(&self) {
-        self.cancel.send_replace(true);
+        self.cancel.set();
     }
 
     pub fn is_cancelled(&self) -> bool {
-        *self.cancel.borrow()
+        self.cancel.is_set()
     }
 
     /// Resolves once the job is cancelled.
     pub async fn cancelled(&self) {
-        let mut receiver = self.cancel.subscribe();
-        // The sender lives as long as `self`: this only ends by cancelling.
-        let _ = receiver.wait_for(|cancelled| *cancelled).await;
+        self.cancel.wait().await;
     }
 }
 
@@ -134,8 +133,8 @@ impl LiveJobs {
     pub fn insert(&self, record: JobRecord, clock: Option<BackendClock>) -> Arc<LiveJob> {
         let live = Arc::new(LiveJob {
             record: Mutex::new(record),
-            done: watch::channel(false).0,
-            cancel: watch::channel(false).0,
+            done: Flag::default(),
+            cancel: Flag::default(),
             clock,
         });
         let id = live.record.lock().id.clone();

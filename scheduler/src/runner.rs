@@ -35,7 +35,9 @@ pub(crate) fn spawn(
     inner.metrics.pending.inc();
     tokio::spawn(async move {
         let outcome = attempt_all(&inner, &live, &input, stream.as_ref()).await;
-        finish(&inner, &live, outcome, stream.as_ref()).await;
+        // Boxed, as is each attempt's execution: a job waiting in a queue then
+        // holds only what waiting needs (BENCHMARKS.md, queue scale).
+        Box::pin(finish(&inner, &live, outcome, stream.as_ref())).await;
         drop(stream);
     });
 }
@@ -242,7 +244,7 @@ async fn attempt(inner: &Inner, live: &LiveJob, plan: &Plan<'_>, route: &Route) 
         progress: &progress,
     };
     let started_ms = now_ms();
-    let result = execute(backend, &call, budget, plan.stream, live).await;
+    let result = Box::pin(execute(backend, &call, budget, plan.stream, live)).await;
     drop(slot);
     drop(on_backend);
     let attempt = Attempt {
@@ -463,7 +465,7 @@ async fn finish(
     }
     let (id, owner) = (record.id.clone(), record.owner);
     *live.record.lock() = record;
-    live.done.send_replace(true);
+    live.done.set();
     inner.live.finished(&id, owner);
 }
 

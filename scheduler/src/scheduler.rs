@@ -509,13 +509,8 @@ impl Scheduler {
 
     /// Waits up to `wait` for a job to finish; returns its state either way.
     pub async fn wait(&self, id: &JobId, wait: Duration) -> Result<Option<JobRecord>, StoreError> {
-        let receiver = self
-            .inner
-            .live
-            .get(id.as_str())
-            .map(|live| live.done.subscribe());
-        if let Some(mut receiver) = receiver {
-            let _ = tokio::time::timeout(wait, receiver.wait_for(|done| *done)).await;
+        if let Some(live) = self.inner.live.get(id.as_str()) {
+            let _ = tokio::time::timeout(wait, live.done.wait()).await;
         }
         self.status(id).await
     }
@@ -533,14 +528,11 @@ impl Scheduler {
             let stored = crate::jobs::get(&self.inner.store, id).await?;
             return Ok(stored.map(Cancellation::AlreadyEnded));
         };
-        let mut done = live.done.subscribe();
-        if *done.borrow_and_update() {
+        if live.done.is_set() {
             return Ok(Some(Cancellation::AlreadyEnded(live.record.lock().clone())));
         }
         live.cancel();
-        let finished = tokio::time::timeout(wait, done.wait_for(|done| *done))
-            .await
-            .is_ok();
+        let finished = tokio::time::timeout(wait, live.done.wait()).await.is_ok();
         let record = live.record.lock().clone();
         Ok(Some(match (finished, record.status) {
             (false, _) => Cancellation::Cancelling(record),

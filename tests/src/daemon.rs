@@ -187,6 +187,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id, for sampling its CPU time and memory.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -12,6 +12,7 @@ mod daemon;
 pub mod dashboard;
 pub mod disk;
 pub mod facilitator;
+pub mod fleet;
 mod inprocess;
 mod process;
 pub mod receiver;

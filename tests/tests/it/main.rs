@@ -10,6 +10,7 @@ mod daemon;
 mod dashboard;
 mod echo;
 mod failover;
+mod fleet;
 mod ledger;
 mod limits;
 mod mcp;
