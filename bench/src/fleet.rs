@@ -37,6 +37,8 @@ pub struct FleetArgs {
 pub struct FleetRow {
     agents: usize,
     join: Duration,
+    /// The daemon's CPU while the fleet joined.
+    join_cpu: Duration,
     idle_cpu_percent: f64,
     cpu_us_per_heartbeat: f64,
     /// What one clock tick of `/proc` CPU time is per heartbeat: the figure's resolution.
@@ -87,8 +89,8 @@ pub fn print_header(args: &FleetArgs) {
         args.rate, args.seconds, args.idle_seconds, args.sync_writes
     );
     println!(
-        "{:>6} {:>8} {:>9} {:>14} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}  silent agent: jobs moved, detected, all moved",
-        "agents", "join ms", "idle CPU", "µs/beat", "RSS MB", "KB/agent", "disp p50", "disp p99", "disp max", "/run p99", "failed"
+        "{:>6} {:>8} {:>11} {:>9} {:>14} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}  silent agent: jobs moved, detected, all moved",
+        "agents", "join ms", "join CPU ms", "idle CPU", "µs/beat", "RSS MB", "KB/agent", "disp p50", "disp p99", "disp max", "/run p99", "failed"
     );
 }
 
@@ -106,9 +108,10 @@ fn print_row(row: &FleetRow) {
         },
     );
     println!(
-        "{:>6} {:>8} {:>8.1}% {:>14} {:>8.1} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>7}  {silence}",
+        "{:>6} {:>8} {:>11} {:>8.1}% {:>14} {:>8.1} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>7}  {silence}",
         row.agents,
         row.join.as_millis(),
+        row.join_cpu.as_millis(),
         row.idle_cpu_percent,
         format!(
             "{:.1}±{:.1}",
@@ -151,8 +154,10 @@ async fn one_size(args: &FleetArgs, agents: usize) -> anyhow::Result<FleetRow> {
         .parse()?;
     let started = Instant::now();
     let specs = (0..agents).map(agent_spec).collect();
+    let cpu_before = cpu_seconds(pid)?;
     let fleet = SimFleet::join(scheduler, &token, specs, on_arrival).await?;
     let join = started.elapsed();
+    let join_cpu = Duration::from_secs_f64((cpu_seconds(pid)? - cpu_before).max(0.0));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (cpu, beats) = idle_window(pid, idle, || fleet.heartbeats()).await?;
     let rss = rss_bytes(pid)?;
@@ -184,6 +189,7 @@ async fn one_size(args: &FleetArgs, agents: usize) -> anyhow::Result<FleetRow> {
     Ok(FleetRow {
         agents,
         join,
+        join_cpu,
         idle_cpu_percent: cpu / idle.as_secs_f64() * 100.0,
         cpu_us_per_heartbeat: (cpu - base_cpu).max(0.0) * 1e6 / beats.max(1) as f64,
         cpu_resolution_us: crate::procstat::TICK_SECONDS * 1e6 / beats.max(1) as f64,

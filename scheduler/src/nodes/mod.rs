@@ -118,7 +118,10 @@ impl NodePool {
         let old = self
             .sessions
             .insert(session.node_id.clone(), session.clone());
-        self.refresh();
+        self.refresh(&session);
+        if let Some(old) = &old {
+            self.refresh(old);
+        }
         old
     }
 
@@ -126,7 +129,7 @@ impl NodePool {
     pub(crate) fn remove(&self, session: &Session) {
         self.sessions
             .remove_if(&session.node_id, |_, current| current.id == session.id);
-        self.refresh();
+        self.refresh(session);
     }
 
     /// Marks a node draining: no new jobs; `true` if it is connected.
@@ -136,19 +139,24 @@ impl NodePool {
         };
         session.draining.store(true, Ordering::Release);
         session.drain_requested.notify_one();
-        self.refresh();
+        self.refresh(&session);
         true
     }
 
-    /// Recomputes each fleet's liveness and capacity from its sessions, and wakes
-    /// jobs waiting for a slot: the agent they wait on may have left, or a new one
-    /// may serve them.
-    pub(crate) fn refresh(&self) {
-        let sessions = self.sessions();
-        for ((tier, service), fleet) in &self.fleets {
-            let slots: u32 = sessions
+    /// Recomputes the liveness and capacity of the fleets `session` belongs to
+    /// (it joined, left or is draining), and wakes their jobs waiting for a
+    /// slot: the agent they wait on may have left, or a new one may serve them.
+    /// Other fleets did not change, so a join costs one pass over the sessions
+    /// per service it offers, not one per fleet of the catalog.
+    pub(crate) fn refresh(&self, session: &Session) {
+        for service in session.services.keys() {
+            let Some(fleet) = self.fleets.get(&(session.tier, service.clone())) else {
+                continue;
+            };
+            let slots: u32 = self
+                .sessions
                 .iter()
-                .filter(|s| s.tier == *tier && s.serves(service, None))
+                .filter(|s| s.tier == session.tier && s.serves(service, None))
                 .filter_map(|s| s.services.get(service).map(|slots| slots.slots))
                 .sum();
             if let Some(backend) = fleet.backend.get().and_then(Weak::upgrade) {

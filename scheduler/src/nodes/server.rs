@@ -172,7 +172,7 @@ async fn control_loop(
                 }
                 Ok(Some(AgentMessage::Draining)) => {
                     session.draining.store(true, Ordering::Release);
-                    pool.refresh();
+                    pool.refresh(session);
                     tracing::info!(node = %session.node_id, "agent draining");
                 }
                 Ok(Some(AgentMessage::Register(_))) => {
