@@ -264,18 +264,14 @@ async fn silence_one(
     spec: &LoadSpec,
     probe: &Arc<Probe>,
 ) -> anyhow::Result<Silence> {
-    let at = Arc::new(Mutex::new(None));
-    let silencer = {
-        let at = at.clone();
-        async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let victim = fleet.busiest();
-            *at.lock() = Some((victim, fleet.silence(victim)));
-        }
+    let silencer = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let victim = fleet.busiest();
+        (victim, fleet.silence(victim))
     };
-    let (submitted, ()) = tokio::join!(submit(client, daemon, fleet, spec, probe), silencer);
+    let (submitted, (victim, silenced)) =
+        tokio::join!(submit(client, daemon, fleet, spec, probe), silencer);
     submitted?;
-    let (victim, silenced) = (*at.lock()).context("silenced")?;
     let (closed, why) = fleet
         .closed(victim)
         .context("the silent agent was never dropped")?;
