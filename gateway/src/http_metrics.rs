@@ -25,6 +25,7 @@ pub enum RouteLabel {
     Embeddings,
     Models,
     Mcp,
+    /// Stays the last variant: it sizes the per-route series (`ROUTE_COUNT`).
     Other,
 }
 
