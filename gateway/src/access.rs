@@ -111,13 +111,17 @@ impl Access {
         caller: &Caller,
         job: PreparedJob,
         idempotency: Option<&IdempotencyClaim>,
+        inline: bool,
     ) -> Result<Admitted, ApiError> {
         let (accounts, x402) = match self {
             Access::Open => {
-                let record = scheduler
-                    .submit(job, None, WriteSet::new())
-                    .await
-                    .map_err(|e| ApiError::from_scheduler(scheduler, e))?;
+                // A replay must find the job on disk; so must a webhook.
+                let write_once = inline && idempotency.is_none() && job.webhook_url.is_none();
+                let record = match write_once {
+                    true => scheduler.start_unwritten(job),
+                    false => scheduler.submit(job, None, WriteSet::new()).await,
+                }
+                .map_err(|e| ApiError::from_scheduler(scheduler, e))?;
                 return Ok(Admitted::unpaid(Admission::Accepted(Box::new(record))));
             }
             Access::Accounts { accounts, x402 } => (accounts, x402),

@@ -14,6 +14,11 @@ use hyper::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
 
+/// The hint when a job that outlived its inline wait could not be written
+/// (and so was stopped), or could not be read back.
+pub const UNFINISHED_HINT: &str =
+    "The job could not be saved or read back, and was stopped if it was running; retry shortly.";
+
 pub struct IntakeRequest {
     pub service: String,
     pub input: Value,
@@ -26,6 +31,10 @@ pub struct IntakeRequest {
     pub stream: Option<StreamTap>,
     /// The request's clock of time on backends, for its overhead metric.
     pub clock: Option<BackendClock>,
+    /// The door answers with the job's end and shows its id only after
+    /// [`gpubridge_scheduler::Scheduler::wait`]: a job nobody pays for may then
+    /// start before it is written, and be written once, at its end.
+    pub inline: bool,
 }
 
 pub struct Accepted {
@@ -63,11 +72,18 @@ impl App {
             .and_then(|account| self.limits.max_concurrent_jobs(account));
         let app = self.clone();
         let idempotency = request.idempotency;
+        let inline = request.inline;
         // From here credits are reserved and a job written: finish even if the client leaves.
         // Boxed: spawning moves the future, and this one is large.
         let admitted = tokio::spawn(Box::pin(async move {
             app.access
-                .accept(&app.scheduler, &caller, prepared, idempotency.as_ref())
+                .accept(
+                    &app.scheduler,
+                    &caller,
+                    prepared,
+                    idempotency.as_ref(),
+                    inline,
+                )
                 .await
         }))
         .await

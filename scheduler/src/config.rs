@@ -22,6 +22,8 @@ pub struct SchedulerConfig {
     pub finished_job_cache_seconds: u64,
     /// Most finished jobs kept in memory at once; the oldest leave first.
     pub finished_job_cache_entries: usize,
+    /// Most memory those finished jobs may hold (their inputs and outputs, roughly).
+    pub finished_job_cache_bytes: usize,
     /// How often learned latency and duration estimates are written to RocksDB.
     pub estimates_flush_seconds: u64,
     /// Weight of the newest observation in latency and duration averages (0..1].
@@ -102,6 +104,7 @@ impl Default for SchedulerConfig {
             max_live_jobs: 100_000,
             finished_job_cache_seconds: 10,
             finished_job_cache_entries: 50_000,
+            finished_job_cache_bytes: 32 * 1024 * 1024,
             estimates_flush_seconds: 5,
             ewma_alpha: 0.2,
             breaker: BreakerConfig::default(),

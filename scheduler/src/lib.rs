@@ -9,7 +9,8 @@
 //! - a service or model: `catalog.json` (or a catalog file named in the config);
 //! - a new way to run jobs on operators' machines: an [`Executor`] like `nodes::fleet`;
 //! - a front door: call [`Scheduler::prepare`] then [`Scheduler::admit`] (the
-//!   gateway's intake does both for every route); one that streams output
+//!   gateway's intake does both for every route), or [`Scheduler::start_unwritten`]
+//!   for a job nobody pays for whose answer it waits for; one that streams output
 //!   attaches a [`StreamTap`] to the prepared job, and one that reports its
 //!   overhead a [`BackendClock`];
 //! - streaming in a backend: send chunks to `Call::stream` when it is set.
@@ -19,6 +20,7 @@ mod breaker;
 mod catalog;
 mod clock;
 mod config;
+mod deferred;
 mod estimate;
 mod estimates;
 mod executor;

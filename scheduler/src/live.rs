@@ -1,8 +1,11 @@
 //! Jobs in memory: each from acceptance until its terminal state is durable,
 //! then for a short while longer (`finished_job_cache_*`) so the `/status`
-//! polls that follow completion are answered without touching disk.
+//! polls that follow completion are answered without touching disk. A job
+//! whose submitter waited for it inline leaves at once: its result went back
+//! in that answer, so nobody polls for it.
 
 use crate::clock::BackendClock;
+use crate::deferred::Unwritten;
 use crate::flag::Flag;
 use crate::job::{now_ms, JobRecord};
 use dashmap::mapref::entry::Entry;
@@ -10,7 +13,7 @@ use dashmap::DashMap;
 use gpubridge_protocol::{AccountId, JobId};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -22,6 +25,10 @@ pub(crate) struct LiveJob {
     cancel: Flag,
     /// Its submitting request's, which counts time spent on backends.
     pub clock: Option<BackendClock>,
+    /// Requests waiting for its end right now (see [`LiveJob::wait`]).
+    waiters: AtomicU32,
+    /// Set for a job started before it was written (`deferred`).
+    pub unwritten: Option<Box<Unwritten>>,
 }
 
 impl LiveJob {
@@ -37,6 +44,51 @@ impl LiveJob {
     pub async fn cancelled(&self) {
         self.cancel.wait().await;
     }
+
+    /// Waits up to `wait` for the job to end; its record either way. While
+    /// someone waits, an end hands the result to them instead of the cache.
+    pub async fn wait(&self, wait: std::time::Duration) -> JobRecord {
+        let waiting = Waiting::on(&self.waiters);
+        let _ = tokio::time::timeout(wait, self.done.wait()).await;
+        drop(waiting);
+        self.record.lock().clone()
+    }
+
+    /// Memory its record holds, roughly: what the finished-job cache budgets.
+    fn held_bytes(&self) -> usize {
+        let record = self.record.lock();
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        std::mem::size_of::<LiveJob>()
+            + record.input.len()
+            + text(&record.output)
+            + text(&record.error)
+            + text(&record.webhook_url)
+            + record.attempts.len() * std::mem::size_of::<crate::job::Attempt>()
+    }
+}
+
+/// One waiter counted, for as long as it waits (its request may be dropped).
+struct Waiting<'a>(&'a AtomicU32);
+
+impl<'a> Waiting<'a> {
+    fn on(waiters: &'a AtomicU32) -> Waiting<'a> {
+        waiters.fetch_add(1, Ordering::AcqRel);
+        Waiting(waiters)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How long finished jobs are held for status reads, and how many at most.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Keep {
+    pub ms: u64,
+    pub entries: usize,
+    pub bytes: usize,
 }
 
 /// Why a job could not be counted.
@@ -55,22 +107,27 @@ pub(crate) struct LiveJobs {
     /// The same, per owning account (accounts with none are absent).
     by_owner: DashMap<AccountId, u32>,
     idle: Notify,
-    /// Finished jobs still held, oldest first, with when they finished.
-    finished: Mutex<VecDeque<(u64, JobId)>>,
-    keep_ms: u64,
-    keep_max: usize,
+    /// Finished jobs still held, oldest first, with when they finished and
+    /// their size.
+    finished: Mutex<Held>,
+    keep: Keep,
+}
+
+#[derive(Default)]
+struct Held {
+    jobs: VecDeque<(u64, JobId, usize)>,
+    bytes: usize,
 }
 
 impl LiveJobs {
-    pub fn new(keep_seconds: u64, keep_max: usize) -> LiveJobs {
+    pub fn new(keep: Keep) -> LiveJobs {
         LiveJobs {
             jobs: DashMap::new(),
             unfinished: AtomicUsize::new(0),
             by_owner: DashMap::new(),
             idle: Notify::new(),
-            finished: Mutex::new(VecDeque::new()),
-            keep_ms: keep_seconds.saturating_mul(1000),
-            keep_max,
+            finished: Mutex::default(),
+            keep,
         }
     }
 
@@ -129,13 +186,20 @@ impl LiveJobs {
         self.unfinished.load(Ordering::Acquire)
     }
 
-    /// Registers a counted, persisted job.
-    pub fn insert(&self, record: JobRecord, clock: Option<BackendClock>) -> Arc<LiveJob> {
+    /// Registers a counted job: persisted, or `unwritten` yet.
+    pub fn insert(
+        &self,
+        record: JobRecord,
+        clock: Option<BackendClock>,
+        unwritten: Option<Unwritten>,
+    ) -> Arc<LiveJob> {
         let live = Arc::new(LiveJob {
             record: Mutex::new(record),
             done: Flag::default(),
             cancel: Flag::default(),
             clock,
+            waiters: AtomicU32::new(0),
+            unwritten: unwritten.map(Box::new),
         });
         let id = live.record.lock().id.clone();
         self.jobs.insert(id, live.clone());
@@ -146,14 +210,19 @@ impl LiveJobs {
         self.jobs.get(id).map(|entry| entry.value().clone())
     }
 
-    /// A job reached its durable terminal state: it stops counting, and is held
-    /// a while for status reads.
-    pub fn finished(&self, id: &JobId, owner: Option<AccountId>) {
-        let now = now_ms();
-        {
-            let mut finished = self.finished.lock();
-            finished.push_back((now, id.clone()));
-            self.evict(&mut finished, now);
+    /// A job reached its durable terminal state (and `done` is set): it stops
+    /// counting, and is held a while for status reads unless someone waiting
+    /// for it took the result.
+    pub fn finished(&self, live: &LiveJob, id: &JobId, owner: Option<AccountId>) {
+        if live.waiters.load(Ordering::Acquire) > 0 {
+            self.jobs.remove(id);
+        } else {
+            let now = now_ms();
+            let bytes = live.held_bytes();
+            let mut held = self.finished.lock();
+            held.jobs.push_back((now, id.clone(), bytes));
+            held.bytes += bytes;
+            self.evict(&mut held, now);
         }
         self.uncount(owner);
     }
@@ -169,13 +238,17 @@ impl LiveJobs {
         self.evict(&mut self.finished.lock(), now_ms());
     }
 
-    fn evict(&self, finished: &mut VecDeque<(u64, JobId)>, now: u64) {
-        while let Some((at, id)) = finished.front() {
-            if finished.len() <= self.keep_max && now.saturating_sub(*at) < self.keep_ms {
+    fn evict(&self, held: &mut Held, now: u64) {
+        while let Some((at, id, bytes)) = held.jobs.front() {
+            let within = held.jobs.len() <= self.keep.entries
+                && held.bytes <= self.keep.bytes
+                && now.saturating_sub(*at) < self.keep.ms;
+            if within {
                 break;
             }
             self.jobs.remove(id);
-            finished.pop_front();
+            held.bytes -= bytes;
+            held.jobs.pop_front();
         }
     }
 
@@ -196,23 +269,28 @@ mod tests {
     use super::*;
     use crate::job::sample;
 
+    fn keep(seconds: u64, entries: usize, bytes: usize) -> Keep {
+        Keep {
+            ms: seconds * 1000,
+            entries,
+            bytes,
+        }
+    }
+
+    /// Registers and finishes a job; its id.
+    fn run_one(jobs: &LiveJobs, name: &str) -> JobId {
+        assert!(jobs.try_count(10, None, None).is_ok());
+        let live = jobs.insert(sample(name), None, None);
+        let id = live.record.lock().id.clone();
+        live.done.set();
+        jobs.finished(&live, &id, None);
+        id
+    }
+
     #[test]
     fn finished_jobs_stay_a_while_within_a_cap() {
-        let jobs = LiveJobs::new(3600, 2);
-        let ids: Vec<JobId> = (0..3)
-            .map(|n| {
-                assert!(jobs.try_count(10, None, None).is_ok());
-                jobs.insert(sample(&format!("j{n}")), None)
-                    .record
-                    .lock()
-                    .id
-                    .clone()
-            })
-            .collect();
-        assert_eq!(jobs.unfinished(), 3);
-        for id in &ids {
-            jobs.finished(id, None);
-        }
+        let jobs = LiveJobs::new(keep(3600, 2, usize::MAX));
+        let ids: Vec<JobId> = (0..3).map(|n| run_one(&jobs, &format!("j{n}"))).collect();
         assert_eq!(jobs.unfinished(), 0);
         assert!(
             jobs.get(ids[0].as_str()).is_none(),
@@ -220,21 +298,72 @@ mod tests {
         );
         assert!(jobs.get(ids[2].as_str()).is_some());
 
-        let quick = LiveJobs::new(0, 100);
+        let quick = LiveJobs::new(keep(0, 100, usize::MAX));
         assert!(quick.try_count(1, None, None).is_ok());
         assert_eq!(
             quick.try_count(1, None, None),
             Err(Refused::Full),
             "at the limit"
         );
-        let id = quick.insert(sample("y"), None).record.lock().id.clone();
-        quick.finished(&id, None);
+        quick.uncount(None);
+        let id = run_one(&quick, "y");
         assert!(quick.get(id.as_str()).is_none(), "kept for no time");
     }
 
     #[test]
+    fn finished_jobs_held_fit_the_byte_budget() {
+        let one = LiveJob {
+            record: Mutex::new(sample("size")),
+            done: Flag::default(),
+            cancel: Flag::default(),
+            clock: None,
+            waiters: AtomicU32::new(0),
+            unwritten: None,
+        }
+        .held_bytes();
+        let jobs = LiveJobs::new(keep(3600, 100, 2 * one));
+        let ids: Vec<JobId> = (0..3).map(|n| run_one(&jobs, &format!("b{n}"))).collect();
+        assert!(
+            jobs.get(ids[0].as_str()).is_none(),
+            "over budget: the oldest left"
+        );
+        assert!(jobs.get(ids[1].as_str()).is_some());
+        assert!(jobs.get(ids[2].as_str()).is_some());
+        assert_eq!(
+            jobs.finished.lock().bytes,
+            2 * one,
+            "what left was taken off"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_result_taken_by_its_waiter_is_not_held() {
+        let jobs = Arc::new(LiveJobs::new(keep(3600, 100, usize::MAX)));
+        assert!(jobs.try_count(10, None, None).is_ok());
+        let live = jobs.insert(sample("w"), None, None);
+        let id = live.record.lock().id.clone();
+        let waiter = tokio::spawn({
+            let live = live.clone();
+            async move { live.wait(std::time::Duration::from_secs(30)).await }
+        });
+        while live.waiters.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        live.record.lock().status = gpubridge_protocol::JobStatus::Completed;
+        live.done.set();
+        jobs.finished(&live, &id, None);
+        let record = waiter.await.unwrap();
+        assert_eq!(record.status, gpubridge_protocol::JobStatus::Completed);
+        assert!(jobs.get(id.as_str()).is_none(), "handed over, not cached");
+        assert_eq!(jobs.unfinished(), 0);
+
+        let unwatched = run_one(&jobs, "nobody waits");
+        assert!(jobs.get(unwatched.as_str()).is_some(), "kept for polls");
+    }
+
+    #[test]
     fn each_owner_has_its_own_count() {
-        let jobs = LiveJobs::new(0, 100);
+        let jobs = LiveJobs::new(keep(0, 100, usize::MAX));
         let (a, b) = (AccountId::random(), AccountId::random());
         assert!(jobs.try_count(10, Some(a), Some(2)).is_ok());
         assert!(jobs.try_count(10, Some(a), Some(2)).is_ok());
@@ -253,8 +382,9 @@ mod tests {
             1,
             "a global refusal gives the owner's count back"
         );
-        let id = jobs.insert(sample("z"), None).record.lock().id.clone();
-        jobs.finished(&id, Some(b));
+        let live = jobs.insert(sample("z"), None, None);
+        let id = live.record.lock().id.clone();
+        jobs.finished(&live, &id, Some(b));
         assert_eq!(jobs.unfinished_of(b), 0);
     }
 }

@@ -29,7 +29,7 @@ pub(crate) async fn resume(inner: &Arc<Inner>) -> Result<(), StoreError> {
                 // Resumed jobs are counted whatever the limit: they were accepted.
                 let _ = inner.live.try_count(usize::MAX, record.owner, None);
                 inner.metrics.recovered.inc();
-                crate::runner::spawn(inner.clone(), record, input, None, None);
+                crate::runner::spawn(inner.clone(), record, input, None, None, None);
                 resumed += 1;
             }
             _ => {

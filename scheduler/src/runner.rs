@@ -9,6 +9,7 @@
 use crate::backend::{Backend, InFlight, Route};
 use crate::breaker::Admission;
 use crate::clock::BackendClock;
+use crate::deferred::Unwritten;
 use crate::executor::{AttemptError, Call, Executed};
 use crate::job::{now_ms, Attempt, JobRecord, Progress, Routing, Stopped};
 use crate::live::LiveJob;
@@ -22,16 +23,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Starts a persisted, counted job; `stream` carries its output to a client as
-/// it is made, and ends (is dropped) once the job is persisted.
+/// Starts a counted job, persisted or `unwritten` yet; `stream` carries its
+/// output to a client as it is made, and ends (is dropped) once the job is
+/// persisted.
 pub(crate) fn spawn(
     inner: Arc<Inner>,
     record: JobRecord,
     input: Value,
     stream: Option<StreamTap>,
     clock: Option<BackendClock>,
+    unwritten: Option<Unwritten>,
 ) {
-    let live = inner.live.insert(record, clock);
+    let live = inner.live.insert(record, clock, unwritten);
     inner.metrics.pending.inc();
     tokio::spawn(async move {
         let outcome = attempt_all(&inner, &live, &input, stream.as_ref()).await;
@@ -454,7 +457,14 @@ async fn finish(
             }
         }
     }
-    persist_terminal(inner, &mut record).await;
+    if let Some(unwritten) = &live.unwritten {
+        unwritten.ending();
+    }
+    if persist_terminal(inner, &mut record).await {
+        if let Some(unwritten) = &live.unwritten {
+            unwritten.written();
+        }
+    }
     // A stopped job ran only part of the way: it says nothing about durations.
     if let (JobStatus::Completed, Some(seconds), Some(ewma)) = (
         record.status,
@@ -466,27 +476,28 @@ async fn finish(
     let (id, owner) = (record.id.clone(), record.owner);
     *live.record.lock() = record;
     live.done.set();
-    inner.live.finished(&id, owner);
+    inner.live.finished(live, &id, owner);
 }
 
-/// Writes a terminal record with whatever billing adds, in one commit.
-pub(crate) async fn persist_terminal(inner: &Inner, record: &mut JobRecord) {
+/// Writes a terminal record with whatever billing adds, in one commit; whether
+/// it is durable.
+pub(crate) async fn persist_terminal(inner: &Inner, record: &mut JobRecord) -> bool {
     let mut writes = WriteSet::new();
     inner.hooks.on_terminal(record, &mut writes);
     crate::jobs::write_state(&mut writes, record, &inner.cfg.retention);
     // Until it is durable the job holds its place (and its reservation): a
     // store refusing writes (full disk) is retried until it takes them again.
     let mut wait = Duration::from_millis(100);
-    loop {
+    let durable = loop {
         match inner.store.commit(writes.clone()).await {
             Ok(()) => {
                 inner.hooks.after_persist(record);
-                break;
+                break true;
             }
             // Still unfinished on disk, so the job runs again after the restart.
             Err(e) if !e.is_transient() || inner.shutting_down.load(Ordering::Acquire) => {
                 tracing::error!(job_id = %record.id, error = %e, "could not persist finished job before shutdown");
-                break;
+                break false;
             }
             Err(e) => {
                 tracing::warn!(job_id = %record.id, error = %e, retry_ms = wait.as_millis() as u64, "could not persist finished job; retrying");
@@ -494,7 +505,7 @@ pub(crate) async fn persist_terminal(inner: &Inner, record: &mut JobRecord) {
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
-    }
+    };
     if let Some(m) = inner.metrics.service(&record.service) {
         match record.status {
             JobStatus::Completed => m.completed.inc(),
@@ -503,4 +514,5 @@ pub(crate) async fn persist_terminal(inner: &Inner, record: &mut JobRecord) {
         }
     }
     tracing::debug!(job_id = %record.id, service = %record.service, status = record.status.as_str(), "job finished");
+    durable
 }

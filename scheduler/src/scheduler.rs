@@ -6,12 +6,13 @@ use crate::backend::{BackendSet, ExecutorSource, Route};
 use crate::catalog::{Catalog, InputProblem, ModelKind, ServiceSpec};
 use crate::clock::BackendClock;
 use crate::config::SchedulerConfig;
+use crate::deferred::Unwritten;
 use crate::estimate::Ewma;
 use crate::hooks::{JobHooks, NoHooks};
 use crate::http::HttpClient;
 use crate::job::{now_ms, JobBilling, JobPayment, JobRecord, Origin};
-use crate::live::LiveJobs;
 use crate::live::Refused;
+use crate::live::{Keep, LiveJobs};
 use crate::metrics::{MetricsError, SchedulerMetrics};
 use crate::nodes::NodePool;
 use crate::provider::Provider;
@@ -192,7 +193,7 @@ async fn start_when_durable(
     if let Some(m) = inner.metrics.service(&record.service) {
         m.accepted.inc();
     }
-    crate::runner::spawn(inner, record.clone(), input, stream, clock);
+    crate::runner::spawn(inner, record.clone(), input, stream, clock, None);
     Ok(record)
 }
 
@@ -230,10 +231,11 @@ impl Scheduler {
             .map(|s| (s.key.clone(), Ewma::default()))
             .collect();
         let inner = Arc::new(Inner {
-            live: LiveJobs::new(
-                cfg.finished_job_cache_seconds,
-                cfg.finished_job_cache_entries,
-            ),
+            live: LiveJobs::new(Keep {
+                ms: cfg.finished_job_cache_seconds.saturating_mul(1000),
+                entries: cfg.finished_job_cache_entries,
+                bytes: cfg.finished_job_cache_bytes,
+            }),
             cfg,
             catalog,
             backends,
@@ -428,6 +430,43 @@ impl Scheduler {
         writes: WriteSet,
         slot: WriteSlot,
     ) -> Result<PendingJob, SubmitError> {
+        let (record, input, attached) = self.count(job, owner)?;
+        let mut writes = writes;
+        crate::jobs::write_new(&mut writes, &record);
+        let ack = slot.submit(writes);
+        Ok(PendingJob {
+            parts: Some((self.inner.clone(), record, input, attached, ack)),
+        })
+    }
+
+    /// Starts a job nobody pays for (no owner, billing, payment or webhook)
+    /// before it is written: for a front door that waits for its end and shows
+    /// its id only through [`Scheduler::wait`], which writes it first if it has
+    /// not ended. Its terminal write is then its only one (`deferred.rs`).
+    pub fn start_unwritten(&self, job: PreparedJob) -> Result<JobRecord, SubmitError> {
+        debug_assert!(job.billing.is_none() && job.payment.is_none() && job.webhook_url.is_none());
+        let (record, input, (stream, clock)) = self.count(job, None)?;
+        if let Some(m) = self.inner.metrics.service(&record.service) {
+            m.accepted.inc();
+        }
+        let unwritten = Some(Unwritten::new());
+        crate::runner::spawn(
+            self.inner.clone(),
+            record.clone(),
+            input,
+            stream,
+            clock,
+            unwritten,
+        );
+        Ok(record)
+    }
+
+    /// Counts a prepared job among the unfinished and makes its record.
+    fn count(
+        &self,
+        job: PreparedJob,
+        owner: Option<AccountId>,
+    ) -> Result<(JobRecord, Value, Attached), SubmitError> {
         let inner = &self.inner;
         if inner.shutting_down.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
@@ -473,18 +512,7 @@ impl Scheduler {
             routing: None,
             expired_ms: None,
         };
-        let mut writes = writes;
-        crate::jobs::write_new(&mut writes, &record);
-        let ack = slot.submit(writes);
-        Ok(PendingJob {
-            parts: Some((
-                inner.clone(),
-                record,
-                job.input,
-                (job.stream, job.clock),
-                ack,
-            )),
-        })
+        Ok((record, job.input, (job.stream, job.clock)))
     }
 
     /// Accepts a prepared job and waits until it is durable and running.
@@ -508,11 +536,22 @@ impl Scheduler {
     }
 
     /// Waits up to `wait` for a job to finish; returns its state either way.
+    /// A result this returns is not kept in memory for later status reads: the
+    /// waiter is expected to pass it on. A job that has not ended is durable
+    /// when this returns, so its id may be shown; if it cannot be made so, it
+    /// is cancelled and this is the store's error.
     pub async fn wait(&self, id: &JobId, wait: Duration) -> Result<Option<JobRecord>, StoreError> {
-        if let Some(live) = self.inner.live.get(id.as_str()) {
-            let _ = tokio::time::timeout(wait, live.done.wait()).await;
+        let Some(live) = self.inner.live.get(id.as_str()) else {
+            return self.status(id).await;
+        };
+        let record = live.wait(wait).await;
+        if !record.status.is_terminal() {
+            if let Err(e) = crate::deferred::make_durable(&self.inner, &live).await {
+                live.cancel();
+                return Err(e);
+            }
         }
-        self.status(id).await
+        Ok(Some(record))
     }
 
     /// Cancels a pending or running job: a queued one leaves its queue, a

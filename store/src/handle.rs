@@ -20,10 +20,13 @@ const MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;
 const MAX_WAL_BYTES: u64 = 128 * 1024 * 1024;
 /// Memory for memtables over all tables: RocksDB's default of 64 MiB per
 /// table (two while one flushes) would let our two dozen tables hold
-/// gigabytes; past this total the largest is flushed. Each table keeps the
-/// default size: 8 MiB memtables flushed often enough to raise `/inference`'s
-/// p99 at 3,000 req/s by half a millisecond (BENCHMARKS.md).
+/// gigabytes; past this total the largest is flushed.
 const MEMTABLES_BYTES: usize = 256 * 1024 * 1024;
+/// One table's memtable: half RocksDB's default, which held the jobs table's
+/// 64 MiB (and as much again while it flushed) under steady load. At 8 MiB the
+/// flushes raised `/inference`'s p99 at 3,000 req/s by half a millisecond; at
+/// 32 MiB they do not measurably (BENCHMARKS.md).
+const MEMTABLE_BYTES: usize = 32 * 1024 * 1024;
 /// How long a reopen waits for in-flight reads to let go of the old handle.
 const READERS_GRACE: Duration = Duration::from_secs(10);
 
@@ -67,6 +70,7 @@ fn family_options() -> Options {
     let mut options = Options::default();
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
     options.add_compact_on_deletion_collector_factory(1024, 512, 0.5);
+    options.set_write_buffer_size(MEMTABLE_BYTES);
     options
 }
 

@@ -75,6 +75,14 @@ pub async fn submit(
     client.post_json(&format!("{base}/run"), &body, &[]).await
 }
 
+/// The value of one sample line of a scrape, `name{labels} value`.
+pub fn metric_sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 /// Polls `GET /status/:id` until the job is terminal or `seconds` pass.
 pub async fn wait_terminal(
     client: &JsonClient,

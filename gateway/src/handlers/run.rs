@@ -54,6 +54,7 @@ async fn run(
                 idempotency,
                 stream: None,
                 clock: arrival.clock,
+                inline: false,
             },
         )
         .await?;

@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::body;
 use crate::error::ApiError;
 use crate::handlers::{account, catalog, status};
-use crate::intake::IntakeRequest;
+use crate::intake::{IntakeRequest, UNFINISHED_HINT};
 use crate::views::{status_url, StatusView};
 use gpubridge_billing::IdempotencyClaim;
 use gpubridge_protocol::Priority;
@@ -107,13 +107,16 @@ async fn run(
         idempotency,
         stream: None,
         clock,
+        inline: true,
     };
     let accepted = app.intake(caller, request).await?;
     let id = accepted.record.id.clone();
-    let record = match app.scheduler.wait(&id, Duration::from_secs(wait)).await {
-        Ok(Some(record)) => record,
-        _ => accepted.record,
-    };
+    let record = app
+        .scheduler
+        .wait(&id, Duration::from_secs(wait))
+        .await
+        .map_err(|e| ApiError::from_store(&e, UNFINISHED_HINT))?
+        .unwrap_or(accepted.record);
     if !record.status.is_terminal() {
         return Ok(json!({
             "job_id": id,

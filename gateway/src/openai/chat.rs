@@ -10,7 +10,7 @@ use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
 use crate::handlers::{accepted_headers, arrive, x402_tagged, JOB_ID};
-use crate::intake::IntakeRequest;
+use crate::intake::{IntakeRequest, UNFINISHED_HINT};
 use gpubridge_billing::IdempotencyClaim;
 use gpubridge_protocol::{JobId, JobStatus};
 use gpubridge_scheduler::{now_ms, JobRecord, Origin, StreamReceiver, StreamTap};
@@ -57,6 +57,7 @@ async fn chat(
         idempotency,
         stream: Some(tap),
         clock: arrival.clock,
+        inline: !streams,
     };
     let accepted = app.intake(arrival.caller, request).await?;
     if let Some(user) = end_user {
@@ -121,12 +122,7 @@ pub(super) async fn finished(app: &App, record: &JobRecord) -> Result<JobRecord,
     let record = match app.scheduler.wait(&record.id, wait).await {
         Ok(Some(record)) => record,
         Ok(None) => return Err(lost()),
-        Err(e) => {
-            return Err(ApiError::from_store(
-                &e,
-                "Poll GET /status/:job_id for the result.",
-            ))
-        }
+        Err(e) => return Err(ApiError::from_store(&e, UNFINISHED_HINT)),
     };
     match record.status {
         JobStatus::Completed => Ok(record),

@@ -45,6 +45,7 @@ async fn embed(
         idempotency,
         stream: Some(tap),
         clock: arrival.clock,
+        inline: true,
     };
     let accepted = app.intake(arrival.caller, request).await?;
     if let Some(user) = &embeddings.user {

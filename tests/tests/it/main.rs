@@ -11,6 +11,7 @@ mod dashboard;
 mod echo;
 mod failover;
 mod fleet;
+mod inline;
 mod ledger;
 mod limits;
 mod mcp;

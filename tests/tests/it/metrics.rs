@@ -2,19 +2,14 @@
 //! gateway's own overhead per route, series only for what is used, and a
 //! listen backlog that holds a burst of clients.
 
-use gpubridge_tests::{providers_config, Behavior, InProcess, JsonClient, Standin, ALL_PROVIDERS};
+use gpubridge_tests::{
+    metric_sample as sample, providers_config, Behavior, InProcess, JsonClient, Standin,
+    ALL_PROVIDERS,
+};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
-
-/// The value of one sample line, `name{labels} value`.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
 
 /// The upstream takes at least this long to answer.
 const UPSTREAM: Duration = Duration::from_millis(400);
