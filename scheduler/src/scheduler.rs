@@ -594,6 +594,7 @@ impl Scheduler {
     pub fn refresh_metrics(&self) {
         self.inner.metrics.refresh(&self.inner.backends);
         self.inner.nodes.refresh_metrics();
+        self.inner.store.refresh_metrics();
     }
 
     /// Stops accepting jobs, waits up to `grace` for running ones, then saves

@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use crate::error::StoreError;
+use crate::kv::MemoryUse;
 use crate::write::Table;
 use parking_lot::RwLock;
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
@@ -22,11 +23,11 @@ const MAX_WAL_BYTES: u64 = 128 * 1024 * 1024;
 /// table (two while one flushes) would let our two dozen tables hold
 /// gigabytes; past this total the largest is flushed.
 const MEMTABLES_BYTES: usize = 256 * 1024 * 1024;
-/// One table's memtable: half RocksDB's default, which held the jobs table's
-/// 64 MiB (and as much again while it flushed) under steady load. At 8 MiB the
-/// flushes raised `/inference`'s p99 at 3,000 req/s by half a millisecond; at
-/// 32 MiB they do not measurably (BENCHMARKS.md).
-const MEMTABLE_BYTES: usize = 32 * 1024 * 1024;
+/// One table's memtable: a quarter of RocksDB's default, which kept the jobs
+/// table's 64 MiB (and as much again while it flushed) in memory under steady
+/// load. At 8 MiB the flushes raised `/inference`'s p99 at 3,000 req/s by half
+/// a millisecond; at 16 MiB they do not measurably (BENCHMARKS.md).
+const MEMTABLE_BYTES: usize = 16 * 1024 * 1024;
 /// How long a reopen waits for in-flight reads to let go of the old handle.
 const READERS_GRACE: Duration = Duration::from_secs(10);
 
@@ -111,6 +112,29 @@ impl DbHandle {
                 drop(db);
             }
         }
+    }
+
+    /// What the open database holds in memory, over all tables; `None` while
+    /// it is closed or being reopened.
+    pub fn memory(&self) -> Option<MemoryUse> {
+        let db = self.current().ok()?;
+        let mut total = MemoryUse::default();
+        for table in &self.tables {
+            let Some(family) = db.cf_handle(table.name()) else {
+                continue;
+            };
+            let property = |name: &str| {
+                db.property_int_value_cf(&family, name)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            };
+            total.memtables += property("rocksdb.size-all-mem-tables");
+            total.table_readers += property("rocksdb.estimate-table-readers-mem");
+            // Each table has its own cache (RocksDB's default).
+            total.block_cache += property("rocksdb.block-cache-usage");
+        }
+        Some(total)
     }
 
     pub fn mark_broken(&self) {

@@ -55,6 +55,21 @@ pub trait Kv: Send + Sync + 'static {
     fn metrics(&self) -> &StoreMetrics;
     /// Writes what is queued, then refuses further commits.
     fn close(&self) -> BoxFuture<'_, ()>;
+    /// Memory the backend holds outside the allocator's view, if it tracks it.
+    fn memory(&self) -> Option<MemoryUse> {
+        None
+    }
+}
+
+/// Memory a store backend holds, in bytes, by what holds it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Writes not yet flushed to files, and those being flushed.
+    pub memtables: u64,
+    /// Open files' indexes and filters.
+    pub table_readers: u64,
+    /// Blocks cached from files.
+    pub block_cache: u64,
 }
 
 /// How a backend takes one commit; the slot's room is freed when it is done.

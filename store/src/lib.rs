@@ -26,7 +26,7 @@ mod fuzz;
 
 pub use codec::{decode, encode, payload_of, DecodeError, Record};
 pub use error::StoreError;
-pub use kv::{Ack, BoxFuture, Kv, ReadMode, Reader, SlotSink, View, Visit, WriteSlot};
+pub use kv::{Ack, BoxFuture, Kv, MemoryUse, ReadMode, Reader, SlotSink, View, Visit, WriteSlot};
 pub use memory::MemoryKv;
 pub use metrics::StoreMetrics;
 pub use migrate::add_version_bytes;

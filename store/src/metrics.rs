@@ -1,7 +1,10 @@
 //! What operators see of the store: commits and how they were grouped, time to
 //! durable, the queue in front of the writer, and records that cannot be read.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use crate::kv::MemoryUse;
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct StoreMetrics {
@@ -10,6 +13,7 @@ pub struct StoreMetrics {
     pub(crate) write_seconds: Histogram,
     pub(crate) queued: IntGauge,
     undecodable: IntCounterVec,
+    memory: IntGaugeVec,
 }
 
 impl Default for StoreMetrics {
@@ -63,6 +67,14 @@ impl StoreMetrics {
                 &["table"],
             )
             .expect("valid metric"),
+            memory: IntGaugeVec::new(
+                Opts::new(
+                    "gpubridge_store_memory_bytes",
+                    "Memory the store holds, by part: memtables, table_readers (file indexes and filters), block_cache",
+                ),
+                &["part"],
+            )
+            .expect("valid metric"),
         }
     }
 
@@ -72,7 +84,20 @@ impl StoreMetrics {
         registry.register(Box::new(self.write_seconds.clone()))?;
         registry.register(Box::new(self.queued.clone()))?;
         registry.register(Box::new(self.undecodable.clone()))?;
+        registry.register(Box::new(self.memory.clone()))?;
         Ok(())
+    }
+
+    pub(crate) fn set_memory(&self, memory: MemoryUse) {
+        let parts = [
+            ("memtables", memory.memtables),
+            ("table_readers", memory.table_readers),
+            ("block_cache", memory.block_cache),
+        ];
+        for (part, bytes) in parts {
+            let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+            self.memory.with_label_values(&[part]).set(bytes);
+        }
     }
 
     pub(crate) fn count_undecodable(&self, table: &str) {

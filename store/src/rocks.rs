@@ -10,7 +10,9 @@
 
 use crate::error::StoreError;
 use crate::handle::{backend, DbHandle};
-use crate::kv::{Ack, BoxFuture, Kv, ReadMode, Reader, SlotSink, View, Visit, WriteSlot};
+use crate::kv::{
+    Ack, BoxFuture, Kv, MemoryUse, ReadMode, Reader, SlotSink, View, Visit, WriteSlot,
+};
 use crate::metrics::StoreMetrics;
 use crate::queue::{queue, Inbox, Outbox};
 use crate::write::{Op, Table, WriteSet};
@@ -338,6 +340,10 @@ impl Kv for RocksKv {
 
     fn metrics(&self) -> &StoreMetrics {
         &self.metrics
+    }
+
+    fn memory(&self) -> Option<MemoryUse> {
+        self.db.memory()
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

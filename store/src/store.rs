@@ -50,6 +50,13 @@ impl Store {
         self.slot().await?.submit(writes).await
     }
 
+    /// Refreshes scrape-time gauges (what the backend holds in memory).
+    pub fn refresh_metrics(&self) {
+        if let Some(memory) = self.kv.memory() {
+            self.kv.metrics().set_memory(memory);
+        }
+    }
+
     /// Writes what is queued, then refuses further commits.
     pub async fn close(&self) {
         self.kv.close().await;

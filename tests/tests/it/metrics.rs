@@ -36,6 +36,9 @@ async fn overhead_leaves_out_the_time_spent_on_backends() {
 
     let metrics = client.get(&daemon.url("/metrics")).await.unwrap();
     let text = String::from_utf8_lossy(&metrics.raw);
+    // The two jobs are in RocksDB's memtables, and the scrape says how much they hold.
+    let memtables = sample(&text, "gpubridge_store_memory_bytes{part=\"memtables\"}");
+    assert!(memtables.is_some_and(|bytes| bytes > 0.0), "{text}");
     for route in ["/inference", "/v1/chat/completions"] {
         let series = |name: &str| format!("{name}{{route=\"{route}\"}}");
         let count = sample(&text, &series("gpubridge_overhead_seconds_count"));
