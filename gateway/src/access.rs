@@ -115,8 +115,10 @@ impl Access {
     ) -> Result<Admitted, ApiError> {
         let (accounts, x402) = match self {
             Access::Open => {
-                // A replay must find the job on disk; so must a webhook.
-                let write_once = inline && idempotency.is_none() && job.webhook_url.is_none();
+                // Idempotency-Key is per account (the contract), so without
+                // accounts no replay looks for the job; a webhook's job is
+                // written up front, as on /run.
+                let write_once = inline && job.webhook_url.is_none();
                 let record = match write_once {
                     true => scheduler.start_unwritten(job),
                     false => scheduler.submit(job, None, WriteSet::new()).await,

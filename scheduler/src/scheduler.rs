@@ -608,7 +608,7 @@ impl Scheduler {
         {
             tracing::warn!(
                 unfinished = inner.live.unfinished(),
-                "shutdown grace period over; unfinished jobs resume on next start"
+                "shutdown grace period over; unfinished jobs resume on next start, except inline answers not yet written, which end with their connections"
             );
         }
         crate::estimates::flush(inner).await;
