@@ -8,15 +8,16 @@ use crate::app::App;
 use crate::error::ApiError;
 use gpubridge_billing::x402::PaidBy;
 use gpubridge_billing::{Admission, IdempotencyClaim};
-use gpubridge_protocol::Priority;
+use gpubridge_protocol::{JobId, Priority};
 use gpubridge_scheduler::{is_private, BackendClock, JobRecord, JobRequest, Origin, StreamTap};
 use hyper::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The hint when a job that outlived its inline wait could not be written
 /// (and so was stopped), or could not be read back.
-pub const UNFINISHED_HINT: &str =
+const UNFINISHED_HINT: &str =
     "The job could not be saved or read back, and was stopped if it was running; retry shortly.";
 
 pub struct IntakeRequest {
@@ -98,6 +99,20 @@ impl App {
         let mut accepted = self.admitted(admitted.admission).await?;
         accepted.paid = admitted.paid;
         Ok(accepted)
+    }
+
+    /// Waits up to `wait` for an accepted job answered inline: as it ended, or
+    /// as it stands and durable, so its id may be shown
+    /// ([`gpubridge_scheduler::Scheduler::wait`]).
+    pub async fn wait_inline(
+        &self,
+        id: &JobId,
+        wait: Duration,
+    ) -> Result<Option<JobRecord>, ApiError> {
+        self.scheduler
+            .wait(id, wait)
+            .await
+            .map_err(|e| ApiError::from_store(&e, UNFINISHED_HINT))
     }
 
     /// The job an admission stands for.

@@ -213,14 +213,18 @@ impl LiveJobs {
     /// A job reached its durable terminal state (and `done` is set): it stops
     /// counting, and is held a while for status reads unless someone waiting
     /// for it took the result.
-    pub fn finished(&self, live: &LiveJob, id: &JobId, owner: Option<AccountId>) {
+    pub fn finished(&self, live: &LiveJob) {
+        let (id, owner) = {
+            let record = live.record.lock();
+            (record.id.clone(), record.owner)
+        };
         if live.waiters.load(Ordering::Acquire) > 0 {
-            self.jobs.remove(id);
+            self.jobs.remove(&id);
         } else {
             let now = now_ms();
             let bytes = live.held_bytes();
             let mut held = self.finished.lock();
-            held.jobs.push_back((now, id.clone(), bytes));
+            held.jobs.push_back((now, id, bytes));
             held.bytes += bytes;
             self.evict(&mut held, now);
         }
@@ -283,7 +287,7 @@ mod tests {
         let live = jobs.insert(sample(name), None, None);
         let id = live.record.lock().id.clone();
         live.done.set();
-        jobs.finished(&live, &id, None);
+        jobs.finished(&live);
         id
     }
 
@@ -351,7 +355,7 @@ mod tests {
         }
         live.record.lock().status = gpubridge_protocol::JobStatus::Completed;
         live.done.set();
-        jobs.finished(&live, &id, None);
+        jobs.finished(&live);
         let record = waiter.await.unwrap();
         assert_eq!(record.status, gpubridge_protocol::JobStatus::Completed);
         assert!(jobs.get(id.as_str()).is_none(), "handed over, not cached");
@@ -382,9 +386,9 @@ mod tests {
             1,
             "a global refusal gives the owner's count back"
         );
-        let live = jobs.insert(sample("z"), None, None);
-        let id = live.record.lock().id.clone();
-        jobs.finished(&live, &id, Some(b));
+        let mut owned = sample("z");
+        owned.owner = Some(b);
+        jobs.finished(&jobs.insert(owned, None, None));
         assert_eq!(jobs.unfinished_of(b), 0);
     }
 }

@@ -473,10 +473,9 @@ async fn finish(
     ) {
         ewma.observe(seconds, inner.cfg.ewma_alpha);
     }
-    let (id, owner) = (record.id.clone(), record.owner);
     *live.record.lock() = record;
     live.done.set();
-    inner.live.finished(live, &id, owner);
+    inner.live.finished(live);
 }
 
 /// Writes a terminal record with whatever billing adds, in one commit; whether

@@ -190,11 +190,22 @@ async fn start_when_durable(
         inner.live.uncount(record.owner);
         return Err(e.into());
     }
+    Ok(start(inner, record, input, (stream, clock), None))
+}
+
+/// Counts a job accepted and hands it to its runner; its record.
+fn start(
+    inner: Arc<Inner>,
+    record: JobRecord,
+    input: Value,
+    (stream, clock): Attached,
+    unwritten: Option<Unwritten>,
+) -> JobRecord {
     if let Some(m) = inner.metrics.service(&record.service) {
         m.accepted.inc();
     }
-    crate::runner::spawn(inner, record.clone(), input, stream, clock, None);
-    Ok(record)
+    crate::runner::spawn(inner, record.clone(), input, stream, clock, unwritten);
+    record
 }
 
 #[derive(Clone)]
@@ -445,20 +456,15 @@ impl Scheduler {
     /// not ended. Its terminal write is then its only one (`deferred.rs`).
     pub fn start_unwritten(&self, job: PreparedJob) -> Result<JobRecord, SubmitError> {
         debug_assert!(job.billing.is_none() && job.payment.is_none() && job.webhook_url.is_none());
-        let (record, input, (stream, clock)) = self.count(job, None)?;
-        if let Some(m) = self.inner.metrics.service(&record.service) {
-            m.accepted.inc();
-        }
+        let (record, input, attached) = self.count(job, None)?;
         let unwritten = Some(Unwritten::new());
-        crate::runner::spawn(
+        Ok(start(
             self.inner.clone(),
-            record.clone(),
+            record,
             input,
-            stream,
-            clock,
+            attached,
             unwritten,
-        );
-        Ok(record)
+        ))
     }
 
     /// Counts a prepared job among the unfinished and makes its record.

@@ -6,7 +6,7 @@ use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
 use crate::handlers::{accepted_headers, arrive, x402_tagged};
-use crate::intake::{IntakeRequest, UNFINISHED_HINT};
+use crate::intake::IntakeRequest;
 use crate::views::InferenceView;
 use gpubridge_billing::IdempotencyClaim;
 use gpubridge_protocol::JobStatus;
@@ -50,11 +50,7 @@ async fn infer(
         .await
         .map_err(inference_paths)?;
     let wait = Duration::from_millis(app.http.inline_wait_ms);
-    let finished = app
-        .scheduler
-        .wait(&accepted.record.id, wait)
-        .await
-        .map_err(|e| ApiError::from_store(&e, UNFINISHED_HINT))?;
+    let finished = app.wait_inline(&accepted.record.id, wait).await?;
     let record = finished.as_ref().unwrap_or(&accepted.record);
     let status = match record.status {
         JobStatus::Completed => StatusCode::OK,

@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::body;
 use crate::error::ApiError;
 use crate::handlers::{account, catalog, status};
-use crate::intake::{IntakeRequest, UNFINISHED_HINT};
+use crate::intake::IntakeRequest;
 use crate::views::{status_url, StatusView};
 use gpubridge_billing::IdempotencyClaim;
 use gpubridge_protocol::Priority;
@@ -112,10 +112,8 @@ async fn run(
     let accepted = app.intake(caller, request).await?;
     let id = accepted.record.id.clone();
     let record = app
-        .scheduler
-        .wait(&id, Duration::from_secs(wait))
-        .await
-        .map_err(|e| ApiError::from_store(&e, UNFINISHED_HINT))?
+        .wait_inline(&id, Duration::from_secs(wait))
+        .await?
         .unwrap_or(accepted.record);
     if !record.status.is_terminal() {
         return Ok(json!({

@@ -10,7 +10,7 @@ use crate::app::{json, App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
 use crate::handlers::{accepted_headers, arrive, x402_tagged, JOB_ID};
-use crate::intake::{IntakeRequest, UNFINISHED_HINT};
+use crate::intake::IntakeRequest;
 use gpubridge_billing::IdempotencyClaim;
 use gpubridge_protocol::{JobId, JobStatus};
 use gpubridge_scheduler::{now_ms, JobRecord, Origin, StreamReceiver, StreamTap};
@@ -119,11 +119,7 @@ async fn streamed(
 /// request's error.
 pub(super) async fn finished(app: &App, record: &JobRecord) -> Result<JobRecord, ApiError> {
     let wait = Duration::from_millis(record.deadline_ms.saturating_sub(now_ms()) + 1000);
-    let record = match app.scheduler.wait(&record.id, wait).await {
-        Ok(Some(record)) => record,
-        Ok(None) => return Err(lost()),
-        Err(e) => return Err(ApiError::from_store(&e, UNFINISHED_HINT)),
-    };
+    let record = app.wait_inline(&record.id, wait).await?.ok_or_else(lost)?;
     match record.status {
         JobStatus::Completed => Ok(record),
         JobStatus::Failed => Err(failed(&record)),
