@@ -1,7 +1,9 @@
 //! Jobs written once. A job whose submitter waits for it inline, and shows its
 //! id to nobody before then, needs no write when it is accepted: its terminal
-//! write is its first. If the submitter stops waiting before the end, the job
-//! is written as it stands before its id goes out ([`make_durable`]). A crash
+//! write is its first, and it waits only for the write-ahead log, not for an
+//! fsync (the answer carries everything it holds; the fsync follows within
+//! a second). If the submitter stops waiting before the end, the job is written
+//! and fsync'd as it stands before its id goes out ([`make_durable`]). A crash
 //! before either loses the job together with the connection waiting for it,
 //! which never learned its id; nothing was charged or promised for it.
 //!
@@ -11,7 +13,7 @@
 use crate::flag::Flag;
 use crate::live::LiveJob;
 use crate::scheduler::Inner;
-use gpubridge_store::{StoreError, WriteSet};
+use gpubridge_store::{Durability, StoreError, WriteSet};
 use parking_lot::Mutex;
 
 /// The acceptance of a job started before it was written.
@@ -31,9 +33,15 @@ impl Unwritten {
     }
 
     /// The job's terminal write is about to be queued: nothing else writes it.
-    /// Any write queued before this returns lands before that one.
-    pub fn ending(&self) {
-        *self.pending.lock() = false;
+    /// Any write queued before this returns lands before that one. How durable
+    /// that write must be before the answer: if nothing showed the job's id
+    /// yet, only its submitter learns of it, from the answer itself, so the
+    /// log is enough; a job a waiter made durable is fsync'd to the end.
+    pub fn ending(&self) -> Durability {
+        match std::mem::replace(&mut *self.pending.lock(), false) {
+            true => Durability::Logged,
+            false => Durability::Synced,
+        }
     }
 
     /// A write holding the job (its terminal one) is durable.

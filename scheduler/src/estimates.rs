@@ -68,6 +68,9 @@ pub(crate) async fn flush(inner: &Inner) {
     if writes.is_empty() {
         return;
     }
+    // Learned figures, rewritten every few seconds: losing the last ones to a
+    // power cut costs nothing, so they wait for the log's next fsync.
+    writes.logged_only();
     if let Err(e) = inner.store.commit(writes).await {
         tracing::warn!(error = %e, "could not persist estimates");
     }

@@ -17,7 +17,7 @@ use crate::router::{self, Tried};
 use crate::scheduler::Inner;
 use crate::stream::StreamTap;
 use gpubridge_protocol::{JobId, JobStatus, Priority};
-use gpubridge_store::WriteSet;
+use gpubridge_store::{Durability, WriteSet};
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -457,10 +457,11 @@ async fn finish(
             }
         }
     }
-    if let Some(unwritten) = &live.unwritten {
-        unwritten.ending();
-    }
-    if persist_terminal(inner, &mut record).await {
+    let durability = live
+        .unwritten
+        .as_ref()
+        .map_or(Durability::Synced, |unwritten| unwritten.ending());
+    if persist_terminal(inner, &mut record, durability).await {
         if let Some(unwritten) = &live.unwritten {
             unwritten.written();
         }
@@ -479,11 +480,18 @@ async fn finish(
 }
 
 /// Writes a terminal record with whatever billing adds, in one commit; whether
-/// it is durable.
-pub(crate) async fn persist_terminal(inner: &Inner, record: &mut JobRecord) -> bool {
+/// it is durable (to `durability`'s degree).
+pub(crate) async fn persist_terminal(
+    inner: &Inner,
+    record: &mut JobRecord,
+    durability: Durability,
+) -> bool {
     let mut writes = WriteSet::new();
     inner.hooks.on_terminal(record, &mut writes);
     crate::jobs::write_state(&mut writes, record, &inner.cfg.retention);
+    if durability == Durability::Logged {
+        writes.logged_only();
+    }
     // Until it is durable the job holds its place (and its reservation): a
     // store refusing writes (full disk) is retried until it takes them again.
     let mut wait = Duration::from_millis(100);

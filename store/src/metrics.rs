@@ -6,12 +6,34 @@ use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+/// Why the write-ahead log was fsync'd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncCause {
+    /// A group holding a commit that asked for it.
+    Commit,
+    /// Logged-only commits had waited their longest.
+    Deadline,
+    /// The writer stopped.
+    Shutdown,
+}
+
+impl SyncCause {
+    fn label(self) -> &'static str {
+        match self {
+            SyncCause::Commit => "commit",
+            SyncCause::Deadline => "deadline",
+            SyncCause::Shutdown => "shutdown",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct StoreMetrics {
     pub(crate) commits: IntCounter,
     pub(crate) group_size: Histogram,
     pub(crate) write_seconds: Histogram,
     pub(crate) queued: IntGauge,
+    syncs: IntCounterVec,
     undecodable: IntCounterVec,
     memory: IntGaugeVec,
 }
@@ -59,6 +81,14 @@ impl StoreMetrics {
                 "Write sets waiting for the writer",
             )
             .expect("valid metric"),
+            syncs: IntCounterVec::new(
+                Opts::new(
+                    "gpubridge_store_syncs_total",
+                    "fsyncs of the write-ahead log, by cause: commit (a group with a commit that asked for one), deadline (logged-only commits waited their longest), shutdown",
+                ),
+                &["cause"],
+            )
+            .expect("valid metric"),
             undecodable: IntCounterVec::new(
                 Opts::new(
                     "gpubridge_store_undecodable_records_total",
@@ -83,6 +113,7 @@ impl StoreMetrics {
         registry.register(Box::new(self.group_size.clone()))?;
         registry.register(Box::new(self.write_seconds.clone()))?;
         registry.register(Box::new(self.queued.clone()))?;
+        registry.register(Box::new(self.syncs.clone()))?;
         registry.register(Box::new(self.undecodable.clone()))?;
         registry.register(Box::new(self.memory.clone()))?;
         Ok(())
@@ -98,6 +129,15 @@ impl StoreMetrics {
             let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
             self.memory.with_label_values(&[part]).set(bytes);
         }
+    }
+
+    pub(crate) fn count_sync(&self, cause: SyncCause) {
+        self.syncs.with_label_values(&[cause.label()]).inc();
+    }
+
+    /// fsyncs for this cause so far.
+    pub fn syncs(&self, cause: SyncCause) -> u64 {
+        self.syncs.with_label_values(&[cause.label()]).get()
     }
 
     pub(crate) fn count_undecodable(&self, table: &str) {

@@ -7,6 +7,7 @@
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Producers' side; clones share one queue.
 pub(crate) struct Inbox<T>(Arc<Shared<T>>);
@@ -64,15 +65,27 @@ impl<T> Inbox<T> {
 
 impl<T> Outbox<T> {
     /// Blocks until something is queued, then moves up to `max` items (at
-    /// least one) into `into`.
-    pub fn recv_many(&self, into: &mut Vec<T>, max: usize) {
+    /// least one) into `into`; with a `deadline`, gives up then. Whether
+    /// anything was moved.
+    pub fn recv_many(&self, into: &mut Vec<T>, max: usize, deadline: Option<Instant>) -> bool {
         let mut state = self.0.state.lock();
         while state.items.is_empty() {
             state.waiting = true;
-            self.0.ready.wait(&mut state);
+            match deadline {
+                Some(deadline) => {
+                    if self.0.ready.wait_until(&mut state, deadline).timed_out() {
+                        state.waiting = false;
+                        if state.items.is_empty() {
+                            return false;
+                        }
+                    }
+                }
+                None => self.0.ready.wait(&mut state),
+            }
         }
         let take = state.items.len().min(max.max(1));
         into.extend(state.items.drain(..take));
+        true
     }
 }
 
@@ -100,10 +113,22 @@ mod tests {
             assert!(inbox.send(i).is_ok());
         }
         let mut got = Vec::new();
-        outbox.recv_many(&mut got, 3);
+        outbox.recv_many(&mut got, 3, None);
         assert_eq!(got, vec![0, 1, 2]);
-        outbox.recv_many(&mut got, 3);
+        outbox.recv_many(&mut got, 3, None);
         assert_eq!(got, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_deadline_ends_the_wait_with_nothing_or_takes_what_is_there() {
+        let (inbox, outbox) = queue();
+        let mut got = Vec::new();
+        let soon = || Some(Instant::now() + std::time::Duration::from_millis(5));
+        assert!(!outbox.recv_many(&mut got, 8, soon()));
+        assert!(got.is_empty());
+        assert!(inbox.send(1).is_ok());
+        assert!(outbox.recv_many(&mut got, 8, soon()));
+        assert_eq!(got, vec![1]);
     }
 
     #[test]
@@ -112,7 +137,7 @@ mod tests {
         let consumer = std::thread::spawn(move || {
             let mut got = Vec::new();
             while got.len() < 100 {
-                outbox.recv_many(&mut got, 7);
+                outbox.recv_many(&mut got, 7, None);
             }
             got
         });

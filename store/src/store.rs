@@ -182,6 +182,7 @@ fn printable(key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::SyncCause;
     use crate::rocks::{RocksKv, RocksOptions};
     use serde::{Deserialize, Serialize};
 
@@ -301,6 +302,55 @@ mod tests {
             reader.commit(WriteSet::new()).await,
             Err(StoreError::ReadOnly)
         ));
+    }
+
+    /// Logged-only commits get no fsync of their own: the deadline or the next
+    /// synced commit covers them, and closing syncs what is left.
+    #[tokio::test]
+    async fn logged_commits_are_synced_later_not_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = RocksKv::open(
+            dir.path(),
+            &[T],
+            RocksOptions::default(),
+            StoreMetrics::new(),
+        );
+        let store = Store::new(Arc::new(kv.unwrap()));
+        let metrics = store.metrics();
+        let commit = |n: u32, logged: bool| {
+            let mut writes = WriteSet::new();
+            writes.put_record(T, format!("k{n:02}"), &Thing(n));
+            if logged {
+                writes.logged_only();
+            }
+            store.commit(writes)
+        };
+        for n in 0..20 {
+            commit(n, true).await.unwrap();
+        }
+        assert_eq!(metrics.syncs(SyncCause::Commit), 0);
+        assert_eq!(
+            store.get::<Thing>(T, b"k19".to_vec()).await.unwrap(),
+            Some(Thing(19))
+        );
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while metrics.syncs(SyncCause::Deadline) == 0 {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "logged commits never synced"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(metrics.syncs(SyncCause::Deadline), 1);
+
+        commit(20, false).await.unwrap();
+        assert_eq!(metrics.syncs(SyncCause::Commit), 1);
+        commit(21, true).await.unwrap();
+        store.close().await;
+        // Synced as the writer stopped (or, on a slow machine, at the deadline just before).
+        let later = metrics.syncs(SyncCause::Deadline) + metrics.syncs(SyncCause::Shutdown);
+        assert_eq!(later, 2);
+        assert_eq!(metrics.syncs(SyncCause::Commit), 1);
     }
 
     /// A restart within one process: the old store may still be referenced

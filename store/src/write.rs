@@ -38,9 +38,26 @@ impl Op {
     }
 }
 
+/// When a commit must be on disk, on a store that fsyncs at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Durability {
+    /// Acknowledged once in the write-ahead log, so it survives the process
+    /// crashing; fsync'd with the next synced commit or within
+    /// [`LOGGED_SYNC_WITHIN`]. For records whose loss in a power failure breaks
+    /// no promise: an answer already delivered, with no money in it.
+    Logged,
+    /// fsync'd before it is acknowledged.
+    #[default]
+    Synced,
+}
+
+/// The longest a [`Durability::Logged`] commit waits for its fsync.
+pub const LOGGED_SYNC_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteSet {
     ops: Vec<Op>,
+    durability: Durability,
 }
 
 impl WriteSet {
@@ -68,9 +85,20 @@ impl WriteSet {
         });
     }
 
-    /// Adds another set's writes after this one's.
+    /// Adds another set's writes after this one's; the whole is as durable as
+    /// the stricter of the two asks.
     pub fn append(&mut self, other: WriteSet) {
         self.ops.extend(other.ops);
+        self.durability = self.durability.max(other.durability);
+    }
+
+    /// Lets this set be acknowledged before its fsync (see [`Durability::Logged`]).
+    pub fn logged_only(&mut self) {
+        self.durability = Durability::Logged;
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     pub fn is_empty(&self) -> bool {

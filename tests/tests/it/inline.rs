@@ -1,6 +1,7 @@
 //! Answers given inline (`/inference`, OpenAI routes, MCP) on a daemon without
-//! accounts: a job nobody pays for is written once, at its end, and a job
-//! that outlives the wait is durable before its id is shown.
+//! accounts: a job nobody pays for is written once, at its end, without an
+//! fsync of its own (the log's is at most a second later), and a job that
+//! outlives the wait is durable before its id is shown.
 
 use gpubridge_tests::{
     metric_sample, providers_config, wait_terminal, Behavior, Daemon, DaemonOptions, InProcess,
@@ -9,13 +10,23 @@ use gpubridge_tests::{
 use serde_json::json;
 use std::time::Duration;
 
-async fn commits(client: &JsonClient, daemon: &InProcess) -> f64 {
+async fn sample(client: &JsonClient, daemon: &InProcess, series: &str) -> f64 {
     let scrape = client.get(&daemon.url("/metrics")).await.unwrap();
-    metric_sample(
-        &String::from_utf8_lossy(&scrape.raw),
-        "gpubridge_store_commits_total",
+    metric_sample(&String::from_utf8_lossy(&scrape.raw), series).unwrap_or_default()
+}
+
+async fn commits(client: &JsonClient, daemon: &InProcess) -> f64 {
+    sample(client, daemon, "gpubridge_store_commits_total").await
+}
+
+/// fsyncs of the store's log made for a commit that asked for one, and made
+/// because logged-only commits waited their longest.
+async fn syncs(client: &JsonClient, daemon: &InProcess) -> (f64, f64) {
+    let series = |cause| format!("gpubridge_store_syncs_total{{cause=\"{cause}\"}}");
+    (
+        sample(client, daemon, &series("commit")).await,
+        sample(client, daemon, &series("deadline")).await,
     )
-    .unwrap_or_default()
 }
 
 async fn infer(client: &JsonClient, base: &str, prompt: &str) -> Reply {
@@ -27,7 +38,7 @@ async fn infer(client: &JsonClient, base: &str, prompt: &str) -> Reply {
 }
 
 #[tokio::test]
-async fn an_answer_given_inline_is_written_once() {
+async fn an_answer_given_inline_is_written_once_and_fsynced_later() {
     let standin = Standin::start("k").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = providers_config(&standin.base_url(), "k", &["groq"]);
@@ -35,6 +46,7 @@ async fn an_answer_given_inline_is_written_once() {
     let client = JsonClient::new();
     const N: usize = 30;
     let before = commits(&client, &daemon).await;
+    let (synced_before, _) = syncs(&client, &daemon).await;
     let mut ids = Vec::new();
     for n in 0..N {
         let reply = infer(&client, &daemon.base, &format!("once {n}")).await;
@@ -47,6 +59,21 @@ async fn an_answer_given_inline_is_written_once() {
         (N as f64..N as f64 + 3.0).contains(&written),
         "{written} commits for {N} jobs"
     );
+    // Each answered from the log: the fsyncs come later, a few for all of them.
+    let (synced, _) = syncs(&client, &daemon).await;
+    assert!(
+        synced - synced_before <= 3.0,
+        "{} fsyncs for {N} answers",
+        synced - synced_before
+    );
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    while syncs(&client, &daemon).await.1 == 0.0 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the answers never reached the disk"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Not held in memory once answered, so these are read back from disk.
     for (n, id) in ids.iter().enumerate() {
         let status = client

@@ -2,11 +2,13 @@
 //! group commit, reads on Tokio's blocking pool. The only module that touches
 //! RocksDB.
 //!
-//! The writer takes every commit waiting in its queue, writes them as one batch
-//! with one fsync (when `sync`), then acknowledges each: under load many
-//! requests share a disk flush, so durability before acknowledgement costs
+//! The writer ([`writer`]) takes every commit waiting in its queue, writes them
+//! as one batch with one fsync (when `sync`), then acknowledges each: under load
+//! many requests share a disk flush, so durability before acknowledgement costs
 //! little throughput. The queue is bounded; [`Kv::slot`] waits for room.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+mod writer;
 
 use crate::error::StoreError;
 use crate::handle::{backend, DbHandle};
@@ -14,16 +16,16 @@ use crate::kv::{
     Ack, BoxFuture, Kv, MemoryUse, ReadMode, Reader, SlotSink, View, Visit, WriteSlot,
 };
 use crate::metrics::StoreMetrics;
-use crate::queue::{queue, Inbox, Outbox};
-use crate::write::{Op, Table, WriteSet};
+use crate::queue::{queue, Inbox};
+use crate::write::{Table, WriteSet};
 use parking_lot::Mutex;
-use rocksdb::{Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{Options, ReadOptions, DB};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use writer::{Commit, Message};
 
 #[derive(Clone, Copy, Debug)]
 pub struct RocksOptions {
@@ -55,18 +57,6 @@ pub struct RocksKv {
     metrics: StoreMetrics,
 }
 
-enum Message {
-    Commit(Commit),
-    /// Write what came before, then stop.
-    Stop,
-}
-
-struct Commit {
-    writes: WriteSet,
-    ack: oneshot::Sender<Result<(), StoreError>>,
-    _room: OwnedSemaphorePermit,
-}
-
 fn data_dir(path: &Path, reason: impl ToString) -> StoreError {
     StoreError::DataDir {
         path: path.display().to_string(),
@@ -89,7 +79,7 @@ impl RocksKv {
             let (db, metrics) = (db.clone(), metrics.clone());
             std::thread::Builder::new()
                 .name("gpubridge-store-writer".into())
-                .spawn(move || write_loop(&db, &receiver, options, &metrics))
+                .spawn(move || writer::run(&db, &receiver, options, &metrics))
                 .map_err(|e| data_dir(dir, format!("starting the writer thread: {e}")))?
         };
         Ok(RocksKv {
@@ -121,100 +111,6 @@ impl RocksKv {
             metrics: StoreMetrics::new(),
         })
     }
-}
-
-/// The writer thread: block for one commit, take whatever else is queued, write
-/// them as one batch, acknowledge each. Ends at `Stop`; commits queued behind
-/// it are answered `Closed` as they are dropped.
-fn write_loop(
-    handle: &DbHandle,
-    queue: &Outbox<Message>,
-    options: RocksOptions,
-    metrics: &StoreMetrics,
-) {
-    let mut write_options = WriteOptions::default();
-    write_options.set_sync(options.sync);
-    let mut stopping = false;
-    let mut messages = Vec::new();
-    while !stopping {
-        queue.recv_many(&mut messages, options.max_group);
-        let mut group = Vec::with_capacity(messages.len());
-        for message in messages.drain(..) {
-            match message {
-                Message::Commit(commit) => {
-                    metrics.queued.dec();
-                    // Behind a stop: dropped unwritten, which answers it `Closed`.
-                    if !stopping {
-                        group.push(commit);
-                    }
-                }
-                Message::Stop => stopping = true,
-            }
-        }
-        if group.is_empty() {
-            continue;
-        }
-        if let Err(e) = handle.recover() {
-            tracing::error!(error = %e, "reopening storage failed; retrying with the next write");
-        }
-        let db = match handle.current() {
-            Ok(db) => db,
-            Err(e) => {
-                for commit in group {
-                    let _ = commit.ack.send(Err(e.clone()));
-                }
-                continue;
-            }
-        };
-        let mut batch = WriteBatch::default();
-        let mut members = Vec::with_capacity(group.len());
-        for commit in group {
-            // A commit naming an unknown table fails alone, before anything of it is batched.
-            match add(&db, &mut batch, &commit.writes) {
-                Ok(()) => members.push(commit),
-                Err(e) => {
-                    let _ = commit.ack.send(Err(e));
-                }
-            }
-        }
-        if members.is_empty() {
-            continue;
-        }
-        let started = Instant::now();
-        let result = db.write_opt(batch, &write_options).map_err(backend);
-        metrics
-            .write_seconds
-            .observe(started.elapsed().as_secs_f64());
-        metrics.group_size.observe(members.len() as f64);
-        drop(db);
-        if let Err(e) = &result {
-            // RocksDB refuses every write after this one until it is reopened.
-            handle.mark_broken();
-            tracing::error!(error = %e, commits = members.len(), "storage write failed");
-        }
-        for commit in members {
-            metrics.commits.inc();
-            let _ = commit.ack.send(result.clone());
-        }
-    }
-}
-
-fn add(db: &DB, batch: &mut WriteBatch, writes: &WriteSet) -> Result<(), StoreError> {
-    let mut families = Vec::with_capacity(writes.len());
-    for op in writes.ops() {
-        let table = op.table();
-        families.push(
-            db.cf_handle(table.name())
-                .ok_or(StoreError::UnknownTable(table.name()))?,
-        );
-    }
-    for (op, cf) in writes.ops().iter().zip(families) {
-        match op {
-            Op::Put { key, value, .. } => batch.put_cf(cf, key, value),
-            Op::Delete { key, .. } => batch.delete_cf(cf, key),
-        }
-    }
-    Ok(())
 }
 
 struct RocksSlot {

@@ -1,0 +1,192 @@
+//! The writer thread: block for one commit, take whatever else is queued, write
+//! them as one batch, acknowledge each. A group is fsync'd when one of its
+//! commits asks for it; commits that ask only for the log
+//! ([`Durability::Logged`]) are fsync'd with the next synced group, or on their
+//! own once the oldest of them has waited [`LOGGED_SYNC_WITHIN`].
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+use super::RocksOptions;
+use crate::error::StoreError;
+use crate::handle::{backend, DbHandle};
+use crate::metrics::{StoreMetrics, SyncCause};
+use crate::queue::Outbox;
+use crate::write::{Durability, Op, WriteSet, LOGGED_SYNC_WITHIN};
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use std::time::Instant;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+pub(super) enum Message {
+    Commit(Commit),
+    /// Write what came before, then stop.
+    Stop,
+}
+
+pub(super) struct Commit {
+    pub writes: WriteSet,
+    pub ack: oneshot::Sender<Result<(), StoreError>>,
+    pub _room: OwnedSemaphorePermit,
+}
+
+/// Runs until `Stop`; commits queued behind it are answered `Closed` as they
+/// are dropped. What was only logged is fsync'd before it returns.
+pub(super) fn run(
+    handle: &DbHandle,
+    queue: &Outbox<Message>,
+    options: RocksOptions,
+    metrics: &StoreMetrics,
+) {
+    let mut writer = Writer {
+        handle,
+        options,
+        metrics,
+        unsynced_since: None,
+    };
+    let mut stopping = false;
+    let mut messages = Vec::new();
+    while !stopping {
+        let deadline = writer
+            .unsynced_since
+            .map(|since| since + LOGGED_SYNC_WITHIN);
+        if !queue.recv_many(&mut messages, options.max_group, deadline) {
+            writer.sync_log(SyncCause::Deadline);
+            continue;
+        }
+        let mut group = Vec::with_capacity(messages.len());
+        for message in messages.drain(..) {
+            match message {
+                Message::Commit(commit) => {
+                    metrics.queued.dec();
+                    // Behind a stop: dropped unwritten, which answers it `Closed`.
+                    if !stopping {
+                        group.push(commit);
+                    }
+                }
+                Message::Stop => stopping = true,
+            }
+        }
+        writer.write(group);
+    }
+    writer.sync_log(SyncCause::Shutdown);
+}
+
+struct Writer<'a> {
+    handle: &'a DbHandle,
+    options: RocksOptions,
+    metrics: &'a StoreMetrics,
+    /// The oldest acknowledged write not yet fsync'd (only when `options.sync`).
+    unsynced_since: Option<Instant>,
+}
+
+impl Writer<'_> {
+    fn write(&mut self, group: Vec<Commit>) {
+        if group.is_empty() {
+            return;
+        }
+        if let Err(e) = self.handle.recover() {
+            tracing::error!(error = %e, "reopening storage failed; retrying with the next write");
+        }
+        let db = match self.handle.current() {
+            Ok(db) => db,
+            Err(e) => {
+                for commit in group {
+                    let _ = commit.ack.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        let mut batch = WriteBatch::default();
+        let mut members = Vec::with_capacity(group.len());
+        for commit in group {
+            // A commit naming an unknown table fails alone, before anything of it is batched.
+            match add(&db, &mut batch, &commit.writes) {
+                Ok(()) => members.push(commit),
+                Err(e) => {
+                    let _ = commit.ack.send(Err(e));
+                }
+            }
+        }
+        if members.is_empty() {
+            return;
+        }
+        let sync = self.must_sync(&members);
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(sync);
+        let started = Instant::now();
+        let result = db.write_opt(batch, &write_options).map_err(backend);
+        self.metrics
+            .write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.group_size.observe(members.len() as f64);
+        drop(db);
+        match &result {
+            Ok(()) if sync => self.synced(SyncCause::Commit),
+            Ok(()) if self.options.sync => {
+                self.unsynced_since.get_or_insert(started);
+            }
+            Ok(()) => {}
+            Err(e) => {
+                // RocksDB refuses every write after this one until it is reopened.
+                self.handle.mark_broken();
+                tracing::error!(error = %e, commits = members.len(), "storage write failed");
+            }
+        }
+        for commit in members {
+            self.metrics.commits.inc();
+            let _ = commit.ack.send(result.clone());
+        }
+    }
+
+    /// Whether this group is fsync'd: one of its commits asks for it, or what
+    /// was only logged before it has waited long enough.
+    fn must_sync(&self, members: &[Commit]) -> bool {
+        self.options.sync
+            && (members
+                .iter()
+                .any(|c| c.writes.durability() == Durability::Synced)
+                || self
+                    .unsynced_since
+                    .is_some_and(|since| since.elapsed() >= LOGGED_SYNC_WITHIN))
+    }
+
+    /// fsyncs the write-ahead log, if anything in it is not yet.
+    fn sync_log(&mut self, cause: SyncCause) {
+        if self.unsynced_since.is_none() {
+            return;
+        }
+        let synced = self
+            .handle
+            .current()
+            .and_then(|db| db.flush_wal(true).map_err(backend));
+        match synced {
+            Ok(()) => self.synced(cause),
+            // Retried at the next deadline; the writes stay in the log meanwhile.
+            Err(e) => {
+                tracing::error!(error = %e, "syncing the write-ahead log failed");
+                self.unsynced_since = Some(Instant::now());
+            }
+        }
+    }
+
+    fn synced(&mut self, cause: SyncCause) {
+        self.unsynced_since = None;
+        self.metrics.count_sync(cause);
+    }
+}
+
+fn add(db: &DB, batch: &mut WriteBatch, writes: &WriteSet) -> Result<(), StoreError> {
+    let mut families = Vec::with_capacity(writes.len());
+    for op in writes.ops() {
+        let table = op.table();
+        families.push(
+            db.cf_handle(table.name())
+                .ok_or(StoreError::UnknownTable(table.name()))?,
+        );
+    }
+    for (op, cf) in writes.ops().iter().zip(families) {
+        match op {
+            Op::Put { key, value, .. } => batch.put_cf(cf, key, value),
+            Op::Delete { key, .. } => batch.delete_cf(cf, key),
+        }
+    }
+    Ok(())
+}
