@@ -104,6 +104,13 @@ impl Access {
             .ok_or_else(|| unauthorized("API key required"))
     }
 
+    /// Is this job started before anything is written, with nothing to pay?
+    /// Idempotency-Key is per account (the contract), so without accounts no
+    /// replay looks for the job; a webhook's job is written up front, as on /run.
+    pub fn starts_unwritten(&self, job: &PreparedJob, inline: bool) -> bool {
+        matches!(self, Access::Open) && inline && job.webhook_url.is_none()
+    }
+
     /// Pays for and accepts one validated job.
     pub async fn accept(
         &self,
@@ -115,11 +122,7 @@ impl Access {
     ) -> Result<Admitted, ApiError> {
         let (accounts, x402) = match self {
             Access::Open => {
-                // Idempotency-Key is per account (the contract), so without
-                // accounts no replay looks for the job; a webhook's job is
-                // written up front, as on /run.
-                let write_once = inline && job.webhook_url.is_none();
-                let record = match write_once {
+                let record = match self.starts_unwritten(&job, inline) {
                     true => scheduler.start_unwritten(job),
                     false => scheduler.submit(job, None, WriteSet::new()).await,
                 }

@@ -74,9 +74,9 @@ impl App {
         let app = self.clone();
         let idempotency = request.idempotency;
         let inline = request.inline;
-        // From here credits are reserved and a job written: finish even if the client leaves.
+        let unwritten = self.access.starts_unwritten(&prepared, inline);
         // Boxed: spawning moves the future, and this one is large.
-        let admitted = tokio::spawn(Box::pin(async move {
+        let admission = Box::pin(async move {
             app.access
                 .accept(
                     &app.scheduler,
@@ -86,16 +86,21 @@ impl App {
                     inline,
                 )
                 .await
-        }))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "admission task failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The request could not be admitted",
-                "Retry it; with an Idempotency-Key a retry is safe.",
-            )
-        })??;
+        });
+        let admitted = match unwritten {
+            // Nothing written or paid, and nothing to wait for: no task needed.
+            true => admission.await?,
+            // From here credits are reserved and a job written: finish even if
+            // the client leaves.
+            false => tokio::spawn(admission).await.map_err(|e| {
+                tracing::error!(error = %e, "admission task failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The request could not be admitted",
+                    "Retry it; with an Idempotency-Key a retry is safe.",
+                )
+            })??,
+        };
         let mut accepted = self.admitted(admitted.admission).await?;
         accepted.paid = admitted.paid;
         Ok(accepted)

@@ -27,11 +27,20 @@ pub fn write_new(writes: &mut WriteSet, job: &JobRecord) {
 /// A job's new state; a terminal one leaves the unfinished set and is
 /// indexed under the time its data expires.
 pub fn write_state(writes: &mut WriteSet, job: &JobRecord, retention: &RetentionConfig) {
-    writes.put_record(JOBS, job.id.as_bytes(), job);
     if job.status.is_terminal() {
         writes.delete(UNFINISHED, job.id.as_bytes());
-        crate::retention::index(writes, job, retention);
+        write_ended(writes, job, retention);
+    } else {
+        writes.put_record(JOBS, job.id.as_bytes(), job);
     }
+}
+
+/// A terminal job, indexed under the time its data expires. Alone, for a job
+/// written first at its end (`deferred.rs`), which was never in the
+/// unfinished set: no tombstone for what was never there.
+pub fn write_ended(writes: &mut WriteSet, job: &JobRecord, retention: &RetentionConfig) {
+    writes.put_record(JOBS, job.id.as_bytes(), job);
+    crate::retention::index(writes, job, retention);
 }
 
 pub async fn get(store: &Store, id: &JobId) -> Result<Option<JobRecord>, StoreError> {

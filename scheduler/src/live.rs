@@ -54,6 +54,11 @@ impl LiveJob {
         self.record.lock().clone()
     }
 
+    /// Is a request waiting for its end right now?
+    pub fn has_waiters(&self) -> bool {
+        self.waiters.load(Ordering::Acquire) > 0
+    }
+
     /// Memory its record holds, roughly: what the finished-job cache budgets.
     fn held_bytes(&self) -> usize {
         let record = self.record.lock();
@@ -213,12 +218,12 @@ impl LiveJobs {
     /// A job reached its durable terminal state (and `done` is set): it stops
     /// counting, and is held a while for status reads unless someone waiting
     /// for it took the result.
-    pub fn finished(&self, live: &LiveJob) {
+    pub fn finished(&self, live: &LiveJob, handed: bool) {
         let (id, owner) = {
             let record = live.record.lock();
             (record.id.clone(), record.owner)
         };
-        if live.waiters.load(Ordering::Acquire) > 0 {
+        if handed {
             self.jobs.remove(&id);
         } else {
             let now = now_ms();
@@ -287,7 +292,7 @@ mod tests {
         let live = jobs.insert(sample(name), None, None);
         let id = live.record.lock().id.clone();
         live.done.set();
-        jobs.finished(&live);
+        jobs.finished(&live, false);
         id
     }
 
@@ -354,8 +359,10 @@ mod tests {
             tokio::task::yield_now().await;
         }
         live.record.lock().status = gpubridge_protocol::JobStatus::Completed;
+        let handed = live.has_waiters();
+        assert!(handed);
         live.done.set();
-        jobs.finished(&live);
+        jobs.finished(&live, handed);
         let record = waiter.await.unwrap();
         assert_eq!(record.status, gpubridge_protocol::JobStatus::Completed);
         assert!(jobs.get(id.as_str()).is_none(), "handed over, not cached");
@@ -388,7 +395,7 @@ mod tests {
         );
         let mut owned = sample("z");
         owned.owner = Some(b);
-        jobs.finished(&jobs.insert(owned, None, None));
+        jobs.finished(&jobs.insert(owned, None, None), false);
         assert_eq!(jobs.unfinished_of(b), 0);
     }
 }

@@ -4,7 +4,7 @@
 use crate::job::{now_ms, JobRecord};
 use crate::scheduler::Inner;
 use gpubridge_protocol::JobStatus;
-use gpubridge_store::{Durability, StoreError, WriteSet};
+use gpubridge_store::{StoreError, WriteSet};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -54,5 +54,5 @@ async fn fail(inner: &Inner, record: &mut JobRecord) {
         "interrupted by a scheduler restart, and its deadline passed before it could be retried"
             .into(),
     );
-    crate::runner::persist_terminal(inner, record, Durability::Synced).await;
+    crate::runner::persist_terminal(inner, record).await;
 }

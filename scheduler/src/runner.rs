@@ -422,7 +422,8 @@ fn mark_running(inner: &Inner, live: &LiveJob, backend: &Backend, default_ms: f6
 }
 
 /// Makes the job terminal: persisted (with its settlement) first, then shown, so
-/// whoever reads `completed` or `failed` also sees what it was charged.
+/// whoever reads `completed` or `failed` also sees what it was charged; a job
+/// only its waiting submitter knows of is shown first ([`Durability::Logged`]).
 async fn finish(
     inner: &Inner,
     live: &LiveJob,
@@ -461,11 +462,32 @@ async fn finish(
         .unwritten
         .as_ref()
         .map_or(Durability::Synced, |unwritten| unwritten.ending());
-    if persist_terminal(inner, &mut record, durability).await {
-        if let Some(unwritten) = &live.unwritten {
+    let writes = terminal_writes(inner, &mut record, durability);
+    let written = |durable: bool| {
+        if let (true, Some(unwritten)) = (durable, &live.unwritten) {
             unwritten.written();
         }
-    }
+    };
+    let handed = match durability {
+        // Only its submitter knows the job, and the answer carries all it
+        // holds and nothing paid: shown first, written just after. It stays
+        // in memory until then, so `/status` finds it meanwhile.
+        Durability::Logged => {
+            let handed = show(inner, live, record.clone());
+            written(commit_terminal(inner, &record, writes).await);
+            handed
+        }
+        Durability::Synced => {
+            written(commit_terminal(inner, &record, writes).await);
+            show(inner, live, record)
+        }
+    };
+    inner.live.finished(live, handed);
+}
+
+/// Makes the terminal record the job's, learns from its duration and wakes
+/// whoever waits; whether someone was waiting to take it.
+fn show(inner: &Inner, live: &LiveJob, record: JobRecord) -> bool {
     // A stopped job ran only part of the way: it says nothing about durations.
     if let (JobStatus::Completed, Some(seconds), Some(ewma)) = (
         record.status,
@@ -475,23 +497,37 @@ async fn finish(
         ewma.observe(seconds, inner.cfg.ewma_alpha);
     }
     *live.record.lock() = record;
+    let handed = live.has_waiters();
     live.done.set();
-    inner.live.finished(live);
+    handed
+}
+
+/// A terminal record's writes, with whatever billing adds to it and them.
+fn terminal_writes(inner: &Inner, record: &mut JobRecord, durability: Durability) -> WriteSet {
+    let mut writes = WriteSet::new();
+    inner.hooks.on_terminal(record, &mut writes);
+    let retention = &inner.cfg.retention;
+    match durability {
+        // Never written before: the job's first write is its end.
+        Durability::Logged => {
+            crate::jobs::write_ended(&mut writes, record, retention);
+            writes.logged_only();
+        }
+        Durability::Synced => crate::jobs::write_state(&mut writes, record, retention),
+    }
+    writes
 }
 
 /// Writes a terminal record with whatever billing adds, in one commit; whether
-/// it is durable (to `durability`'s degree).
-pub(crate) async fn persist_terminal(
-    inner: &Inner,
-    record: &mut JobRecord,
-    durability: Durability,
-) -> bool {
-    let mut writes = WriteSet::new();
-    inner.hooks.on_terminal(record, &mut writes);
-    crate::jobs::write_state(&mut writes, record, &inner.cfg.retention);
-    if durability == Durability::Logged {
-        writes.logged_only();
-    }
+/// it is durable.
+pub(crate) async fn persist_terminal(inner: &Inner, record: &mut JobRecord) -> bool {
+    let writes = terminal_writes(inner, record, Durability::Synced);
+    commit_terminal(inner, record, writes).await
+}
+
+/// Commits a terminal record's writes, retrying while the store refuses them
+/// for a while; whether they are durable (to the degree they asked).
+async fn commit_terminal(inner: &Inner, record: &JobRecord, writes: WriteSet) -> bool {
     // Until it is durable the job holds its place (and its reservation): a
     // store refusing writes (full disk) is retried until it takes them again.
     let mut wait = Duration::from_millis(100);

@@ -551,12 +551,15 @@ impl Scheduler {
             return self.status(id).await;
         };
         let record = live.wait(wait).await;
-        if !record.status.is_terminal() {
-            if let Err(e) = crate::deferred::make_durable(&self.inner, &live).await {
-                live.cancel();
-                return Err(e);
-            }
+        if record.status.is_terminal() {
+            return Ok(Some(record));
         }
+        if let Err(e) = crate::deferred::make_durable(&self.inner, &live).await {
+            live.cancel();
+            return Err(e);
+        }
+        // It may have ended meanwhile: then its end is the answer.
+        let record = live.record.lock().clone();
         Ok(Some(record))
     }
 

@@ -51,7 +51,14 @@ async fn an_answer_given_inline_is_written_once_and_fsynced_later() {
     for n in 0..N {
         let reply = infer(&client, &daemon.base, &format!("once {n}")).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
-        ids.push(reply.body["job_id"].as_str().unwrap().to_string());
+        let id = reply.body["job_id"].as_str().unwrap().to_string();
+        // Answered before its write lands, yet found at once.
+        let status = client
+            .get(&daemon.url(&format!("/status/{id}")))
+            .await
+            .unwrap();
+        assert_eq!(status.body["status"], "completed", "{}", status.body);
+        ids.push(id);
     }
     let written = commits(&client, &daemon).await - before;
     // One commit per job; a learned estimate may be flushed meanwhile.
