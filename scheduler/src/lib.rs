@@ -40,6 +40,7 @@ mod router;
 mod runner;
 mod scheduler;
 mod stream;
+mod terminal;
 mod timeouts;
 
 #[cfg(test)]

@@ -54,5 +54,5 @@ async fn fail(inner: &Inner, record: &mut JobRecord) {
         "interrupted by a scheduler restart, and its deadline passed before it could be retried"
             .into(),
     );
-    crate::runner::persist_terminal(inner, record).await;
+    crate::terminal::persist(inner, record).await;
 }

@@ -16,10 +16,10 @@ use crate::live::LiveJob;
 use crate::router::{self, Tried};
 use crate::scheduler::Inner;
 use crate::stream::StreamTap;
+use crate::terminal;
 use gpubridge_protocol::{JobId, JobStatus, Priority};
-use gpubridge_store::{Durability, WriteSet};
+use gpubridge_store::Durability;
 use serde_json::Value;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -425,8 +425,8 @@ fn mark_running(inner: &Inner, live: &LiveJob, backend: &Backend, default_ms: f6
 /// whoever reads `completed` or `failed` also sees what it was charged; a job
 /// only its waiting submitter knows of is shown first ([`Durability::Logged`]).
 async fn finish(
-    inner: &Inner,
-    live: &LiveJob,
+    inner: &Arc<Inner>,
+    live: &Arc<LiveJob>,
     outcome: Result<Success, Failure>,
     stream: Option<&StreamTap>,
 ) {
@@ -462,100 +462,19 @@ async fn finish(
         .unwritten
         .as_ref()
         .map_or(Durability::Synced, |unwritten| unwritten.ending());
-    let writes = terminal_writes(inner, &mut record, durability);
-    let written = |durable: bool| {
-        if let (true, Some(unwritten)) = (durable, &live.unwritten) {
-            unwritten.written();
-        }
-    };
-    let handed = match durability {
+    let writes = terminal::writes(inner, &mut record, durability);
+    match durability {
         // Only its submitter knows the job, and the answer carries all it
         // holds and nothing paid: shown first, written just after. It stays
         // in memory until then, so `/status` finds it meanwhile.
         Durability::Logged => {
-            let handed = show(inner, live, record.clone());
-            written(commit_terminal(inner, &record, writes).await);
-            handed
+            let handed = terminal::show(inner, live, record.clone());
+            terminal::write_shown(inner, live, record, writes, handed).await;
         }
         Durability::Synced => {
-            written(commit_terminal(inner, &record, writes).await);
-            show(inner, live, record)
-        }
-    };
-    inner.live.finished(live, handed);
-}
-
-/// Makes the terminal record the job's, learns from its duration and wakes
-/// whoever waits; whether someone was waiting to take it.
-fn show(inner: &Inner, live: &LiveJob, record: JobRecord) -> bool {
-    // A stopped job ran only part of the way: it says nothing about durations.
-    if let (JobStatus::Completed, Some(seconds), Some(ewma)) = (
-        record.status,
-        record.execution_seconds(),
-        inner.service_seconds.get(&record.service),
-    ) {
-        ewma.observe(seconds, inner.cfg.ewma_alpha);
-    }
-    *live.record.lock() = record;
-    let handed = live.has_waiters();
-    live.done.set();
-    handed
-}
-
-/// A terminal record's writes, with whatever billing adds to it and them.
-fn terminal_writes(inner: &Inner, record: &mut JobRecord, durability: Durability) -> WriteSet {
-    let mut writes = WriteSet::new();
-    inner.hooks.on_terminal(record, &mut writes);
-    let retention = &inner.cfg.retention;
-    match durability {
-        // Never written before: the job's first write is its end.
-        Durability::Logged => {
-            crate::jobs::write_ended(&mut writes, record, retention);
-            writes.logged_only();
-        }
-        Durability::Synced => crate::jobs::write_state(&mut writes, record, retention),
-    }
-    writes
-}
-
-/// Writes a terminal record with whatever billing adds, in one commit; whether
-/// it is durable.
-pub(crate) async fn persist_terminal(inner: &Inner, record: &mut JobRecord) -> bool {
-    let writes = terminal_writes(inner, record, Durability::Synced);
-    commit_terminal(inner, record, writes).await
-}
-
-/// Commits a terminal record's writes, retrying while the store refuses them
-/// for a while; whether they are durable (to the degree they asked).
-async fn commit_terminal(inner: &Inner, record: &JobRecord, writes: WriteSet) -> bool {
-    // Until it is durable the job holds its place (and its reservation): a
-    // store refusing writes (full disk) is retried until it takes them again.
-    let mut wait = Duration::from_millis(100);
-    let durable = loop {
-        match inner.store.commit(writes.clone()).await {
-            Ok(()) => {
-                inner.hooks.after_persist(record);
-                break true;
-            }
-            // Still unfinished on disk, so the job runs again after the restart.
-            Err(e) if !e.is_transient() || inner.shutting_down.load(Ordering::Acquire) => {
-                tracing::error!(job_id = %record.id, error = %e, "could not persist finished job before shutdown");
-                break false;
-            }
-            Err(e) => {
-                tracing::warn!(job_id = %record.id, error = %e, retry_ms = wait.as_millis() as u64, "could not persist finished job; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        }
-    };
-    if let Some(m) = inner.metrics.service(&record.service) {
-        match record.status {
-            JobStatus::Completed => m.completed.inc(),
-            JobStatus::Cancelled => m.cancelled.inc(),
-            _ => m.failed.inc(),
+            let durable = terminal::commit(inner, &record, writes).await;
+            let handed = terminal::show(inner, live, record);
+            terminal::ended(inner, live, durable, handed);
         }
     }
-    tracing::debug!(job_id = %record.id, service = %record.service, status = record.status.as_str(), "job finished");
-    durable
 }

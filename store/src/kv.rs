@@ -75,7 +75,14 @@ pub struct MemoryUse {
 /// How a backend takes one commit; the slot's room is freed when it is done.
 pub trait SlotSink: Send {
     fn submit(self: Box<Self>, writes: WriteSet) -> Ack;
+    /// As `submit`, but calls `then` where the commit ends instead of waking a task.
+    fn submit_then(self: Box<Self>, writes: WriteSet, then: Then);
 }
+
+/// Called once with a commit's outcome where it ended (the store's writer
+/// thread: it must be quick and never block); a failed commit's writes come
+/// back with the error, for a retry.
+pub type Then = Box<dyn FnOnce(Result<(), (StoreError, WriteSet)>) + Send>;
 
 /// Room for one commit. Submitting never waits; dropping it unused frees the room.
 pub struct WriteSlot(Box<dyn SlotSink>);
@@ -88,6 +95,16 @@ impl WriteSlot {
     /// Hands `writes` to the writer; the returned [`Ack`] resolves once they are durable.
     pub fn submit(self, writes: WriteSet) -> Ack {
         self.0.submit(writes)
+    }
+
+    /// Hands `writes` to the writer and `then` what follows them, with no task
+    /// waiting: for what nobody waits on. A [`Durability::Logged`] set may
+    /// also wait a moment in the queue for company (`LOGGED_LINGER`), so many
+    /// share one storage write.
+    ///
+    /// [`Durability::Logged`]: crate::Durability::Logged
+    pub fn submit_then(self, writes: WriteSet, then: Then) {
+        self.0.submit_then(writes, then)
     }
 }
 

@@ -26,10 +26,12 @@ mod fuzz;
 
 pub use codec::{decode, encode, payload_of, DecodeError, Record};
 pub use error::StoreError;
-pub use kv::{Ack, BoxFuture, Kv, MemoryUse, ReadMode, Reader, SlotSink, View, Visit, WriteSlot};
+pub use kv::{
+    Ack, BoxFuture, Kv, MemoryUse, ReadMode, Reader, SlotSink, Then, View, Visit, WriteSlot,
+};
 pub use memory::MemoryKv;
 pub use metrics::{StoreMetrics, SyncCause};
 pub use migrate::add_version_bytes;
 pub use rocks::{RocksKv, RocksOptions};
 pub use store::{Page, Store};
-pub use write::{Durability, Op, Table, WriteSet, LOGGED_SYNC_WITHIN};
+pub use write::{Durability, Op, Table, WriteSet, LOGGED_LINGER, LOGGED_SYNC_WITHIN};

@@ -2,7 +2,7 @@
 //! For unit tests, and the smallest example of a backend behind the port.
 
 use crate::error::StoreError;
-use crate::kv::{Ack, BoxFuture, Kv, ReadMode, Reader, SlotSink, View, Visit, WriteSlot};
+use crate::kv::{Ack, BoxFuture, Kv, ReadMode, Reader, SlotSink, Then, View, Visit, WriteSlot};
 use crate::metrics::StoreMetrics;
 use crate::write::{Op, Table, WriteSet};
 use parking_lot::RwLock;
@@ -32,15 +32,15 @@ struct MemorySlot {
     metrics: StoreMetrics,
 }
 
-impl SlotSink for MemorySlot {
-    fn submit(self: Box<Self>, writes: WriteSet) -> Ack {
+impl MemorySlot {
+    fn apply(&self, writes: &WriteSet) -> Result<(), StoreError> {
         let mut tables = self.tables.write();
         if let Some(op) = writes
             .ops()
             .iter()
             .find(|op| !tables.contains_key(&op.table()))
         {
-            return Ack::done(Err(StoreError::UnknownTable(op.table().name())));
+            return Err(StoreError::UnknownTable(op.table().name()));
         }
         for op in writes.ops() {
             match op {
@@ -56,7 +56,18 @@ impl SlotSink for MemorySlot {
             }
         }
         self.metrics.commits.inc();
-        Ack::done(Ok(()))
+        Ok(())
+    }
+}
+
+impl SlotSink for MemorySlot {
+    fn submit(self: Box<Self>, writes: WriteSet) -> Ack {
+        Ack::done(self.apply(&writes))
+    }
+
+    fn submit_then(self: Box<Self>, writes: WriteSet, then: Then) {
+        let result = self.apply(&writes);
+        then(result.map_err(|e| (e, writes)));
     }
 }
 

@@ -7,7 +7,7 @@
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Producers' side; clones share one queue.
 pub(crate) struct Inbox<T>(Arc<Shared<T>>);
@@ -22,6 +22,10 @@ struct Shared<T> {
 
 struct State<T> {
     items: VecDeque<T>,
+    /// An item queued that must not wait.
+    urgent: bool,
+    /// When the oldest item queued that may wait was queued.
+    lazy_since: Option<Instant>,
     /// The consumer is parked waiting for an item.
     waiting: bool,
     /// The consumer is gone: nothing sent now would be read.
@@ -32,6 +36,8 @@ pub(crate) fn queue<T>() -> (Inbox<T>, Outbox<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             items: VecDeque::new(),
+            urgent: false,
+            lazy_since: None,
             waiting: false,
             closed: false,
         }),
@@ -47,14 +53,25 @@ impl<T> Clone for Inbox<T> {
 }
 
 impl<T> Inbox<T> {
-    /// Queues `item`, or hands it back when the consumer is gone.
-    pub fn send(&self, item: T) -> Result<(), T> {
+    /// Queues `item`, or hands it back when the consumer is gone. An item
+    /// that is not `urgent` may wait up to the consumer's linger for company:
+    /// it wakes a parked consumer only to start that clock.
+    pub fn send(&self, item: T, urgent: bool) -> Result<(), T> {
         let mut state = self.0.state.lock();
         if state.closed {
             return Err(item);
         }
         state.items.push_back(item);
-        let wake = std::mem::take(&mut state.waiting);
+        let starts_clock = !urgent && state.lazy_since.is_none();
+        if urgent {
+            state.urgent = true;
+        } else {
+            state.lazy_since.get_or_insert_with(Instant::now);
+        }
+        let wake = state.waiting && (urgent || starts_clock);
+        if wake {
+            state.waiting = false;
+        }
         drop(state);
         if wake {
             self.0.ready.notify_one();
@@ -64,27 +81,48 @@ impl<T> Inbox<T> {
 }
 
 impl<T> Outbox<T> {
-    /// Blocks until something is queued, then moves up to `max` items (at
-    /// least one) into `into`; with a `deadline`, gives up then. Whether
-    /// anything was moved.
-    pub fn recv_many(&self, into: &mut Vec<T>, max: usize, deadline: Option<Instant>) -> bool {
+    /// Blocks until something is due, then moves up to `max` items (at least
+    /// one) into `into`. Due: an urgent item is queued, the oldest other one
+    /// has waited `linger`, or `deadline` has passed with anything queued.
+    /// With nothing queued at `deadline`, gives up. Whether anything was moved.
+    pub fn recv_many(
+        &self,
+        into: &mut Vec<T>,
+        max: usize,
+        linger: Duration,
+        deadline: Option<Instant>,
+    ) -> bool {
         let mut state = self.0.state.lock();
-        while state.items.is_empty() {
+        loop {
+            let now = Instant::now();
+            let overdue = deadline.is_some_and(|at| now >= at);
+            if state.items.is_empty() {
+                if overdue {
+                    return false;
+                }
+            } else if state.urgent
+                || overdue
+                || state.lazy_since.is_some_and(|since| now >= since + linger)
+            {
+                break;
+            }
+            let lingered = state.lazy_since.map(|since| since + linger);
             state.waiting = true;
-            match deadline {
-                Some(deadline) => {
-                    if self.0.ready.wait_until(&mut state, deadline).timed_out() {
-                        state.waiting = false;
-                        if state.items.is_empty() {
-                            return false;
-                        }
-                    }
+            match [deadline, lingered].into_iter().flatten().min() {
+                Some(at) => {
+                    self.0.ready.wait_until(&mut state, at);
                 }
                 None => self.0.ready.wait(&mut state),
             }
+            state.waiting = false;
         }
         let take = state.items.len().min(max.max(1));
         into.extend(state.items.drain(..take));
+        // What is left (beyond `max`) is due at once anyway.
+        if state.items.is_empty() {
+            state.urgent = false;
+            state.lazy_since = None;
+        }
         true
     }
 }
@@ -106,16 +144,18 @@ impl<T> Drop for Outbox<T> {
 mod tests {
     use super::*;
 
+    const NO_LINGER: Duration = Duration::ZERO;
+
     #[test]
     fn delivers_in_order_in_groups_of_at_most_max() {
         let (inbox, outbox) = queue();
         for i in 0..5 {
-            assert!(inbox.send(i).is_ok());
+            assert!(inbox.send(i, true).is_ok());
         }
         let mut got = Vec::new();
-        outbox.recv_many(&mut got, 3, None);
+        outbox.recv_many(&mut got, 3, NO_LINGER, None);
         assert_eq!(got, vec![0, 1, 2]);
-        outbox.recv_many(&mut got, 3, None);
+        outbox.recv_many(&mut got, 3, NO_LINGER, None);
         assert_eq!(got, vec![0, 1, 2, 3, 4]);
     }
 
@@ -124,11 +164,33 @@ mod tests {
         let (inbox, outbox) = queue();
         let mut got = Vec::new();
         let soon = || Some(Instant::now() + std::time::Duration::from_millis(5));
-        assert!(!outbox.recv_many(&mut got, 8, soon()));
+        assert!(!outbox.recv_many(&mut got, 8, NO_LINGER, soon()));
         assert!(got.is_empty());
-        assert!(inbox.send(1).is_ok());
-        assert!(outbox.recv_many(&mut got, 8, soon()));
+        assert!(inbox.send(1, true).is_ok());
+        assert!(outbox.recv_many(&mut got, 8, NO_LINGER, soon()));
         assert_eq!(got, vec![1]);
+    }
+
+    #[test]
+    fn a_lazy_item_waits_for_its_linger_or_an_urgent_one() {
+        let (inbox, outbox) = queue();
+        let (taken, took) = std::sync::mpsc::channel();
+        let consumer = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            outbox.recv_many(&mut got, 8, Duration::from_secs(3600), None);
+            let _ = taken.send(got);
+            let mut later = Vec::new();
+            outbox.recv_many(&mut later, 8, Duration::from_millis(5), None);
+            later
+        });
+        assert!(inbox.send(1, false).is_ok());
+        let early = took.recv_timeout(Duration::from_millis(50));
+        assert!(early.is_err(), "taken before its linger");
+        assert!(inbox.send(2, true).is_ok());
+        assert_eq!(took.recv().ok(), Some(vec![1, 2]));
+        // Alone, a lazy item is taken once it has lingered.
+        assert!(inbox.send(3, false).is_ok());
+        assert_eq!(consumer.join().ok(), Some(vec![3]));
     }
 
     #[test]
@@ -137,7 +199,7 @@ mod tests {
         let consumer = std::thread::spawn(move || {
             let mut got = Vec::new();
             while got.len() < 100 {
-                outbox.recv_many(&mut got, 7, None);
+                outbox.recv_many(&mut got, 7, Duration::from_millis(1), None);
             }
             got
         });
@@ -146,7 +208,7 @@ mod tests {
                 let inbox = inbox.clone();
                 std::thread::spawn(move || {
                     for i in 0..25 {
-                        assert!(inbox.send(p * 100 + i).is_ok());
+                        assert!(inbox.send(p * 100 + i, p % 2 == 0).is_ok());
                     }
                 })
             })
@@ -169,6 +231,6 @@ mod tests {
     fn sending_after_the_consumer_is_gone_hands_the_item_back() {
         let (inbox, outbox) = queue();
         drop(outbox);
-        assert_eq!(inbox.send(7), Err(7));
+        assert_eq!(inbox.send(7, true), Err(7));
     }
 }

@@ -304,18 +304,24 @@ mod tests {
         ));
     }
 
+    /// A RocksDB store with default options in a fresh directory (kept while
+    /// the store is used).
+    fn rocks_with(tables: &[Table]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = RocksKv::open(
+            dir.path(),
+            tables,
+            RocksOptions::default(),
+            StoreMetrics::new(),
+        );
+        (dir, Store::new(Arc::new(kv.unwrap())))
+    }
+
     /// Logged-only commits get no fsync of their own: the deadline or the next
     /// synced commit covers them, and closing syncs what is left.
     #[tokio::test]
     async fn logged_commits_are_synced_later_not_each() {
-        let dir = tempfile::tempdir().unwrap();
-        let kv = RocksKv::open(
-            dir.path(),
-            &[T],
-            RocksOptions::default(),
-            StoreMetrics::new(),
-        );
-        let store = Store::new(Arc::new(kv.unwrap()));
+        let (_dir, store) = rocks_with(&[T]);
         let metrics = store.metrics();
         let commit = |n: u32, logged: bool| {
             let mut writes = WriteSet::new();
@@ -351,6 +357,50 @@ mod tests {
         let later = metrics.syncs(SyncCause::Deadline) + metrics.syncs(SyncCause::Shutdown);
         assert_eq!(later, 2);
         assert_eq!(metrics.syncs(SyncCause::Commit), 1);
+    }
+
+    /// A commit nobody awaits tells its callback, on the writer thread; one
+    /// that fails hands its writes back for a retry.
+    #[tokio::test]
+    async fn a_commit_nobody_awaits_tells_its_callback() {
+        let (_dir, store) = rocks_with(&[T]);
+        let (told, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let submit = |writes: WriteSet| {
+            let told = told.clone();
+            let store = store.clone();
+            async move {
+                let then: crate::Then = Box::new(move |result| {
+                    let thread = std::thread::current().name().map(str::to_owned);
+                    let _ = told.send((result.map_err(|(e, back)| (e, back.len())), thread));
+                });
+                store.slot().await.unwrap().submit_then(writes, then);
+            }
+        };
+        for n in 0..50u32 {
+            let mut writes = WriteSet::new();
+            writes.put_record(T, format!("t{n:02}"), &Thing(n));
+            writes.logged_only();
+            submit(writes).await;
+        }
+        for _ in 0..50 {
+            let (result, thread) = heard.recv().await.unwrap();
+            assert!(result.is_ok(), "{result:?}");
+            assert_eq!(thread.as_deref(), Some("gpubridge-store-writer"));
+        }
+        assert_eq!(
+            store.get::<Thing>(T, b"t49".to_vec()).await.unwrap(),
+            Some(Thing(49))
+        );
+
+        let mut bad = WriteSet::new();
+        bad.put(Table("missing"), "a", b"b".to_vec());
+        bad.logged_only();
+        submit(bad).await;
+        let (result, _) = heard.recv().await.unwrap();
+        assert!(
+            matches!(result, Err((StoreError::UnknownTable("missing"), 1))),
+            "{result:?}"
+        );
     }
 
     /// A restart within one process: the old store may still be referenced

@@ -54,6 +54,10 @@ pub enum Durability {
 /// The longest a [`Durability::Logged`] commit waits for its fsync.
 pub const LOGGED_SYNC_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The longest a [`Durability::Logged`] commit nobody waits on stays queued
+/// before the writer takes it, so that many share one wake-up and one write.
+pub const LOGGED_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteSet {
     ops: Vec<Op>,

@@ -13,7 +13,7 @@ mod writer;
 use crate::error::StoreError;
 use crate::handle::{backend, DbHandle};
 use crate::kv::{
-    Ack, BoxFuture, Kv, MemoryUse, ReadMode, Reader, SlotSink, View, Visit, WriteSlot,
+    Ack, BoxFuture, Kv, MemoryUse, ReadMode, Reader, SlotSink, Then, View, Visit, WriteSlot,
 };
 use crate::metrics::StoreMetrics;
 use crate::queue::{queue, Inbox};
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
-use writer::{Commit, Message};
+use writer::{Commit, Message, Reply};
 
 #[derive(Clone, Copy, Debug)]
 pub struct RocksOptions {
@@ -119,22 +119,39 @@ struct RocksSlot {
     metrics: StoreMetrics,
 }
 
+impl RocksSlot {
+    fn send(self, writes: WriteSet, reply: Reply) -> Result<(), Commit> {
+        let commit = Commit {
+            writes,
+            reply: Some(reply),
+            _room: self.room,
+        };
+        let urgent = !commit.lazy();
+        // Unbounded underneath: the semaphore bounds it, so this never blocks.
+        match self.queue.send(Message::Commit(commit), urgent) {
+            Ok(()) => {
+                self.metrics.queued.inc();
+                Ok(())
+            }
+            Err(Message::Commit(commit)) => Err(commit),
+            Err(Message::Stop) => Ok(()),
+        }
+    }
+}
+
 impl SlotSink for RocksSlot {
     fn submit(self: Box<Self>, writes: WriteSet) -> Ack {
         let (ack, answer) = oneshot::channel();
-        let commit = Commit {
-            writes,
-            ack,
-            _room: self.room,
-        };
-        // Unbounded underneath: the semaphore bounds it, so this never blocks.
-        match self.queue.send(Message::Commit(commit)) {
-            Ok(()) => {
-                self.metrics.queued.inc();
-                Ack::waiting(answer)
-            }
-            Err(_) => Ack::done(Err(StoreError::Closed)),
+        match self.send(writes, Reply::Ack(ack)) {
+            Ok(()) => Ack::waiting(answer),
+            // Dropping the commit answers it `Closed`.
+            Err(_closed) => Ack::done(Err(StoreError::Closed)),
         }
+    }
+
+    fn submit_then(self: Box<Self>, writes: WriteSet, then: Then) {
+        // Refused, the commit is dropped, which tells `then` it is closed.
+        let _ = self.send(writes, Reply::Then(then));
     }
 }
 
@@ -264,7 +281,7 @@ impl RocksKv {
         let writer = self.writer.lock().take();
         if writer.is_some() {
             if let Some(queue) = &self.queue {
-                let _ = queue.send(Message::Stop);
+                let _ = queue.send(Message::Stop, true);
             }
         }
         writer
@@ -274,7 +291,11 @@ impl RocksKv {
 impl Drop for RocksKv {
     fn drop(&mut self) {
         if let Some(writer) = self.stop() {
-            let _ = writer.join();
+            // Dropped on the writer itself (a commit's callback held the last
+            // owner): it stops once that callback returns, and cannot join itself.
+            if writer.thread().id() != std::thread::current().id() {
+                let _ = writer.join();
+            }
         }
     }
 }

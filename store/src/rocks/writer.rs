@@ -2,15 +2,18 @@
 //! them as one batch, acknowledge each. A group is fsync'd when one of its
 //! commits asks for it; commits that ask only for the log
 //! ([`Durability::Logged`]) are fsync'd with the next synced group, or on their
-//! own once the oldest of them has waited [`LOGGED_SYNC_WITHIN`].
+//! own once the oldest of them has waited [`LOGGED_SYNC_WITHIN`]. Such commits
+//! that nobody awaits may linger in the queue ([`LOGGED_LINGER`]) so that one
+//! wake-up of this thread writes many, and their callbacks run here.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use super::RocksOptions;
 use crate::error::StoreError;
 use crate::handle::{backend, DbHandle};
+use crate::kv::Then;
 use crate::metrics::{StoreMetrics, SyncCause};
 use crate::queue::Outbox;
-use crate::write::{Durability, Op, WriteSet, LOGGED_SYNC_WITHIN};
+use crate::write::{Durability, Op, WriteSet, LOGGED_LINGER, LOGGED_SYNC_WITHIN};
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::time::Instant;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
@@ -23,8 +26,47 @@ pub(super) enum Message {
 
 pub(super) struct Commit {
     pub writes: WriteSet,
-    pub ack: oneshot::Sender<Result<(), StoreError>>,
+    /// `None` once answered.
+    pub reply: Option<Reply>,
     pub _room: OwnedSemaphorePermit,
+}
+
+/// Who learns how a commit went.
+pub(super) enum Reply {
+    /// A task awaiting its `Ack`.
+    Ack(oneshot::Sender<Result<(), StoreError>>),
+    /// A callback run here ([`crate::Then`]).
+    Then(Then),
+}
+
+impl Commit {
+    /// May it linger in the queue? Only what nobody waits on and needs no fsync.
+    pub fn lazy(&self) -> bool {
+        matches!(self.reply, Some(Reply::Then(_))) && self.writes.durability() == Durability::Logged
+    }
+
+    fn answer(mut self, result: Result<(), StoreError>) {
+        self.answer_now(result);
+    }
+
+    fn answer_now(&mut self, result: Result<(), StoreError>) {
+        match self.reply.take() {
+            Some(Reply::Ack(ack)) => {
+                let _ = ack.send(result);
+            }
+            Some(Reply::Then(then)) => {
+                then(result.map_err(|e| (e, std::mem::take(&mut self.writes))))
+            }
+            None => {}
+        }
+    }
+}
+
+/// Dropped unwritten (behind a stop, or the writer gone): it did not happen.
+impl Drop for Commit {
+    fn drop(&mut self) {
+        self.answer_now(Err(StoreError::Closed));
+    }
 }
 
 /// Runs until `Stop`; commits queued behind it are answered `Closed` as they
@@ -47,7 +89,7 @@ pub(super) fn run(
         let deadline = writer
             .unsynced_since
             .map(|since| since + LOGGED_SYNC_WITHIN);
-        if !queue.recv_many(&mut messages, options.max_group, deadline) {
+        if !queue.recv_many(&mut messages, options.max_group, LOGGED_LINGER, deadline) {
             writer.sync_log(SyncCause::Deadline);
             continue;
         }
@@ -89,7 +131,7 @@ impl Writer<'_> {
             Ok(db) => db,
             Err(e) => {
                 for commit in group {
-                    let _ = commit.ack.send(Err(e.clone()));
+                    commit.answer(Err(e.clone()));
                 }
                 return;
             }
@@ -100,9 +142,7 @@ impl Writer<'_> {
             // A commit naming an unknown table fails alone, before anything of it is batched.
             match add(&db, &mut batch, &commit.writes) {
                 Ok(()) => members.push(commit),
-                Err(e) => {
-                    let _ = commit.ack.send(Err(e));
-                }
+                Err(e) => commit.answer(Err(e)),
             }
         }
         if members.is_empty() {
@@ -110,7 +150,7 @@ impl Writer<'_> {
         }
         let sync = self.must_sync(&members);
         let mut write_options = WriteOptions::default();
-        write_options.set_sync(sync);
+        write_options.set_sync(sync.is_some());
         let started = Instant::now();
         let result = db.write_opt(batch, &write_options).map_err(backend);
         self.metrics
@@ -118,13 +158,13 @@ impl Writer<'_> {
             .observe(started.elapsed().as_secs_f64());
         self.metrics.group_size.observe(members.len() as f64);
         drop(db);
-        match &result {
-            Ok(()) if sync => self.synced(SyncCause::Commit),
-            Ok(()) if self.options.sync => {
+        match (&result, sync) {
+            (Ok(()), Some(cause)) => self.synced(cause),
+            (Ok(()), None) if self.options.sync => {
                 self.unsynced_since.get_or_insert(started);
             }
-            Ok(()) => {}
-            Err(e) => {
+            (Ok(()), None) => {}
+            (Err(e), _) => {
                 // RocksDB refuses every write after this one until it is reopened.
                 self.handle.mark_broken();
                 tracing::error!(error = %e, commits = members.len(), "storage write failed");
@@ -132,20 +172,25 @@ impl Writer<'_> {
         }
         for commit in members {
             self.metrics.commits.inc();
-            let _ = commit.ack.send(result.clone());
+            commit.answer(result.clone());
         }
     }
 
-    /// Whether this group is fsync'd: one of its commits asks for it, or what
-    /// was only logged before it has waited long enough.
-    fn must_sync(&self, members: &[Commit]) -> bool {
-        self.options.sync
-            && (members
-                .iter()
-                .any(|c| c.writes.durability() == Durability::Synced)
-                || self
-                    .unsynced_since
-                    .is_some_and(|since| since.elapsed() >= LOGGED_SYNC_WITHIN))
+    /// Whether this group is fsync'd, and why: one of its commits asks for
+    /// it, or what was only logged before it has waited long enough.
+    fn must_sync(&self, members: &[Commit]) -> Option<SyncCause> {
+        if !self.options.sync {
+            return None;
+        }
+        if members
+            .iter()
+            .any(|c| c.writes.durability() == Durability::Synced)
+        {
+            return Some(SyncCause::Commit);
+        }
+        self.unsynced_since
+            .is_some_and(|since| since.elapsed() >= LOGGED_SYNC_WITHIN)
+            .then_some(SyncCause::Deadline)
     }
 
     /// fsyncs the write-ahead log, if anything in it is not yet.
