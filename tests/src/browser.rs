@@ -7,13 +7,26 @@ use crate::process::ChildProcess;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub struct Browser {
     pub client: Client,
-    _driver: ChildProcess,
+    driver: ChildProcess,
     _profile: tempfile::TempDir,
+}
+
+/// Killed, chromedriver leaves its Chromium running: the driver leads its own
+/// process group, and the whole group goes.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(id) = self.driver.id() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{id}")])
+                .status();
+        }
+    }
 }
 
 impl Browser {
@@ -27,6 +40,7 @@ impl Browser {
         let log = profile.path().join("chromedriver.log");
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -71,7 +85,7 @@ impl Browser {
             .expect("a Chromium session");
         Browser {
             client,
-            _driver: driver,
+            driver,
             _profile: profile,
         }
     }
