@@ -1,8 +1,8 @@
 //! Jobs written once. A job whose submitter waits for it inline, and shows its
 //! id to nobody before then, needs no write when it is accepted: its terminal
-//! write is its first, and it waits only for the write-ahead log, not for an
-//! fsync (the answer carries everything it holds; the fsync follows within
-//! a second). If the submitter stops waiting before the end, the job is written
+//! write is its first, and it follows the answer instead of preceding it
+//! (logged only, `terminal.rs`: the answer carries everything it holds; the
+//! fsync follows within a second). If the submitter stops waiting before the end, the job is written
 //! and fsync'd as it stands before its id goes out ([`make_durable`]). A crash
 //! before either loses the job together with the connection waiting for it,
 //! which never learned its id; nothing was charged or promised for it.
@@ -34,9 +34,9 @@ impl Unwritten {
 
     /// The job's terminal write is about to be queued: nothing else writes it.
     /// Any write queued before this returns lands before that one. How durable
-    /// that write must be before the answer: if nothing showed the job's id
-    /// yet, only its submitter learns of it, from the answer itself, so the
-    /// log is enough; a job a waiter made durable is fsync'd to the end.
+    /// that write must be: if nothing showed the job's id yet, only its
+    /// submitter learns of it, from the answer itself, so logging it after the
+    /// answer is enough; a job a waiter made durable is fsync'd to the end.
     pub fn ending(&self) -> Durability {
         match std::mem::replace(&mut *self.pending.lock(), false) {
             true => Durability::Logged,

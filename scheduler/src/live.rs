@@ -215,9 +215,9 @@ impl LiveJobs {
         self.jobs.get(id).map(|entry| entry.value().clone())
     }
 
-    /// A job reached its durable terminal state (and `done` is set): it stops
-    /// counting, and is held a while for status reads unless someone waiting
-    /// for it took the result.
+    /// A job's terminal write is over (and `done` is set): it stops counting,
+    /// and is held a while for status reads unless it was `handed` to a
+    /// request waiting for it when it ended.
     pub fn finished(&self, live: &LiveJob, handed: bool) {
         let (id, owner) = {
             let record = live.record.lock();
