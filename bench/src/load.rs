@@ -26,6 +26,21 @@ pub struct LoadResult {
     pub execution_us: Option<Histogram<u64>>,
 }
 
+impl LoadResult {
+    /// Adds another run's requests to this one's, as if they had been one run.
+    pub fn absorb(&mut self, other: &LoadResult) -> anyhow::Result<()> {
+        self.latency_us.add(&other.latency_us)?;
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.dropped += other.dropped;
+        self.elapsed += other.elapsed;
+        if let (Some(mine), Some(theirs)) = (&mut self.execution_us, &other.execution_us) {
+            mine.add(theirs)?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs `request` at the spec's rate; it returns whether the request succeeded.
 pub async fn run<F, Fut>(spec: &LoadSpec, request: F) -> anyhow::Result<LoadResult>
 where
@@ -127,4 +142,36 @@ where
         elapsed: start.elapsed(),
         execution_us: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(latencies: &[u64], errors: u64) -> LoadResult {
+        let mut latency_us = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
+        latencies
+            .iter()
+            .for_each(|&l| latency_us.saturating_record(l));
+        LoadResult {
+            latency_us,
+            ok: latencies.len() as u64,
+            errors,
+            dropped: 1,
+            elapsed: Duration::from_secs(2),
+            execution_us: None,
+        }
+    }
+
+    #[test]
+    fn slices_taken_in_turn_add_up_to_one_run() {
+        let mut sum = result(&[100, 200], 0);
+        sum.absorb(&result(&[5_000, 300], 2)).unwrap();
+        assert_eq!((sum.ok, sum.errors, sum.dropped), (4, 2, 2));
+        assert_eq!(sum.elapsed, Duration::from_secs(4));
+        assert_eq!(sum.latency_us.len(), 4);
+        // The slow request of the second slice is the merged run's maximum.
+        assert!(sum.latency_us.equivalent(sum.latency_us.max(), 5_000));
+        assert!(sum.latency_us.equivalent(sum.latency_us.min(), 100));
+    }
 }

@@ -163,6 +163,12 @@ struct Args {
     /// each target's p99 passes the largest bound].
     #[arg(long, value_delimiter = ',')]
     rates: Vec<f64>,
+    /// --target: split each target's --seconds at a rate into this many
+    /// slices, taken in turn (direct, gateway, direct, gateway …), so a
+    /// passing stall of the machine lands on every target alike instead of on
+    /// whichever ran during it.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
     /// p99 bounds of the rate frontier, milliseconds.
     #[arg(long, value_delimiter = ',', default_value = "1,5,10")]
     p99_bounds_ms: Vec<f64>,
@@ -346,6 +352,7 @@ async fn sweep(args: &Args) -> anyhow::Result<()> {
         bearer: args.bearer.clone(),
         rates: args.rates.clone(),
         seconds: args.seconds,
+        rounds: args.rounds.max(1),
         max_in_flight: args.max_in_flight,
         bounds_ms: args.p99_bounds_ms.clone(),
     };

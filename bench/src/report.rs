@@ -17,6 +17,8 @@ const QUANTILES: [f64; 13] = [
 pub struct Report {
     pub machine: Machine,
     pub seconds: u64,
+    /// Slices each run's seconds were taken in, in turn with the other targets'.
+    pub rounds: u32,
     pub model: String,
     pub baselines: Vec<String>,
     pub targets: Vec<TargetView>,
@@ -65,6 +67,7 @@ impl Report {
                 cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
             },
             seconds: sweep.seconds,
+            rounds: sweep.rounds,
             model: sweep.model.clone(),
             baselines: sweep.baselines.clone(),
             targets: sweep.targets.iter().map(TargetView::of).collect(),
@@ -198,8 +201,8 @@ pub fn html(report: &Report) -> String {
     );
     let _ = write!(
         page,
-        "<h1>Latency by percentile</h1><p>Open loop, {} s per run, {} cores, latency from the scheduled send time.</p>",
-        report.seconds, report.machine.cores
+        "<h1>Latency by percentile</h1><p>Open loop, {} s per run in {} slice(s) taken in turn with the other targets, {} cores, latency from the scheduled send time.</p>",
+        report.seconds, report.rounds, report.machine.cores
     );
     page.push_str(&frontier_table(report));
     page.push_str(&runs_table(report));
@@ -424,6 +427,7 @@ mod tests {
         let report = Report {
             machine: Machine { cores: 2 },
             seconds: 1,
+            rounds: 1,
             model: "m".into(),
             baselines: vec!["direct".into(), "direct-stream".into()],
             targets: vec![
@@ -455,6 +459,7 @@ mod tests {
         let report = Report {
             machine: Machine { cores: 2 },
             seconds: 1,
+            rounds: 1,
             model: "m".into(),
             baselines: vec!["up".into()],
             targets: Vec::new(),

@@ -130,6 +130,8 @@ pub struct Sweep {
     /// Rates to run; empty steps up until every target passes the last bound.
     pub rates: Vec<f64>,
     pub seconds: u64,
+    /// Slices of `seconds` per target, taken in turn with the other targets'.
+    pub rounds: u32,
     pub max_in_flight: u64,
     /// p99 bounds of the frontier, in milliseconds.
     pub bounds_ms: Vec<f64>,
@@ -151,14 +153,23 @@ pub async fn run(sweep: &Sweep) -> anyhow::Result<Report> {
             break;
         }
         println!("rate {rate} req/s, {} s per target", sweep.seconds);
-        for target in live.clone() {
-            let spec = LoadSpec {
-                rate_per_second: rate,
-                duration: Duration::from_secs(sweep.seconds),
-                max_in_flight: sweep.max_in_flight,
-            };
-            let failures = Failures::default();
-            let result = drive(&client, target, &sweep.model, &spec, &failures).await?;
+        let spec = LoadSpec {
+            rate_per_second: rate,
+            duration: Duration::from_secs_f64(sweep.seconds as f64 / f64::from(sweep.rounds)),
+            max_in_flight: sweep.max_in_flight,
+        };
+        let mut taken: Vec<(LoadResult, Failures)> = Vec::with_capacity(live.len());
+        for round in 0..sweep.rounds {
+            for (i, target) in live.iter().enumerate() {
+                let failures = taken.get(i).map(|(_, f)| f.clone()).unwrap_or_default();
+                let result = drive(&client, target, &sweep.model, &spec, &failures).await?;
+                match taken.get_mut(i) {
+                    Some((sum, _)) if round > 0 => sum.absorb(&result)?,
+                    _ => taken.push((result, failures)),
+                }
+            }
+        }
+        for (target, (result, failures)) in live.clone().into_iter().zip(taken) {
             let run = Run::of(target, rate, &result, failures.take());
             print_run(&run, report.baseline_for(&run));
             if sweep.rates.is_empty() && !run.within(largest) {

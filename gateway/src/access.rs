@@ -8,7 +8,7 @@ use crate::x402::{self as door, Payer};
 use gpubridge_billing::x402::{PaidBy, PAYMENT_SIGNATURE, X402};
 use gpubridge_billing::{AccountError, Accounts, Admission, AdmitError, IdempotencyClaim};
 use gpubridge_protocol::AccountId;
-use gpubridge_scheduler::{JobRecord, PreparedJob, Scheduler};
+use gpubridge_scheduler::{Driver, JobRecord, PreparedJob, Scheduler};
 use gpubridge_store::WriteSet;
 use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::{HeaderMap, StatusCode, Uri};
@@ -37,6 +37,8 @@ pub enum Access {
 pub struct Admitted {
     pub admission: Admission,
     pub paid: Option<PaidBy>,
+    /// A job started unwritten runs as its waiting request polls this.
+    pub driver: Option<Driver>,
 }
 
 impl Access {
@@ -122,12 +124,19 @@ impl Access {
     ) -> Result<Admitted, ApiError> {
         let (accounts, x402) = match self {
             Access::Open => {
-                let record = match self.starts_unwritten(&job, inline) {
-                    true => scheduler.start_unwritten(job),
-                    false => scheduler.submit(job, None, WriteSet::new()).await,
+                let (record, driver) = match self.starts_unwritten(&job, inline) {
+                    true => scheduler
+                        .start_unwritten(job)
+                        .map(|(record, driver)| (record, Some(driver))),
+                    false => scheduler
+                        .submit(job, None, WriteSet::new())
+                        .await
+                        .map(|record| (record, None)),
                 }
                 .map_err(|e| ApiError::from_scheduler(scheduler, e))?;
-                return Ok(Admitted::unpaid(Admission::Accepted(Box::new(record))));
+                let mut admitted = Admitted::unpaid(Admission::Accepted(Box::new(record)));
+                admitted.driver = driver;
+                return Ok(admitted);
             }
             Access::Accounts { accounts, x402 } => (accounts, x402),
         };
@@ -161,6 +170,7 @@ impl Admitted {
         Admitted {
             admission,
             paid: None,
+            driver: None,
         }
     }
 }
@@ -180,6 +190,7 @@ async fn pay_per_request(
         Ok((record, paid)) => Ok(Admitted {
             admission: Admission::Accepted(Box::new(record)),
             paid: Some(paid),
+            driver: None,
         }),
         Err(e) => Err(door::refused(x402, &offer, scheduler, e)),
     }

@@ -9,7 +9,9 @@ use crate::error::ApiError;
 use gpubridge_billing::x402::PaidBy;
 use gpubridge_billing::{Admission, IdempotencyClaim};
 use gpubridge_protocol::{JobId, Priority};
-use gpubridge_scheduler::{is_private, BackendClock, JobRecord, JobRequest, Origin, StreamTap};
+use gpubridge_scheduler::{
+    is_private, BackendClock, Driver, JobRecord, JobRequest, Origin, StreamTap,
+};
 use hyper::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
@@ -44,6 +46,9 @@ pub struct Accepted {
     pub replayed: bool,
     /// On the x402 path, the payment that paid for it.
     pub paid: Option<PaidBy>,
+    /// Set for a job started unwritten: pass it to [`App::wait_inline`], which
+    /// runs the job in the waiting request's task.
+    pub driver: Option<Driver>,
 }
 
 impl App {
@@ -103,19 +108,22 @@ impl App {
         };
         let mut accepted = self.admitted(admitted.admission).await?;
         accepted.paid = admitted.paid;
+        accepted.driver = admitted.driver;
         Ok(accepted)
     }
 
-    /// Waits up to `wait` for an accepted job answered inline: as it ended, or
-    /// as it stands and durable, so its id may be shown
-    /// ([`gpubridge_scheduler::Scheduler::wait`]).
+    /// Waits up to `wait` for an accepted job answered inline, running it
+    /// meanwhile if it came with a `driver`: as it ended, or as it stands and
+    /// durable, so its id may be shown
+    /// ([`gpubridge_scheduler::Scheduler::wait_driving`]).
     pub async fn wait_inline(
         &self,
         id: &JobId,
         wait: Duration,
+        driver: Option<Driver>,
     ) -> Result<Option<JobRecord>, ApiError> {
         self.scheduler
-            .wait(id, wait)
+            .wait_driving(id, wait, driver)
             .await
             .map_err(|e| ApiError::from_store(&e, UNFINISHED_HINT))
     }
@@ -128,6 +136,7 @@ impl App {
                     record: *record,
                     replayed: false,
                     paid: None,
+                    driver: None,
                 })
             }
             Admission::Replayed(id) => id,
@@ -137,6 +146,7 @@ impl App {
                 record,
                 replayed: true,
                 paid: None,
+                driver: None,
             }),
             Ok(None) => {
                 tracing::error!(job_id = %id, "idempotent replay of a missing job");

@@ -10,7 +10,8 @@
 //! - a new way to run jobs on operators' machines: an [`Executor`] like `nodes::fleet`;
 //! - a front door: call [`Scheduler::prepare`] then [`Scheduler::admit`] (the
 //!   gateway's intake does both for every route), or [`Scheduler::start_unwritten`]
-//!   for a job nobody pays for whose answer it waits for; one that streams output
+//!   for a job nobody pays for whose answer it waits for (and runs, through its
+//!   [`Driver`]); one that streams output
 //!   attaches a [`StreamTap`] to the prepared job, and one that reports its
 //!   overhead a [`BackendClock`];
 //! - streaming in a backend: send chunks to `Call::stream` when it is set.
@@ -21,6 +22,7 @@ mod catalog;
 mod clock;
 mod config;
 mod deferred;
+mod driver;
 mod estimate;
 mod estimates;
 mod executor;
@@ -54,6 +56,7 @@ pub use catalog::{
 };
 pub use clock::BackendClock;
 pub use config::{BreakerConfig, ProviderConfig, SchedulerConfig};
+pub use driver::Driver;
 pub use executor::{AttemptError, Call, Executed, Executor};
 pub use gpubridge_protocol::media::{is_private, MediaError, MediaFetcher};
 pub use hooks::{AllHooks, Expiry, JobHooks, NoHooks};

@@ -54,6 +54,11 @@ impl LiveJob {
         self.record.lock().clone()
     }
 
+    /// Counts one more waiter for as long as the guard lives.
+    pub fn waiting(&self) -> impl Drop + '_ {
+        Waiting::on(&self.waiters)
+    }
+
     /// Is a request waiting for its end right now?
     pub fn has_waiters(&self) -> bool {
         self.waiters.load(Ordering::Acquire) > 0

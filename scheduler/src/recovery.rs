@@ -29,7 +29,8 @@ pub(crate) async fn resume(inner: &Arc<Inner>) -> Result<(), StoreError> {
                 // Resumed jobs are counted whatever the limit: they were accepted.
                 let _ = inner.live.try_count(usize::MAX, record.owner, None);
                 inner.metrics.recovered.inc();
-                crate::runner::spawn(inner.clone(), record, input, None, None, None);
+                let (_, run) = crate::runner::job(inner.clone(), record, input, None, None, None);
+                tokio::spawn(run);
                 resumed += 1;
             }
             _ => {

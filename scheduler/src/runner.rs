@@ -10,6 +10,7 @@ use crate::backend::{Backend, InFlight, Route};
 use crate::breaker::Admission;
 use crate::clock::BackendClock;
 use crate::deferred::Unwritten;
+use crate::driver::JobRun;
 use crate::executor::{AttemptError, Call, Executed};
 use crate::job::{now_ms, Attempt, JobRecord, Progress, Routing, Stopped};
 use crate::live::LiveJob;
@@ -23,26 +24,31 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Starts a counted job, persisted or `unwritten` yet; `stream` carries its
+/// Registers a counted job, persisted or `unwritten` yet, as live; its whole
+/// run, for a task of its own or a [`crate::Driver`]. `stream` carries its
 /// output to a client as it is made, and ends (is dropped) once the job is
 /// persisted.
-pub(crate) fn spawn(
+pub(crate) fn job(
     inner: Arc<Inner>,
     record: JobRecord,
     input: Value,
     stream: Option<StreamTap>,
     clock: Option<BackendClock>,
     unwritten: Option<Unwritten>,
-) {
+) -> (Arc<LiveJob>, JobRun) {
     let live = inner.live.insert(record, clock, unwritten);
     inner.metrics.pending.inc();
-    tokio::spawn(async move {
-        let outcome = attempt_all(&inner, &live, &input, stream.as_ref()).await;
-        // Boxed, as is each attempt's execution: a job waiting in a queue then
-        // holds only what waiting needs (BENCHMARKS.md, queue scale).
-        Box::pin(finish(&inner, &live, outcome, stream.as_ref())).await;
-        drop(stream);
+    let run = Box::pin({
+        let live = live.clone();
+        async move {
+            let outcome = attempt_all(&inner, &live, &input, stream.as_ref()).await;
+            // Boxed, as is each attempt's execution: a job waiting in a queue then
+            // holds only what waiting needs (BENCHMARKS.md, queue scale).
+            Box::pin(finish(&inner, &live, outcome, stream.as_ref())).await;
+            drop(stream);
+        }
     });
+    (live, run)
 }
 
 /// What every attempt of one job shares.

@@ -7,6 +7,7 @@ use crate::catalog::{Catalog, InputProblem, ModelKind, ServiceSpec};
 use crate::clock::BackendClock;
 use crate::config::SchedulerConfig;
 use crate::deferred::Unwritten;
+use crate::driver::Driver;
 use crate::estimate::Ewma;
 use crate::hooks::{JobHooks, NoHooks};
 use crate::http::HttpClient;
@@ -201,11 +202,16 @@ fn start(
     (stream, clock): Attached,
     unwritten: Option<Unwritten>,
 ) -> JobRecord {
+    count_accepted(&inner, &record);
+    let (_, run) = crate::runner::job(inner, record.clone(), input, stream, clock, unwritten);
+    tokio::spawn(run);
+    record
+}
+
+fn count_accepted(inner: &Inner, record: &JobRecord) {
     if let Some(m) = inner.metrics.service(&record.service) {
         m.accepted.inc();
     }
-    crate::runner::spawn(inner, record.clone(), input, stream, clock, unwritten);
-    record
 }
 
 #[derive(Clone)]
@@ -452,19 +458,24 @@ impl Scheduler {
 
     /// Starts a job nobody pays for (no owner, billing, payment or webhook)
     /// before it is written: for a front door that waits for its end and shows
-    /// its id only through [`Scheduler::wait`], which writes it first if it has
-    /// not ended. Its terminal write is then its only one (`deferred.rs`).
-    pub fn start_unwritten(&self, job: PreparedJob) -> Result<JobRecord, SubmitError> {
+    /// its id only through [`Scheduler::wait_driving`], which writes it first
+    /// if it has not ended. Its terminal write is then its only one
+    /// (`deferred.rs`). It runs as its [`Driver`] is polled, or once that is
+    /// dropped.
+    pub fn start_unwritten(&self, job: PreparedJob) -> Result<(JobRecord, Driver), SubmitError> {
         debug_assert!(job.billing.is_none() && job.payment.is_none() && job.webhook_url.is_none());
-        let (record, input, attached) = self.count(job, None)?;
+        let (record, input, (stream, clock)) = self.count(job, None)?;
+        count_accepted(&self.inner, &record);
         let unwritten = Some(Unwritten::new());
-        Ok(start(
+        let (live, run) = crate::runner::job(
             self.inner.clone(),
-            record,
+            record.clone(),
             input,
-            attached,
+            stream,
+            clock,
             unwritten,
-        ))
+        );
+        Ok((record, Driver::new(live, run)))
     }
 
     /// Counts a prepared job among the unfinished and makes its record.
@@ -539,6 +550,24 @@ impl Scheduler {
             return Ok(Some(live.record.lock().clone()));
         }
         crate::jobs::get(&self.inner.store, id).await
+    }
+
+    /// [`Scheduler::wait`] for a job this request runs itself: its driver
+    /// runs it for up to `wait`, then hands it to a task of its own.
+    pub async fn wait_driving(
+        &self,
+        id: &JobId,
+        wait: Duration,
+        driver: Option<Driver>,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let Some(driver) = driver else {
+            return self.wait(id, wait).await;
+        };
+        let started = std::time::Instant::now();
+        if let Some(ended) = driver.run_for(wait).await {
+            return Ok(Some(ended));
+        }
+        self.wait(id, wait.saturating_sub(started.elapsed())).await
     }
 
     /// Waits up to `wait` for a job to finish; returns its state either way.

@@ -45,12 +45,13 @@ async fn infer(
         clock: arrival.clock,
         inline: true,
     };
-    let accepted = app
+    let mut accepted = app
         .intake(arrival.caller, request)
         .await
         .map_err(inference_paths)?;
     let wait = Duration::from_millis(app.http.inline_wait_ms);
-    let finished = app.wait_inline(&accepted.record.id, wait).await?;
+    let driver = accepted.driver.take();
+    let finished = app.wait_inline(&accepted.record.id, wait, driver).await?;
     let record = finished.as_ref().unwrap_or(&accepted.record);
     let status = match record.status {
         JobStatus::Completed => StatusCode::OK,

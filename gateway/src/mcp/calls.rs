@@ -109,10 +109,11 @@ async fn run(
         clock,
         inline: true,
     };
-    let accepted = app.intake(caller, request).await?;
+    let mut accepted = app.intake(caller, request).await?;
     let id = accepted.record.id.clone();
+    let driver = accepted.driver.take();
     let record = app
-        .wait_inline(&id, Duration::from_secs(wait))
+        .wait_inline(&id, Duration::from_secs(wait), driver)
         .await?
         .unwrap_or(accepted.record);
     if !record.status.is_terminal() {

@@ -13,7 +13,7 @@ use crate::handlers::{accepted_headers, arrive, x402_tagged, JOB_ID};
 use crate::intake::IntakeRequest;
 use gpubridge_billing::IdempotencyClaim;
 use gpubridge_protocol::{JobId, JobStatus};
-use gpubridge_scheduler::{now_ms, JobRecord, Origin, StreamReceiver, StreamTap};
+use gpubridge_scheduler::{now_ms, Driver, JobRecord, Origin, StreamReceiver, StreamTap};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
@@ -59,7 +59,7 @@ async fn chat(
         clock: arrival.clock,
         inline: !streams,
     };
-    let accepted = app.intake(arrival.caller, request).await?;
+    let mut accepted = app.intake(arrival.caller, request).await?;
     if let Some(user) = end_user {
         tracing::info!(job_id = %accepted.record.id, end_user = %user, "chat completion");
     }
@@ -75,7 +75,7 @@ async fn chat(
         // A replayed request has no live stream: it gets the finished answer.
         false => {
             let _watching = chunks;
-            let record = finished(app, &accepted.record).await?;
+            let record = finished(app, &accepted.record, accepted.driver.take()).await?;
             match streams {
                 true => stream::whole(&record, &completion),
                 false => json(StatusCode::OK, &whole(&record, &completion)),
@@ -111,15 +111,25 @@ async fn streamed(
             chunks,
             completion,
         )),
-        None => Ok(stream::whole(&finished(app, record).await?, &completion)),
+        None => Ok(stream::whole(
+            &finished(app, record, None).await?,
+            &completion,
+        )),
     }
 }
 
-/// The job once it is over (its deadline bounds the wait); a failed job is the
-/// request's error.
-pub(super) async fn finished(app: &App, record: &JobRecord) -> Result<JobRecord, ApiError> {
+/// The job once it is over (its deadline bounds the wait), run meanwhile by
+/// its `driver` if it has one; a failed job is the request's error.
+pub(super) async fn finished(
+    app: &App,
+    record: &JobRecord,
+    driver: Option<Driver>,
+) -> Result<JobRecord, ApiError> {
     let wait = Duration::from_millis(record.deadline_ms.saturating_sub(now_ms()) + 1000);
-    let record = app.wait_inline(&record.id, wait).await?.ok_or_else(lost)?;
+    let record = app
+        .wait_inline(&record.id, wait, driver)
+        .await?
+        .ok_or_else(lost)?;
     match record.status {
         JobStatus::Completed => Ok(record),
         JobStatus::Failed => Err(failed(&record)),

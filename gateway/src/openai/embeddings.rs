@@ -47,11 +47,11 @@ async fn embed(
         clock: arrival.clock,
         inline: true,
     };
-    let accepted = app.intake(arrival.caller, request).await?;
+    let mut accepted = app.intake(arrival.caller, request).await?;
     if let Some(user) = &embeddings.user {
         tracing::info!(job_id = %accepted.record.id, end_user = %user, "embeddings");
     }
-    let record = super::chat::finished(app, &accepted.record).await?;
+    let record = super::chat::finished(app, &accepted.record, accepted.driver.take()).await?;
     let output = super::stream::output_of(&record);
     let format = embeddings.encoding_format.unwrap_or_default();
     let body = list(&output, &embeddings.model, format).ok_or_else(|| failed(&record))?;

@@ -157,3 +157,101 @@ async fn a_job_that_outlives_the_inline_wait_is_durable_before_its_id_is_shown()
         }
     }
 }
+
+/// Sends `path` a JSON body over a raw connection and hangs up `after`,
+/// without reading an answer.
+async fn leave_after(base: &str, path: &str, body: &serde_json::Value, after: Duration) {
+    use tokio::io::AsyncWriteExt;
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let address = base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(after).await;
+    drop(socket);
+}
+
+/// `gpubridge_jobs_total` for the LLM service, completed and failed, once
+/// `jobs` were accepted and have ended (their end counts once written).
+async fn settled(client: &JsonClient, daemon: &InProcess, jobs: f64) -> (f64, f64) {
+    let count = |status| {
+        let series = format!("gpubridge_jobs_total{{service=\"llm-4090\",status=\"{status}\"}}");
+        async move { sample(client, daemon, &series).await }
+    };
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (accepted, completed, failed) = (
+            count("accepted").await,
+            count("completed").await,
+            count("failed").await,
+        );
+        let ended = accepted >= jobs && completed + failed >= accepted;
+        if ended || std::time::Instant::now() > give_up {
+            assert_eq!(
+                (accepted, completed + failed),
+                (jobs, jobs),
+                "(accepted, ended)"
+            );
+            return (completed, failed);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An inline job runs in its waiting request's task. When that request stops
+/// waiting (its wait ran out, or its client left) the job goes on in a task of
+/// its own: to its end, or to its stop if the client's leaving stops it.
+#[tokio::test]
+async fn a_job_whose_request_stops_waiting_still_ends() {
+    let standin = Standin::start("k").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = providers_config(&standin.base_url(), "k", &["groq"]);
+    config.push_str("[http]\ninline_wait_ms = 100\n");
+    let daemon = InProcess::configured(dir.path(), &config).await;
+    let client = JsonClient::new();
+    standin.set_behavior(Behavior::Slow(Duration::from_millis(600)));
+
+    // The wait runs out: 202 with an id, and the job ends on its own.
+    let reply = infer(&client, &daemon.base, "outwaited").await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.body["job_id"].as_str().unwrap();
+    let done = wait_terminal(&client, &daemon.base, id, 20).await.unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output"]["text"], "stand-in reply to: outwaited");
+    let (completed, failed) = settled(&client, &daemon, 1.0).await;
+
+    // The client of /inference leaves: its job still completes.
+    let prompt = json!({ "prompt": "left" });
+    leave_after(
+        &daemon.base,
+        "/inference",
+        &prompt,
+        Duration::from_millis(50),
+    )
+    .await;
+    assert_eq!(
+        settled(&client, &daemon, 2.0).await,
+        (completed + 1.0, failed),
+        "completed without its client"
+    );
+
+    // The client of a whole chat completion leaves: its job stops there,
+    // long before the backend's 30 s.
+    standin.set_behavior(Behavior::Slow(Duration::from_secs(30)));
+    let chat = json!({"model": "meta-llama/Llama-3.3-70B-Instruct", "messages": [{"role": "user", "content": "hi"}]});
+    leave_after(
+        &daemon.base,
+        "/v1/chat/completions",
+        &chat,
+        Duration::from_millis(50),
+    )
+    .await;
+    assert_eq!(
+        settled(&client, &daemon, 3.0).await,
+        (completed + 1.0, failed + 1.0),
+        "stopped when its client left"
+    );
+}

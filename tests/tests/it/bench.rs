@@ -1,0 +1,50 @@
+//! `gpubridge-bench --target`, as a benchmarker runs it: a real process
+//! driving open-loop load at loopback targets, its JSON report read back.
+
+use gpubridge_tests::{binary, Standin};
+use serde_json::Value;
+
+/// Two targets at one rate, each run taken in two slices in turn: every
+/// slice's requests count, once, in its target's run.
+#[tokio::test]
+async fn targets_taken_in_turn_count_every_slice() {
+    let standin = Standin::start("k").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("sweep.json");
+    let url = format!("{}/chat/completions", standin.base_url());
+    let output = tokio::process::Command::new(binary("gpubridge-bench"))
+        .args([
+            "--bearer",
+            "k",
+            "--seconds",
+            "2",
+            "--rounds",
+            "2",
+            "--rates",
+            "50",
+        ])
+        .args(["--target", &format!("direct=openai-chat@{url}")])
+        .args(["--target", &format!("again=openai-chat@{url}")])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["rounds"], 2, "{report}");
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{report}");
+    for run in runs {
+        // 50 req/s for 2 s, in two 1 s slices.
+        assert_eq!(run["ok"], 100, "{run}");
+        assert_eq!(run["errors"], 0, "{run}");
+    }
+    assert_eq!(standin.requests(), 200);
+    assert!(stdout.contains("again"), "{stdout}");
+}
