@@ -144,6 +144,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = args.load()?;
             init_logging();
+            purge_in_background();
             runtime(true)?.block_on(serve(config, &args))
         }
         Command::Admin(args) => {
@@ -155,6 +156,21 @@ fn main() -> anyhow::Result<()> {
             runtime(false)?.block_on(audit_offline(&config))
         }
         Command::Token { action } => token(action),
+    }
+}
+
+/// jemalloc returns freed memory to the OS from its own background threads,
+/// not inside whichever request happens to free last: those inline purges were
+/// millisecond stalls in the latency tail at 8,000 req/s (BENCHMARKS.md). An
+/// operator's `MALLOC_CONF` is left exactly as given.
+fn purge_in_background() {
+    if std::env::var_os("MALLOC_CONF").is_some() {
+        return;
+    }
+    // One is plenty: purging is little work, and each thread is one more to schedule.
+    let one = tikv_jemalloc_ctl::max_background_threads::write(1);
+    if let Err(e) = one.and_then(|()| tikv_jemalloc_ctl::background_thread::write(true)) {
+        tracing::warn!(error = %e, "jemalloc background threads did not start; purging stays inline");
     }
 }
 

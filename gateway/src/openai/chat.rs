@@ -17,7 +17,10 @@ use gpubridge_scheduler::{now_ms, Driver, JobRecord, Origin, StreamReceiver, Str
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
-use serde_json::{json, Value};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+#[cfg(test)]
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,7 +81,7 @@ async fn chat(
             let record = finished(app, &accepted.record, accepted.driver.take()).await?;
             match streams {
                 true => stream::whole(&record, &completion),
-                false => json(StatusCode::OK, &whole(&record, &completion)),
+                false => whole(&record, &completion),
             }
         }
     };
@@ -171,23 +174,144 @@ pub(super) fn failed(record: &JobRecord) -> ApiError {
     )
 }
 
-/// A finished job as a `chat.completion`.
-fn whole(record: &JobRecord, completion: &Completion) -> Value {
-    let output = stream::output_of(record);
-    let mut body = json!({
-        "id": completion.id,
-        "object": "chat.completion",
-        "created": completion.created,
-        "model": completion.model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": output["text"]},
-            "finish_reason": stream::finish_reason(&output),
-            "logprobs": null,
-        }],
-    });
-    if let Some(usage) = output.get("usage").filter(|u| u.is_object()) {
-        body["usage"] = usage.clone();
+/// A finished job as a `chat.completion`, serialized from its stored output
+/// text without building a JSON tree.
+fn whole(record: &JobRecord, completion: &Completion) -> HttpResponse {
+    json(
+        StatusCode::OK,
+        &Whole::of(&ChatOutput::of(record), completion),
+    )
+}
+
+impl<'a> Whole<'a> {
+    fn of(output: &ChatOutput<'a>, completion: &'a Completion) -> Whole<'a> {
+        Whole {
+            id: &completion.id,
+            object: "chat.completion",
+            created: completion.created,
+            model: &completion.model,
+            choices: [Choice {
+                index: 0,
+                message: Message {
+                    role: "assistant",
+                    content: output.text,
+                },
+                finish_reason: output
+                    .finish_reason
+                    .map_or(FinishReason::Stop("stop"), FinishReason::Given),
+                logprobs: None,
+            }],
+            usage: output
+                .usage
+                .filter(|usage| usage.get().trim_start().starts_with('{')),
+        }
     }
-    body
+}
+
+impl<'a> ChatOutput<'a> {
+    /// Empty when the job has no output, or one that is not a JSON object.
+    fn of(record: &'a JobRecord) -> ChatOutput<'a> {
+        record
+            .output
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// What a `chat.completion` takes from a chat job's output
+/// (`{text, model, finish_reason, usage}`), borrowed from its text. A field
+/// present as `null` stays `null`.
+#[derive(Deserialize, Default)]
+struct ChatOutput<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    text: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    finish_reason: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    usage: Option<&'a RawValue>,
+}
+
+fn present<'de, D: Deserializer<'de>>(field: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(field).map(Some)
+}
+
+#[derive(Serialize)]
+struct Whole<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [Choice<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: Message<'a>,
+    finish_reason: FinishReason<'a>,
+    logprobs: Option<()>,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    /// `null` when the output had no text.
+    content: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum FinishReason<'a> {
+    Given(&'a RawValue),
+    Stop(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(output: Option<&str>) -> Value {
+        let mut record = gpubridge_scheduler::sample("j");
+        record.output = output.map(str::to_string);
+        let completion = Completion {
+            id: "chatcmpl-j".into(),
+            model: "m".into(),
+            created: 7,
+            include_usage: false,
+        };
+        serde_json::to_value(Whole::of(&ChatOutput::of(&record), &completion)).unwrap()
+    }
+
+    #[test]
+    fn a_whole_answer_carries_the_outputs_text_reason_and_usage() {
+        let body = answer(Some(
+            r#"{"text": "hi \"there\"", "finish_reason": "length", "usage": {"total_tokens": 3}}"#,
+        ));
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "id": "chatcmpl-j", "object": "chat.completion", "created": 7, "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi \"there\""},
+                             "finish_reason": "length", "logprobs": null}],
+                "usage": {"total_tokens": 3},
+            })
+        );
+    }
+
+    #[test]
+    fn missing_fields_take_their_defaults_and_nulls_stay_null() {
+        let body = answer(Some(r#"{"finish_reason": null, "usage": null}"#));
+        assert_eq!(body["choices"][0]["message"]["content"], Value::Null);
+        assert_eq!(body["choices"][0]["finish_reason"], Value::Null);
+        assert!(body.get("usage").is_none(), "{body}");
+        for output in [None, Some("not json"), Some("{}")] {
+            let body = answer(output);
+            assert_eq!(body["choices"][0]["message"]["content"], Value::Null);
+            assert_eq!(body["choices"][0]["finish_reason"], "stop");
+            assert!(body.get("usage").is_none(), "{body}");
+        }
+    }
 }

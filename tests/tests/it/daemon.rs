@@ -184,3 +184,31 @@ async fn a_stopped_daemon_keeps_what_it_accepted() {
     assert_eq!(read.body["output"], json!({"kept": true}));
     again.stop().await;
 }
+
+/// Names of a process's threads, with how many share each.
+fn threads(pid: u32) -> std::collections::BTreeMap<String, usize> {
+    let mut names = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let comm = std::fs::read_to_string(task.unwrap().path().join("comm")).unwrap_or_default();
+        *names.entry(comm.trim().to_string()).or_default() += 1;
+    }
+    names
+}
+
+/// `gpubridge serve` purges freed memory from one jemalloc background thread
+/// rather than in requests; an operator's MALLOC_CONF is left as given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allocator_purges_in_one_background_thread_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    for (env, expected) in [(None, 1), (Some("background_thread:false"), 0)] {
+        let mut options = DaemonOptions::new(dir.path().join("data"));
+        if let Some(conf) = env {
+            options.env.push(("MALLOC_CONF".into(), conf.into()));
+        }
+        let mut daemon = gpubridge_tests::Daemon::start(options);
+        let names = threads(daemon.pid().unwrap());
+        let background = names.get("jemalloc_bg_thd").copied().unwrap_or(0);
+        assert_eq!(background, expected, "MALLOC_CONF {env:?}: {names:?}");
+        daemon.kill9();
+    }
+}
