@@ -158,18 +158,20 @@ pub async fn run(sweep: &Sweep) -> anyhow::Result<Report> {
             duration: Duration::from_secs_f64(sweep.seconds as f64 / f64::from(sweep.rounds)),
             max_in_flight: sweep.max_in_flight,
         };
-        let mut taken: Vec<(LoadResult, Failures)> = Vec::with_capacity(live.len());
-        for round in 0..sweep.rounds {
-            for (i, target) in live.iter().enumerate() {
-                let failures = taken.get(i).map(|(_, f)| f.clone()).unwrap_or_default();
-                let result = drive(&client, target, &sweep.model, &spec, &failures).await?;
-                match taken.get_mut(i) {
-                    Some((sum, _)) if round > 0 => sum.absorb(&result)?,
-                    _ => taken.push((result, failures)),
+        let mut taken: Vec<(Option<LoadResult>, Failures)> =
+            live.iter().map(|_| Default::default()).collect();
+        for _ in 0..sweep.rounds {
+            for (target, (sum, failures)) in live.iter().zip(taken.iter_mut()) {
+                let result = drive(&client, target, &sweep.model, &spec, failures).await?;
+                match sum {
+                    Some(sum) => sum.absorb(&result)?,
+                    None => *sum = Some(result),
                 }
             }
         }
         for (target, (result, failures)) in live.clone().into_iter().zip(taken) {
+            // Always there: every target ran at least one round.
+            let Some(result) = result else { continue };
             let run = Run::of(target, rate, &result, failures.take());
             print_run(&run, report.baseline_for(&run));
             if sweep.rates.is_empty() && !run.within(largest) {

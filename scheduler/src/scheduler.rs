@@ -7,13 +7,13 @@ use crate::catalog::{Catalog, InputProblem, ModelKind, ServiceSpec};
 use crate::clock::BackendClock;
 use crate::config::SchedulerConfig;
 use crate::deferred::Unwritten;
-use crate::driver::Driver;
+use crate::driver::{Driver, JobRun};
 use crate::estimate::Ewma;
 use crate::hooks::{JobHooks, NoHooks};
 use crate::http::HttpClient;
 use crate::job::{now_ms, JobBilling, JobPayment, JobRecord, Origin};
 use crate::live::Refused;
-use crate::live::{Keep, LiveJobs};
+use crate::live::{Keep, LiveJob, LiveJobs};
 use crate::metrics::{MetricsError, SchedulerMetrics};
 use crate::nodes::NodePool;
 use crate::provider::Provider;
@@ -194,24 +194,32 @@ async fn start_when_durable(
     Ok(start(inner, record, input, (stream, clock), None))
 }
 
-/// Counts a job accepted and hands it to its runner; its record.
+/// Counts a job accepted and hands it to its runner in a task; its record.
 fn start(
     inner: Arc<Inner>,
     record: JobRecord,
     input: Value,
-    (stream, clock): Attached,
+    attached: Attached,
     unwritten: Option<Unwritten>,
 ) -> JobRecord {
-    count_accepted(&inner, &record);
-    let (_, run) = crate::runner::job(inner, record.clone(), input, stream, clock, unwritten);
+    let (_, run) = begin(inner, &record, input, attached, unwritten);
     tokio::spawn(run);
     record
 }
 
-fn count_accepted(inner: &Inner, record: &JobRecord) {
+/// Counts a job accepted and registers it as live; its whole run, for a task
+/// or a [`Driver`].
+fn begin(
+    inner: Arc<Inner>,
+    record: &JobRecord,
+    input: Value,
+    (stream, clock): Attached,
+    unwritten: Option<Unwritten>,
+) -> (Arc<LiveJob>, JobRun) {
     if let Some(m) = inner.metrics.service(&record.service) {
         m.accepted.inc();
     }
+    crate::runner::job(inner, record.clone(), input, stream, clock, unwritten)
 }
 
 #[derive(Clone)]
@@ -464,17 +472,9 @@ impl Scheduler {
     /// dropped.
     pub fn start_unwritten(&self, job: PreparedJob) -> Result<(JobRecord, Driver), SubmitError> {
         debug_assert!(job.billing.is_none() && job.payment.is_none() && job.webhook_url.is_none());
-        let (record, input, (stream, clock)) = self.count(job, None)?;
-        count_accepted(&self.inner, &record);
+        let (record, input, attached) = self.count(job, None)?;
         let unwritten = Some(Unwritten::new());
-        let (live, run) = crate::runner::job(
-            self.inner.clone(),
-            record.clone(),
-            input,
-            stream,
-            clock,
-            unwritten,
-        );
+        let (live, run) = begin(self.inner.clone(), &record, input, attached, unwritten);
         Ok((record, Driver::new(live, run)))
     }
 

@@ -19,8 +19,6 @@ use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
-#[cfg(test)]
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -272,6 +270,7 @@ enum FinishReason<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn answer(output: Option<&str>) -> Value {
         let mut record = gpubridge_scheduler::sample("j");
