@@ -21,7 +21,13 @@ mod streams;
 mod targets;
 mod x402;
 
+/// The load generator shares the machine with what it measures: glibc's
+/// malloc was a tenth of its CPU at saturation (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use anyhow::Context;
+use bytes::Bytes;
 use clap::Parser;
 use gpubridge_tests::chain::{x402_config, Chain};
 use gpubridge_tests::{
@@ -29,6 +35,7 @@ use gpubridge_tests::{
     Standin,
 };
 use hdrhistogram::Histogram;
+use hyper::{Method, StatusCode};
 use load::{LoadResult, LoadSpec};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -564,6 +571,13 @@ struct Scenario {
     clients: Clients,
     gateway: Arc<str>,
     direct_url: Arc<str>,
+    direct_auth: Arc<str>,
+    /// Bodies and URLs of the requests that are the same every time, made once:
+    /// the load generator shares the cores with what it measures.
+    direct_body: Bytes,
+    inference_url: Arc<str>,
+    inference_body: Bytes,
+    run_url: Arc<str>,
     /// Jobs' own execution time, read from `/status` (for agents: the QUIC dispatch round trip).
     execution: Arc<Mutex<Histogram<u64>>>,
     /// Failed answers by status (0: no answer), with the first body seen.
@@ -595,11 +609,29 @@ fn scenario_request(
         clients: clients.clone(),
         gateway: gateway.into(),
         direct_url: format!("{}/chat/completions", standin.base_url()).into(),
+        direct_auth: format!("Bearer {KEY}").into(),
+        direct_body: json!({"model": "llama-3.3-70b-versatile", "messages": [{"role": "user", "content": "Summarize this changelog"}], "max_tokens": 64}).to_string().into(),
+        inference_url: format!("{gateway}/inference").into(),
+        inference_body: llm_body().to_string().into(),
+        run_url: format!("{gateway}/run").into(),
         execution: Arc::new(Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?)),
         failures: Default::default(),
         payments,
         anonymous: JsonClient::new(),
     })
+}
+
+/// POSTs a JSON body; the answer's status and raw body.
+async fn post(
+    client: &JsonClient,
+    url: &str,
+    body: Bytes,
+    authorization: Option<&str>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend(authorization.map(|value| ("authorization", value)));
+    let (parts, raw) = client.exchange(Method::POST, url, &headers, body).await?;
+    Ok((parts.status, raw))
 }
 
 /// The `/run` body of an accept scenario's request `n`.
@@ -616,27 +648,30 @@ impl Scenario {
     async fn send(&self, client: usize, n: u64) -> bool {
         let client = self.clients.get(client);
         let (expected, reply) = match self.kind {
-            Kind::Direct => {
-                let body = json!({"model": "llama-3.3-70b-versatile", "messages": [{"role": "user", "content": "Summarize this changelog"}], "max_tokens": 64});
-                let auth = format!("Bearer {KEY}");
-                (
-                    200,
-                    client
-                        .post_json(&self.direct_url, &body, &[("authorization", &auth)])
-                        .await,
+            Kind::Direct => (
+                200,
+                post(
+                    client,
+                    &self.direct_url,
+                    self.direct_body.clone(),
+                    Some(&self.direct_auth),
                 )
-            }
-            Kind::Inference => {
-                let url = format!("{}/inference", self.gateway);
-                (200, client.post_json(&url, &llm_body(), &[]).await)
-            }
+                .await,
+            ),
+            Kind::Inference => (
+                200,
+                post(
+                    client,
+                    &self.inference_url,
+                    self.inference_body.clone(),
+                    None,
+                )
+                .await,
+            ),
             Kind::RunPoll(service) => return self.run_and_poll(client, service).await,
             Kind::Accept(service) => {
-                let url = format!("{}/run", self.gateway);
-                (
-                    202,
-                    client.post_json(&url, &accept_body(service, n), &[]).await,
-                )
+                let body = accept_body(service, n).to_string();
+                (202, post(client, &self.run_url, body.into(), None).await)
             }
             Kind::X402 => {
                 let Some(payment) = self.payments.as_ref().and_then(|p| p.take()) else {
@@ -645,23 +680,23 @@ impl Scenario {
                         "the payments made up front are used up (--x402-payments)",
                     );
                 };
-                let url = format!("{}/run", self.gateway);
-                let body = accept_body("llm-4090", n);
-                (
-                    202,
-                    self.anonymous
-                        .post_json(&url, &body, &[("x-payment", payment)])
-                        .await,
-                )
+                let body = accept_body("llm-4090", n).to_string();
+                let headers = [("content-type", "application/json"), ("x-payment", payment)];
+                let reply = self
+                    .anonymous
+                    .exchange(Method::POST, &self.run_url, &headers, body)
+                    .await;
+                (202, reply.map(|(parts, raw)| (parts.status, raw)))
             }
         };
         match reply {
-            Ok(r) if r.status == expected => true,
-            Ok(r) => {
-                let error = r.body["error"].as_str().map(str::to_string);
+            Ok((status, _)) if status == expected => true,
+            Ok((status, raw)) => {
+                let body: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+                let error = body["error"].as_str().map(str::to_string);
                 self.failed(
-                    r.status.as_u16(),
-                    &error.unwrap_or_else(|| r.body.to_string()),
+                    status.as_u16(),
+                    &error.unwrap_or_else(|| String::from_utf8_lossy(&raw).into_owned()),
                 )
             }
             Err(e) => self.failed(0, &e.to_string()),

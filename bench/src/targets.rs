@@ -218,10 +218,10 @@ async fn drive(
         let failures = failures.clone();
         async move {
             let headers = [("content-type", "application/json")];
-            match client.send(Method::POST, &url, &headers, body).await {
-                Ok(reply) if reply.status.as_u16() == success => true,
-                Ok(reply) => {
-                    failures.record(reply.status.as_u16(), &String::from_utf8_lossy(&reply.raw))
+            match client.exchange(Method::POST, &url, &headers, body).await {
+                Ok((reply, _)) if reply.status.as_u16() == success => true,
+                Ok((reply, raw)) => {
+                    failures.record(reply.status.as_u16(), &String::from_utf8_lossy(&raw))
                 }
                 Err(e) => failures.record(0, &e.to_string()),
             }

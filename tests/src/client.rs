@@ -11,7 +11,7 @@ use serde_json::Value;
 #[derive(Clone)]
 pub struct JsonClient {
     client: Client<HttpConnector, Full<Bytes>>,
-    /// Sent as `Authorization: Bearer …` unless a request names its own.
+    /// `Bearer …`, sent as `Authorization` unless a request names its own.
     bearer: Option<std::sync::Arc<str>>,
 }
 
@@ -43,7 +43,7 @@ impl JsonClient {
     pub fn with_bearer(&self, key: &str) -> JsonClient {
         JsonClient {
             client: self.client.clone(),
-            bearer: Some(key.into()),
+            bearer: Some(format!("Bearer {key}").into()),
         }
     }
 
@@ -55,24 +55,7 @@ impl JsonClient {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> anyhow::Result<Reply> {
-        let mut builder = Request::builder().method(method).uri(url);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        if let Some(key) = &self.bearer {
-            if !headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-            {
-                builder = builder.header("authorization", format!("Bearer {key}"));
-            }
-        }
-        let response = self
-            .client
-            .request(builder.body(Full::new(body.into()))?)
-            .await?;
-        let (parts, body) = response.into_parts();
-        let raw = body.collect().await?.to_bytes();
+        let (parts, raw) = self.exchange(method, url, headers, body).await?;
         let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
         Ok(Reply {
             status: parts.status,
@@ -80,6 +63,36 @@ impl JsonClient {
             body,
             raw,
         })
+    }
+
+    /// [`JsonClient::send`] without reading the answer as JSON: for load
+    /// generators, which look at a body only when the status is not the one
+    /// expected, and should spend their cores sending.
+    pub async fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<(hyper::http::response::Parts, Bytes)> {
+        let mut builder = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        if let Some(bearer) = &self.bearer {
+            if !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            {
+                builder = builder.header("authorization", &**bearer);
+            }
+        }
+        let response = self
+            .client
+            .request(builder.body(Full::new(body.into()))?)
+            .await?;
+        let (parts, body) = response.into_parts();
+        Ok((parts, body.collect().await?.to_bytes()))
     }
 
     pub async fn get(&self, url: &str) -> anyhow::Result<Reply> {
