@@ -3,7 +3,9 @@
 //! adapters and agents' local model servers share them, so a job's output has one
 //! shape wherever it ran.
 
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 /// Optional sampling fields passed through unchanged when present.
 const PASS_THROUGH: [&str; 4] = ["max_tokens", "temperature", "top_p", "stop"];
@@ -163,6 +165,78 @@ pub fn chat_output(response: Value) -> Result<Value, String> {
     Ok(text_output(text, &response, choice))
 }
 
+/// [`chat_output`] from the answer's bytes. The usual shape is read into
+/// borrowed fields, skipping the rest without building a tree (a third of
+/// `/inference`'s JSON work); any other shape is read as a tree and given to
+/// [`chat_output`], so both paths answer alike. `Err` when it is not JSON.
+pub fn chat_output_from_slice(body: &[u8]) -> Result<Result<Value, String>, serde_json::Error> {
+    let usual = serde_json::from_slice::<Completion>(body).ok();
+    match usual.and_then(Completion::output) {
+        Some(output) => Ok(Ok(output)),
+        None => serde_json::from_slice(body).map(chat_output),
+    }
+}
+
+/// What [`chat_output`] reads of a chat completion.
+#[derive(Deserialize)]
+struct Completion<'a> {
+    #[serde(default)]
+    model: Present,
+    #[serde(default)]
+    usage: Present,
+    #[serde(borrow, default)]
+    choices: Vec<CompletionChoice<'a>>,
+}
+
+#[derive(Deserialize)]
+struct CompletionChoice<'a> {
+    #[serde(borrow, default)]
+    message: Option<CompletionMessage<'a>>,
+    #[serde(default)]
+    finish_reason: Present,
+}
+
+#[derive(Deserialize)]
+struct CompletionMessage<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+}
+
+/// A field as sent, `null` included (which `Option` would fold into absent).
+#[derive(Default)]
+struct Present(Option<Value>);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(|value| Present(Some(value)))
+    }
+}
+
+impl Completion<'_> {
+    /// The output, when the answer has text; else `None`, and the tree path
+    /// says what is missing.
+    fn output(self) -> Option<Value> {
+        let choice = self.choices.into_iter().next()?;
+        let message = choice.message?;
+        let text = message.content.or(message.reasoning_content)?;
+        let mut output = Map::new();
+        output.insert("text".into(), Value::String(text.into_owned()));
+        let fields = [
+            ("model", self.model),
+            ("usage", self.usage),
+            ("finish_reason", choice.finish_reason),
+        ];
+        for (name, Present(value)) in fields {
+            if let Some(value) = value {
+                output.insert(name.into(), value);
+            }
+        }
+        Some(Value::Object(output))
+    }
+}
+
 /// The generated text with the response's model, usage and finish reason.
 fn text_output(text: &str, response: &Value, choice: &Value) -> Value {
     let mut output = Map::new();
@@ -264,6 +338,41 @@ mod tests {
         );
         assert!(chat_output(json!({"choices": []})).is_err());
         assert!(chat_output(json!({"choices": [{"message": {}}]})).is_err());
+    }
+
+    #[test]
+    fn chat_output_from_bytes_matches_the_tree_path() {
+        let usual = r#"{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"caf\u00e9 \"ok\""},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5},"system_fingerprint":null}"#;
+        let fast = serde_json::from_slice::<Completion>(usual.as_bytes())
+            .ok()
+            .and_then(Completion::output);
+        assert_eq!(
+            fast.expect("the usual shape is read typed")["text"],
+            "café \"ok\""
+        );
+        let bodies = [
+            usual,
+            r#"{"model":null,"usage":null,"choices":[{"message":{"content":"a"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"message":{"content":null,"reasoning_content":"thought"}}]}"#,
+            r#"{"choices":[{"message":{"content":""},"finish_reason":"length"},{"message":{"content":7}}]}"#,
+            r#"{"choices":[{"message":{"content":["part"],"reasoning_content":"r"}}]}"#,
+            r#"{"choices":[{"message":{"content":"c","reasoning_content":5}}]}"#,
+            r#"{"model":"a","model":"b","choices":[{"message":{"content":"dup"}}]}"#,
+            r#"{"choices":[{"message":{}}]}"#,
+            r#"{"choices":[{"message":null}]}"#,
+            r#"{"choices":["text"]}"#,
+            r#"{"choices":[]}"#,
+            r#"{"choices":null}"#,
+            r#"{"choices":{"0":{"message":{"content":"x"}}}}"#,
+            r#"{}"#,
+            r#"[1]"#,
+        ];
+        for body in bodies {
+            let tree = serde_json::from_str::<Value>(body).map(chat_output);
+            let bytes = chat_output_from_slice(body.as_bytes());
+            assert_eq!(bytes.ok(), tree.ok(), "{body}");
+        }
+        assert!(chat_output_from_slice(b"<html>").is_err());
     }
 
     #[test]

@@ -201,6 +201,13 @@ impl JobRecord {
     }
 }
 
+/// A JSON value as the text a record keeps. Straight into a buffer: `Display`
+/// goes through a formatter per token, twice the cost for a job's input and
+/// output. A `Value` always serializes; the fallback is for form's sake.
+pub fn json_text(value: &serde_json::Value) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| value.to_string())
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -12,7 +12,7 @@ use crate::clock::BackendClock;
 use crate::deferred::Unwritten;
 use crate::driver::JobRun;
 use crate::executor::{AttemptError, Call, Executed};
-use crate::job::{now_ms, Attempt, JobRecord, Progress, Routing, Stopped};
+use crate::job::{json_text, now_ms, Attempt, JobRecord, Progress, Routing, Stopped};
 use crate::live::LiveJob;
 use crate::router::{self, Tried};
 use crate::scheduler::Inner;
@@ -445,7 +445,7 @@ async fn finish(
     match outcome {
         Ok(success) => {
             record.status = JobStatus::Completed;
-            record.output = Some(success.output.to_string());
+            record.output = Some(json_text(&success.output));
             record.backend = Some(success.backend);
             record.execution_us = Some(success.execution_us);
         }
@@ -458,7 +458,7 @@ async fn finish(
             if let Some((execution_us, stopped)) = failure.stopped {
                 record.execution_us = Some(execution_us);
                 if stopped.chunks_delivered > 0 {
-                    record.output = stream.map(|s| s.output().to_string());
+                    record.output = stream.map(|s| json_text(&s.output()));
                 }
                 record.stopped = Some(stopped);
             }

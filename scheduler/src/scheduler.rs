@@ -507,7 +507,7 @@ impl Scheduler {
             priority: job.priority,
             origin: job.origin,
             status: JobStatus::Pending,
-            input: job.input.to_string(),
+            input: crate::job::json_text(&job.input),
             output: None,
             error: None,
             attempts: Vec::new(),

@@ -43,7 +43,14 @@ pub async fn chat(client: &ProviderClient, call: &Call<'_>) -> Result<Value, Att
         return Ok(tap.output());
     }
     let body = openai::chat_request(call.input, model, messages);
-    openai::chat_output(client.post_json("/chat/completions", &body).await?).map_err(bad)
+    chat_completion(client, &body).await
+}
+
+async fn chat_completion(client: &ProviderClient, body: &Value) -> Result<Value, AttemptError> {
+    client
+        .post_json_read("/chat/completions", body, openai::chat_output_from_slice)
+        .await?
+        .map_err(bad)
 }
 
 fn stream_error(error: ChatStreamError<Disconnected>) -> AttemptError {
@@ -61,7 +68,7 @@ pub async fn vision(client: &ProviderClient, call: &Call<'_>) -> Result<Value, A
         &call.binding.provider_model,
         openai::vision_messages(call.input),
     );
-    openai::chat_output(client.post_json("/chat/completions", &body).await?).map_err(bad)
+    chat_completion(client, &body).await
 }
 
 pub async fn embeddings(client: &ProviderClient, call: &Call<'_>) -> Result<Value, AttemptError> {
