@@ -23,6 +23,12 @@ pub struct Caller {
     pub payer: Option<Payer>,
 }
 
+/// A request's API key as the rate limiter found it valid, before its route
+/// ran: the route takes the account from here instead of hashing the key a
+/// second time. Only ever set from the same request's `Authorization`.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyChecked(pub AccountId);
+
 pub enum Access {
     /// Accounts disabled: everything is allowed and unowned.
     Open,
@@ -44,9 +50,24 @@ pub struct Admitted {
 impl Access {
     /// A bad credential is refused here; no credential is an anonymous caller.
     pub fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        self.identify_known(headers, None)
+    }
+
+    /// [`Access::identify`], given what the rate limiter already found.
+    pub fn identify_known(
+        &self,
+        headers: &HeaderMap,
+        known: Option<KeyChecked>,
+    ) -> Result<Caller, ApiError> {
         let Access::Accounts { accounts, .. } = self else {
             return Ok(Caller::default());
         };
+        if let Some(KeyChecked(account)) = known {
+            return Ok(Caller {
+                account: Some(account),
+                payer: None,
+            });
+        }
         let Some(token) = bearer(headers)? else {
             return Ok(Caller::default());
         };
@@ -85,8 +106,9 @@ impl Access {
         headers: &HeaderMap,
         uri: &Uri,
         http: &crate::config::HttpConfig,
+        known: Option<KeyChecked>,
     ) -> Result<Caller, ApiError> {
-        let mut caller = self.identify(headers)?;
+        let mut caller = self.identify_known(headers, known)?;
         if caller.account.is_some() && door::has_payment(headers) {
             return Err(ApiError::bad_request(
                 "Send either an API key or an x402 payment, not both",

@@ -1,7 +1,7 @@
 //! The gateway's shared state and its request dispatch: one match on method and
 //! path, every outcome a response (errors in the spec's envelope).
 
-use crate::access::Access;
+use crate::access::{Access, KeyChecked};
 use crate::config::HttpConfig;
 use crate::error::ApiError;
 use crate::handlers;
@@ -113,7 +113,7 @@ impl App {
             );
         }
         if route.is_limited() {
-            if let Err(refused) = self.check_rate(&request) {
+            if let Err(refused) = self.check_rate(&mut request) {
                 return (label, shape(refused), None);
             }
         }
@@ -128,8 +128,14 @@ impl App {
         let result = match route {
             Route::Run => handlers::run::handle(self, request).await,
             Route::Inference => handlers::inference::handle(self, request).await,
-            Route::Status(id) => handlers::status::handle(self, request.headers(), id).await,
-            Route::Cancel(id) => handlers::cancel::handle(self, request.headers(), id).await,
+            Route::Status(id) => {
+                let known = handlers::known_key(request.extensions());
+                handlers::status::handle(self, request.headers(), known, id).await
+            }
+            Route::Cancel(id) => {
+                let known = handlers::known_key(request.extensions());
+                handlers::cancel::handle(self, request.headers(), known, id).await
+            }
             Route::Catalog => Ok(handlers::catalog::catalog(self)),
             Route::Estimate => handlers::catalog::estimate(self, request.uri().query()),
             Route::Health => Ok(handlers::ops::health(self)),
@@ -169,12 +175,16 @@ impl App {
 
     /// A request with a valid API key spends its account's tokens; any other
     /// (no key, a bad one, x402, sign-up) its client address's.
-    fn check_rate(&self, request: &Request<Incoming>) -> Result<(), ApiError> {
+    /// Limits the request by its key's account, or else by its address. A
+    /// valid key is noted on the request (`KeyChecked`) so its route need not
+    /// hash it again.
+    fn check_rate(&self, request: &mut Request<Incoming>) -> Result<(), ApiError> {
         let account = match (&self.accounts, crate::access::bearer(request.headers())) {
             (Some(accounts), Ok(Some(token))) => accounts.authenticate(token),
             _ => None,
         };
         if let Some(account) = account {
+            request.extensions_mut().insert(KeyChecked(account));
             return self.limits.check_key(account);
         }
         match request.extensions().get::<Peer>() {

@@ -4,6 +4,7 @@
 //! is stopped at its backend and pays for the seconds it ran. Answers with the
 //! job's status document; a job that already ended is a 409.
 
+use crate::access::KeyChecked;
 use crate::app::{App, HttpResponse};
 use crate::error::ApiError;
 use crate::handlers::status;
@@ -15,8 +16,13 @@ use std::time::Duration;
 /// How long the answer waits for the stopped job to be settled and persisted.
 const SETTLE_WAIT: Duration = Duration::from_secs(10);
 
-pub async fn handle(app: &App, headers: &HeaderMap, id: &str) -> Result<HttpResponse, ApiError> {
-    let (record, allowed) = status::read(app, headers, id).await?;
+pub async fn handle(
+    app: &App,
+    headers: &HeaderMap,
+    known: Option<KeyChecked>,
+    id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let (record, allowed) = status::read(app, headers, known, id).await?;
     if !allowed {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

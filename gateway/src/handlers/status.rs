@@ -1,7 +1,7 @@
 //! `GET /status/:job_id`: full output for whoever may read it, status and timing
 //! for anyone else.
 
-use crate::access::{bearer, Caller};
+use crate::access::{bearer, Caller, KeyChecked};
 use crate::app::{json, App, HttpResponse};
 use crate::error::ApiError;
 use crate::views::{StatusView, WebhookView};
@@ -9,8 +9,13 @@ use gpubridge_protocol::JobId;
 use gpubridge_scheduler::JobRecord;
 use hyper::{HeaderMap, StatusCode};
 
-pub async fn handle(app: &App, headers: &HeaderMap, id: &str) -> Result<HttpResponse, ApiError> {
-    let (record, full) = read(app, headers, id).await?;
+pub async fn handle(
+    app: &App,
+    headers: &HeaderMap,
+    known: Option<KeyChecked>,
+    id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let (record, full) = read(app, headers, known, id).await?;
     answer(app, StatusCode::OK, &record, full).await
 }
 
@@ -44,9 +49,10 @@ pub(crate) async fn webhook_view(app: &App, record: &JobRecord) -> Result<Webhoo
 pub(crate) async fn read(
     app: &App,
     headers: &HeaderMap,
+    known: Option<KeyChecked>,
     id: &str,
 ) -> Result<(JobRecord, bool), ApiError> {
-    let caller = match app.access.identify(headers) {
+    let caller = match app.access.identify_known(headers, known) {
         Ok(caller) => caller,
         // Some x402 clients send the job id, their read token, as the bearer.
         Err(_) if bearer(headers)?.is_some_and(|token| same_token(token, id)) => Caller::default(),

@@ -35,7 +35,7 @@ pub async fn call(
         tools::STATUS => {
             let StatusArgs { job_id } = args(arguments)?;
             require_key(app, headers, name)?;
-            let (record, full) = status::read(app, headers, &job_id).await?;
+            let (record, full) = status::read(app, headers, None, &job_id).await?;
             to_value(&StatusView::of(&record, full))
         }
         tools::BALANCE => {
