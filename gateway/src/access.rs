@@ -11,7 +11,8 @@ use gpubridge_protocol::AccountId;
 use gpubridge_scheduler::{Driver, JobRecord, PreparedJob, Scheduler};
 use gpubridge_store::WriteSet;
 use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
-use hyper::{HeaderMap, StatusCode, Uri};
+use hyper::http::Extensions;
+use hyper::{HeaderMap, Request, StatusCode, Uri};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -28,6 +29,35 @@ pub struct Caller {
 /// second time. Only ever set from the same request's `Authorization`.
 #[derive(Clone, Copy, Debug)]
 pub struct KeyChecked(pub AccountId);
+
+/// What a request shows of who sent it: its headers, and the account the rate
+/// limiter already found for its key.
+#[derive(Clone, Copy)]
+pub struct Credentials<'a> {
+    pub headers: &'a HeaderMap,
+    pub known: Option<KeyChecked>,
+}
+
+impl<'a> Credentials<'a> {
+    pub fn of<B>(request: &'a Request<B>) -> Credentials<'a> {
+        Credentials::from_parts(request.headers(), request.extensions())
+    }
+
+    pub fn from_parts(headers: &'a HeaderMap, extensions: &Extensions) -> Credentials<'a> {
+        Credentials {
+            headers,
+            known: extensions.get::<KeyChecked>().copied(),
+        }
+    }
+
+    /// Headers alone, where the limiter's finding is not at hand.
+    pub fn headers(headers: &'a HeaderMap) -> Credentials<'a> {
+        Credentials {
+            headers,
+            known: None,
+        }
+    }
+}
 
 pub enum Access {
     /// Accounts disabled: everything is allowed and unowned.
@@ -50,18 +80,15 @@ pub struct Admitted {
 impl Access {
     /// A bad credential is refused here; no credential is an anonymous caller.
     pub fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        self.identify_known(headers, None)
+        self.identify_credentials(Credentials::headers(headers))
     }
 
     /// [`Access::identify`], given what the rate limiter already found.
-    pub fn identify_known(
-        &self,
-        headers: &HeaderMap,
-        known: Option<KeyChecked>,
-    ) -> Result<Caller, ApiError> {
+    pub fn identify_credentials(&self, credentials: Credentials) -> Result<Caller, ApiError> {
         let Access::Accounts { accounts, .. } = self else {
             return Ok(Caller::default());
         };
+        let Credentials { headers, known } = credentials;
         if let Some(KeyChecked(account)) = known {
             return Ok(Caller {
                 account: Some(account),
@@ -103,12 +130,12 @@ impl Access {
     /// with x402 on, also what it pays with.
     pub fn identify_payer(
         &self,
-        headers: &HeaderMap,
+        credentials: Credentials,
         uri: &Uri,
         http: &crate::config::HttpConfig,
-        known: Option<KeyChecked>,
     ) -> Result<Caller, ApiError> {
-        let mut caller = self.identify_known(headers, known)?;
+        let mut caller = self.identify_credentials(credentials)?;
+        let headers = credentials.headers;
         if caller.account.is_some() && door::has_payment(headers) {
             return Err(ApiError::bad_request(
                 "Send either an API key or an x402 payment, not both",

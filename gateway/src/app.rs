@@ -1,7 +1,7 @@
 //! The gateway's shared state and its request dispatch: one match on method and
 //! path, every outcome a response (errors in the spec's envelope).
 
-use crate::access::{Access, KeyChecked};
+use crate::access::{Access, Credentials, KeyChecked};
 use crate::config::HttpConfig;
 use crate::error::ApiError;
 use crate::handlers;
@@ -128,14 +128,8 @@ impl App {
         let result = match route {
             Route::Run => handlers::run::handle(self, request).await,
             Route::Inference => handlers::inference::handle(self, request).await,
-            Route::Status(id) => {
-                let known = handlers::known_key(request.extensions());
-                handlers::status::handle(self, request.headers(), known, id).await
-            }
-            Route::Cancel(id) => {
-                let known = handlers::known_key(request.extensions());
-                handlers::cancel::handle(self, request.headers(), known, id).await
-            }
+            Route::Status(id) => handlers::status::handle(self, Credentials::of(&request), id).await,
+            Route::Cancel(id) => handlers::cancel::handle(self, Credentials::of(&request), id).await,
             Route::Catalog => Ok(handlers::catalog::catalog(self)),
             Route::Estimate => handlers::catalog::estimate(self, request.uri().query()),
             Route::Health => Ok(handlers::ops::health(self)),

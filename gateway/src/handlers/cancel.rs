@@ -4,12 +4,12 @@
 //! is stopped at its backend and pays for the seconds it ran. Answers with the
 //! job's status document; a job that already ended is a 409.
 
-use crate::access::KeyChecked;
+use crate::access::Credentials;
 use crate::app::{App, HttpResponse};
 use crate::error::ApiError;
 use crate::handlers::status;
 use gpubridge_scheduler::Cancellation;
-use hyper::{HeaderMap, StatusCode};
+use hyper::StatusCode;
 use serde_json::json;
 use std::time::Duration;
 
@@ -18,11 +18,10 @@ const SETTLE_WAIT: Duration = Duration::from_secs(10);
 
 pub async fn handle(
     app: &App,
-    headers: &HeaderMap,
-    known: Option<KeyChecked>,
+    credentials: Credentials<'_>,
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let (record, allowed) = status::read(app, headers, known, id).await?;
+    let (record, allowed) = status::read(app, credentials, id).await?;
     if !allowed {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -12,7 +12,7 @@ pub mod status;
 pub mod topup_card;
 pub mod topup_crypto;
 
-use crate::access::{Caller, KeyChecked};
+use crate::access::{Caller, Credentials};
 use crate::app::{App, HttpResponse};
 use crate::body;
 use crate::error::ApiError;
@@ -42,22 +42,15 @@ pub struct Arrival {
     pub clock: Option<BackendClock>,
 }
 
-/// The account the rate limiter found for this request's key, if it did.
-pub fn known_key(extensions: &hyper::http::Extensions) -> Option<KeyChecked> {
-    extensions.get::<KeyChecked>().copied()
-}
-
 /// Reads the headers every job-running door shares, then the body within its limit.
 pub async fn arrive(app: &App, request: Request<Incoming>) -> Result<Arrival, ApiError> {
     let (parts, incoming) = request.into_parts();
     let priority = body::priority(&parts.headers)?;
     let idempotency_key = body::idempotency_key(&parts.headers)?;
-    let caller = app.access.identify_payer(
-        &parts.headers,
-        &parts.uri,
-        &app.http,
-        known_key(&parts.extensions),
-    )?;
+    let credentials = Credentials::from_parts(&parts.headers, &parts.extensions);
+    let caller = app
+        .access
+        .identify_payer(credentials, &parts.uri, &app.http)?;
     let bytes = body::read_limited(incoming, &parts).await?;
     Ok(Arrival {
         priority,

@@ -1,21 +1,20 @@
 //! `GET /status/:job_id`: full output for whoever may read it, status and timing
 //! for anyone else.
 
-use crate::access::{bearer, Caller, KeyChecked};
+use crate::access::{bearer, Caller, Credentials};
 use crate::app::{json, App, HttpResponse};
 use crate::error::ApiError;
 use crate::views::{StatusView, WebhookView};
 use gpubridge_protocol::JobId;
 use gpubridge_scheduler::JobRecord;
-use hyper::{HeaderMap, StatusCode};
+use hyper::StatusCode;
 
 pub async fn handle(
     app: &App,
-    headers: &HeaderMap,
-    known: Option<KeyChecked>,
+    credentials: Credentials<'_>,
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let (record, full) = read(app, headers, known, id).await?;
+    let (record, full) = read(app, credentials, id).await?;
     answer(app, StatusCode::OK, &record, full).await
 }
 
@@ -48,11 +47,11 @@ pub(crate) async fn webhook_view(app: &App, record: &JobRecord) -> Result<Webhoo
 /// The job, and whether the request's credential may see its output.
 pub(crate) async fn read(
     app: &App,
-    headers: &HeaderMap,
-    known: Option<KeyChecked>,
+    credentials: Credentials<'_>,
     id: &str,
 ) -> Result<(JobRecord, bool), ApiError> {
-    let caller = match app.access.identify_known(headers, known) {
+    let headers = credentials.headers;
+    let caller = match app.access.identify_credentials(credentials) {
         Ok(caller) => caller,
         // Some x402 clients send the job id, their read token, as the bearer.
         Err(_) if bearer(headers)?.is_some_and(|token| same_token(token, id)) => Caller::default(),

@@ -3,7 +3,7 @@
 //! `/status` and `/account/balance` answer with.
 
 use super::tools::{self, BalanceArgs, CatalogArgs, EstimateArgs, RunArgs, StatusArgs};
-use crate::access::unauthorized;
+use crate::access::{unauthorized, Credentials};
 use crate::app::App;
 use crate::body;
 use crate::error::ApiError;
@@ -35,7 +35,7 @@ pub async fn call(
         tools::STATUS => {
             let StatusArgs { job_id } = args(arguments)?;
             require_key(app, headers, name)?;
-            let (record, full) = status::read(app, headers, None, &job_id).await?;
+            let (record, full) = status::read(app, Credentials::headers(headers), &job_id).await?;
             to_value(&StatusView::of(&record, full))
         }
         tools::BALANCE => {
