@@ -621,15 +621,15 @@ fn scenario_request(
     })
 }
 
-/// POSTs a JSON body; the answer's status and raw body.
+/// POSTs a JSON body with at most one more header; the answer's status and raw body.
 async fn post(
     client: &JsonClient,
     url: &str,
     body: Bytes,
-    authorization: Option<&str>,
+    header: Option<(&str, &str)>,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
     let mut headers = vec![("content-type", "application/json")];
-    headers.extend(authorization.map(|value| ("authorization", value)));
+    headers.extend(header);
     let (parts, raw) = client.exchange(Method::POST, url, &headers, body).await?;
     Ok((parts.status, raw))
 }
@@ -654,7 +654,7 @@ impl Scenario {
                     client,
                     &self.direct_url,
                     self.direct_body.clone(),
-                    Some(&self.direct_auth),
+                    Some(("authorization", &self.direct_auth)),
                 )
                 .await,
             ),
@@ -681,12 +681,11 @@ impl Scenario {
                     );
                 };
                 let body = accept_body("llm-4090", n).to_string();
-                let headers = [("content-type", "application/json"), ("x-payment", payment)];
-                let reply = self
-                    .anonymous
-                    .exchange(Method::POST, &self.run_url, &headers, body)
-                    .await;
-                (202, reply.map(|(parts, raw)| (parts.status, raw)))
+                let payment = Some(("x-payment", payment));
+                (
+                    202,
+                    post(&self.anonymous, &self.run_url, body.into(), payment).await,
+                )
             }
         };
         match reply {
@@ -714,10 +713,7 @@ impl Scenario {
 
     async fn run_and_poll(&self, client: &JsonClient, service: &str) -> bool {
         let body = json!({"service": service, "input": llm_body()});
-        let Ok(reply) = client
-            .post_json(&format!("{}/run", self.gateway), &body, &[])
-            .await
-        else {
+        let Ok(reply) = client.post_json(&self.run_url, &body, &[]).await else {
             return false;
         };
         let Some(id) = reply.body["job_id"].as_str() else {
