@@ -4,6 +4,7 @@
 use crate::nodes::NodesConfig;
 use crate::provider::Provider;
 use crate::retention::RetentionConfig;
+use crate::upstream::HttpVersion;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -68,6 +69,14 @@ pub struct ProviderConfig {
     pub idle_timeout_ms: Option<u64>,
     /// Replicate only: longest `Prefer: wait` before polling, in seconds (1–60).
     pub prefer_wait_seconds: Option<u64>,
+    /// `auto` (default): HTTP/2 over TLS where the provider offers it, else
+    /// HTTP/1.1; `http1`; `http2` (h2c on a plain `http://` base URL).
+    pub http_version: Option<HttpVersion>,
+    /// Requests carried by one HTTP/2 connection before another is opened (100).
+    pub max_streams_per_connection: Option<u32>,
+    /// PEM file of certificate authorities trusted for this provider beside
+    /// the public ones (a server behind a private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -1,14 +1,17 @@
 //! The pooled HTTP(S) client used to call hosted providers.
 
 use crate::executor::AttemptError;
+use crate::lanes::{Lanes, MAX_LANES};
+use crate::upstream::{HttpVersion, Upstream};
 use bytes::Bytes;
-use gpubridge_protocol::media::{error_chain, https_connector};
+use gpubridge_protocol::media::error_chain;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::timeouts::{BodyError, Phase, TimedBody, Timeouts};
@@ -49,24 +52,39 @@ impl HttpResponse {
     }
 }
 
+type Pool = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// One provider's pooled client, under that provider's time limits.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    lanes: Arc<Lanes<Pool>>,
     max_body: usize,
     timeouts: Timeouts,
 }
 
+/// A pool of keep-alive connections. An idle HTTP/2 connection is pinged, so
+/// one the network dropped is found before a request is sent on it.
+fn pool(upstream: &Upstream) -> Pool {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .http2_only(upstream.version == HttpVersion::Http2)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .http2_keep_alive_timeout(Duration::from_secs(10))
+        .http2_keep_alive_while_idle(true)
+        .build(upstream.connector.clone())
+}
+
 impl HttpClient {
-    pub fn new(max_body: usize, timeouts: Timeouts) -> HttpClient {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        let https = https_connector(http, timeouts.connect);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
+    pub fn new(upstream: &Upstream, max_body: usize, timeouts: Timeouts) -> HttpClient {
+        // HTTP/1.1 already opens a connection per request in flight.
+        let lanes = match upstream.version {
+            HttpVersion::Http1 => 1,
+            HttpVersion::Auto | HttpVersion::Http2 => MAX_LANES,
+        };
         HttpClient {
-            client,
+            lanes: Arc::new(Lanes::new(lanes, upstream.streams, |_| pool(upstream))),
             max_body,
             timeouts,
         }
@@ -84,14 +102,14 @@ impl HttpClient {
         request: Request<Full<Bytes>>,
     ) -> Result<Response<TimedBody>, AttemptError> {
         let limits = &self.timeouts;
-        let response =
-            match tokio::time::timeout(limits.headers, self.client.request(request)).await {
-                Err(_) => return Err(limits.expired(Phase::Headers).into()),
-                Ok(Err(e)) if timed_out(&e) => return Err(limits.expired(Phase::Connect).into()),
-                Ok(Err(e)) => return Err(AttemptError::Connect(error_chain(&e))),
-                Ok(Ok(response)) => response,
-            };
-        Ok(response.map(|body| limits.body(body)))
+        let (client, slot) = self.lanes.pick();
+        let response = match tokio::time::timeout(limits.headers, client.request(request)).await {
+            Err(_) => return Err(limits.expired(Phase::Headers).into()),
+            Ok(Err(e)) if timed_out(&e) => return Err(limits.expired(Phase::Connect).into()),
+            Ok(Err(e)) => return Err(AttemptError::Connect(error_chain(&e))),
+            Ok(Ok(response)) => response,
+        };
+        Ok(response.map(|body| limits.body(body, slot)))
     }
 
     /// Reads a whole body, up to the limit.

@@ -31,6 +31,7 @@ mod hooks;
 mod http;
 mod job;
 pub mod jobs;
+mod lanes;
 mod live;
 mod metrics;
 pub mod nodes;
@@ -44,6 +45,7 @@ mod scheduler;
 mod stream;
 mod terminal;
 mod timeouts;
+mod upstream;
 
 #[cfg(test)]
 mod fuzz;
@@ -72,3 +74,4 @@ pub use scheduler::{
     Cancellation, Estimate, JobRequest, PendingJob, PreparedJob, Scheduler, StartError, SubmitError,
 };
 pub use stream::{Disconnected, StreamReceiver, StreamTap};
+pub use upstream::{HttpVersion, UpstreamTlsError};

@@ -21,6 +21,7 @@ use crate::providers::{executor_for, ProviderClient};
 use crate::router::{self, Tried};
 use crate::stream::StreamTap;
 use crate::timeouts::{TimeoutCounters, Timeouts};
+use crate::upstream::{Upstream, UpstreamTlsError};
 use gpubridge_protocol::media::MediaFetcher;
 use gpubridge_protocol::{AccountId, JobId, JobStatus, Micros, Priority};
 use gpubridge_store::{Ack, Store, StoreError, WriteSet, WriteSlot};
@@ -77,6 +78,11 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error("provider {provider}: {source}")]
+    Upstream {
+        provider: Provider,
+        source: UpstreamTlsError,
+    },
 }
 
 /// What a client asked for, before validation.
@@ -247,7 +253,7 @@ impl Scheduler {
             .map_err(MetricsError::from)?,
         );
         let timeouts = TimeoutCounters::register(registry).map_err(MetricsError::from)?;
-        let backends = build_backends(&catalog, &cfg, &nodes, &timeouts);
+        let backends = build_backends(&catalog, &cfg, &nodes, &timeouts)?;
         nodes.attach(&backends);
         let metrics = SchedulerMetrics::register(registry, &catalog, &backends)?;
         let service_seconds = catalog
@@ -654,16 +660,25 @@ impl Scheduler {
 }
 
 /// Every backend with its executor: one per hosted provider (shared by its
-/// backends), and each node fleet's.
+/// backends), and each node fleet's. A provider's TLS settings are read here,
+/// so a bad `ca_file` stops the start instead of failing its first call.
 fn build_backends(
     catalog: &Catalog,
     cfg: &SchedulerConfig,
     nodes: &Arc<NodePool>,
     timeouts: &TimeoutCounters,
-) -> BackendSet {
+) -> Result<BackendSet, StartError> {
     let media = MediaFetcher::new(cfg.allow_private_urls, cfg.max_media_bytes);
+    let upstream = |provider: Provider| {
+        Upstream::new(&cfg.provider(provider), cfg.phase_limits(provider)[0])
+            .map_err(|source| StartError::Upstream { provider, source })
+    };
+    let mut upstreams = HashMap::new();
+    for provider in Provider::HOSTED.into_iter().chain([Provider::Local]) {
+        upstreams.insert(provider, upstream(provider)?);
+    }
     let mut hosted: HashMap<Provider, Arc<dyn crate::executor::Executor>> = HashMap::new();
-    BackendSet::build(
+    Ok(BackendSet::build(
         catalog,
         cfg,
         ExecutorSource {
@@ -674,12 +689,16 @@ fn build_backends(
                         // Each provider its own pool, under its own time limits.
                         let limits =
                             Timeouts::new(provider.name(), cfg.phase_limits(provider), timeouts);
-                        let http = HttpClient::new(cfg.max_upstream_body_bytes, limits);
+                        let http = HttpClient::new(
+                            &upstreams[&provider],
+                            cfg.max_upstream_body_bytes,
+                            limits,
+                        );
                         executor_for(ProviderClient::new(provider, cfg, http, media.clone()))
                     })
                     .clone()
             },
             fleet: &mut |tier, _service| nodes.executor(tier),
         },
-    )
+    ))
 }

@@ -3,6 +3,7 @@
 //! of it (streams). Each limit is per provider; every expiry is counted in
 //! `gpubridge_upstream_timeouts_total{provider, phase}`.
 
+use crate::lanes::Slot;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
@@ -116,13 +117,15 @@ impl Timeouts {
         Stalled { phase, after }
     }
 
-    /// The body, cut off when its first byte or any later one is late.
-    pub fn body(&self, inner: Incoming) -> TimedBody {
+    /// The body, cut off when its first byte or any later one is late. It
+    /// holds its connection lane's `slot` until read to the end or dropped.
+    pub fn body(&self, inner: Incoming, slot: Slot) -> TimedBody {
         TimedBody {
             inner,
             timer: Box::pin(tokio::time::sleep(self.first_byte)),
             started: false,
             timeouts: self.clone(),
+            _slot: slot,
         }
     }
 }
@@ -133,6 +136,7 @@ pub struct TimedBody {
     timer: Pin<Box<Sleep>>,
     started: bool,
     timeouts: Timeouts,
+    _slot: Slot,
 }
 
 /// Why reading a provider's body stopped.

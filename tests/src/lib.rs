@@ -14,6 +14,7 @@ pub mod disk;
 pub mod facilitator;
 pub mod fleet;
 mod inprocess;
+pub mod multiplexed;
 mod process;
 pub mod receiver;
 mod serve;

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 /// How the stand-in answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +71,15 @@ impl Standin {
     }
 
     pub async fn start_on(addr: SocketAddr, api_key: &str) -> std::io::Result<Standin> {
+        Standin::start_with(addr, api_key, None).await
+    }
+
+    /// On `addr`, over TLS (HTTP/2 or HTTP/1.1 by ALPN) when `tls` is set.
+    pub async fn start_with(
+        addr: SocketAddr,
+        api_key: &str,
+        tls: Option<TlsAcceptor>,
+    ) -> std::io::Result<Standin> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
@@ -82,9 +92,10 @@ impl Standin {
             stream_plan: Mutex::new(StreamPlan::default()),
             streams: Arc::default(),
         });
-        let task = crate::serve::spawn(listener, state.clone(), |state, request| async move {
-            handle(&state, request).await
-        });
+        let task =
+            crate::serve::spawn_with(listener, tls, state.clone(), |state, request| async move {
+                handle(&state, request).await
+            });
         Ok(Standin { addr, state, task })
     }
 

@@ -29,5 +29,6 @@ mod ssrf;
 mod storage;
 mod tls;
 mod topups;
+mod upstream_http;
 mod webhooks;
 mod x402;
