@@ -50,6 +50,15 @@ impl<'a> Credentials<'a> {
         }
     }
 
+    /// The same, once `account` has been found for this request's key: later
+    /// checks take it instead of hashing the key again.
+    pub fn with_account(self, account: Option<AccountId>) -> Credentials<'a> {
+        Credentials {
+            known: account.map(KeyChecked).or(self.known),
+            ..self
+        }
+    }
+
     /// Headers alone, where the limiter's finding is not at hand.
     pub fn headers(headers: &'a HeaderMap) -> Credentials<'a> {
         Credentials {

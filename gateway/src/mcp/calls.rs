@@ -3,7 +3,7 @@
 //! `/status` and `/account/balance` answer with.
 
 use super::tools::{self, BalanceArgs, CatalogArgs, EstimateArgs, RunArgs, StatusArgs};
-use crate::access::{unauthorized, Credentials};
+use crate::access::{unauthorized, Caller, Credentials};
 use crate::app::App;
 use crate::body;
 use crate::error::ApiError;
@@ -13,7 +13,7 @@ use crate::views::{status_url, StatusView};
 use gpubridge_billing::IdempotencyClaim;
 use gpubridge_protocol::Priority;
 use gpubridge_scheduler::{BackendClock, Origin};
-use hyper::{HeaderMap, StatusCode};
+use hyper::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -26,21 +26,23 @@ pub async fn call(
     app: &Arc<App>,
     name: &str,
     arguments: Value,
-    headers: &HeaderMap,
+    credentials: Credentials<'_>,
     clock: Option<BackendClock>,
 ) -> Result<Value, ApiError> {
     match name {
-        tools::RUN => run(app, args(arguments)?, headers, clock).await,
+        tools::RUN => run(app, args(arguments)?, credentials, clock).await,
         tools::CATALOG => catalog_entry(app, args(arguments)?),
         tools::STATUS => {
             let StatusArgs { job_id } = args(arguments)?;
-            require_key(app, headers, name)?;
-            let (record, full) = status::read(app, Credentials::headers(headers), &job_id).await?;
+            let account = require_key(app, credentials, name)?;
+            let credentials = credentials.with_account(account);
+            let (record, full) = status::read(app, credentials, &job_id).await?;
             to_value(&StatusView::of(&record, full))
         }
         tools::BALANCE => {
             let BalanceArgs {} = args(arguments)?;
-            let (Some(accounts), Some(account)) = (&app.accounts, require_key(app, headers, name)?)
+            let (Some(accounts), Some(account)) =
+                (&app.accounts, require_key(app, credentials, name)?)
             else {
                 return Err(no_accounts());
             };
@@ -62,11 +64,14 @@ pub async fn call(
 async fn run(
     app: &Arc<App>,
     args: RunArgs,
-    headers: &HeaderMap,
+    credentials: Credentials<'_>,
     clock: Option<BackendClock>,
 ) -> Result<Value, ApiError> {
-    require_key(app, headers, tools::RUN)?;
-    let caller = app.access.identify(headers)?;
+    // The key is checked once: the account it names is the caller.
+    let caller = Caller {
+        account: require_key(app, credentials, tools::RUN)?,
+        payer: None,
+    };
     let priority = match args.priority.as_deref() {
         None => Priority::Fast,
         Some(text) => text.parse().map_err(|_| {
@@ -151,13 +156,13 @@ fn catalog_entry(app: &App, args: CatalogArgs) -> Result<Value, ApiError> {
 /// account it names, or `None` on a deployment without accounts.
 fn require_key(
     app: &App,
-    headers: &HeaderMap,
+    credentials: Credentials,
     tool: &str,
 ) -> Result<Option<gpubridge_protocol::AccountId>, ApiError> {
     if app.accounts.is_none() {
         return Ok(None);
     }
-    match app.access.identify(headers)?.account {
+    match app.access.identify_credentials(credentials)?.account {
         Some(account) => Ok(Some(account)),
         None => {
             let mut error = unauthorized(&format!("{tool} needs an API key"));

@@ -5,11 +5,12 @@
 
 use super::calls;
 use super::tools;
+use crate::access::Credentials;
 use crate::app::App;
 use crate::error::ApiError;
 use gpubridge_scheduler::BackendClock;
 use hyper::http::request::Parts;
-use hyper::StatusCode;
+use hyper::{HeaderMap, StatusCode};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
@@ -70,11 +71,15 @@ impl ServerHandler for GpuTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let parts = context.extensions.get::<Parts>();
-        let headers = parts.map(|p| p.headers.clone()).unwrap_or_default();
+        let no_headers = HeaderMap::new();
+        let credentials = match parts {
+            Some(parts) => Credentials::from_parts(&parts.headers, &parts.extensions),
+            None => Credentials::headers(&no_headers),
+        };
         let clock = parts.and_then(|p| p.extensions.get::<BackendClock>().cloned());
         let arguments = Value::Object(request.arguments.unwrap_or_default());
         let outcome = match self.app() {
-            Ok(app) => calls::call(&app, &request.name, arguments, &headers, clock).await,
+            Ok(app) => calls::call(&app, &request.name, arguments, credentials, clock).await,
             Err(e) => Err(e),
         };
         Ok(result(outcome).into())

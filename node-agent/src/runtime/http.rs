@@ -36,8 +36,21 @@ impl JsonPoster {
         bearer: Option<&str>,
         body: &Value,
     ) -> Result<Value, RuntimeFailure> {
+        self.post_read(url, bearer, body, |bytes| serde_json::from_slice(bytes))
+            .await
+    }
+
+    /// The same, with the 2xx answer's bytes read by `read` (straight into
+    /// the shape the caller wants, not through a JSON tree).
+    pub async fn post_read<T>(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+        body: &Value,
+        read: impl FnOnce(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<T, RuntimeFailure> {
         let body = self.collect(self.open(url, bearer, body).await?).await?;
-        serde_json::from_slice(&body).map_err(|e| {
+        read(&body).map_err(|e| {
             RuntimeFailure::new(FailureKind::Runtime, format!("answer is not JSON: {e}"))
         })
     }

@@ -180,7 +180,10 @@ impl Runtime {
             return self.stream(&url, &body, deltas).await;
         }
         let body = openai::chat_request(input, local_model, messages);
-        openai::chat_output(self.post(&url, &body).await?).map_err(bad)
+        let bearer = self.cfg.api_key.as_deref();
+        let read = openai::chat_output_from_slice;
+        let output = self.http.post_read(&url, bearer, &body, read).await?;
+        output.map_err(bad)
     }
 
     /// A streamed chat completion: each chunk to `deltas` as it arrives, the
