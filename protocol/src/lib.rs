@@ -8,6 +8,7 @@
 //! named for what it is; a node-agent message goes in `node` (bump
 //! `PROTOCOL_VERSION` in `wire` when old peers could misread it).
 
+pub mod chat_request;
 #[cfg(feature = "media")]
 pub mod chat_stream;
 mod ids;

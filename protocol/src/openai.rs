@@ -3,28 +3,15 @@
 //! adapters and agents' local model servers share them, so a job's output has one
 //! shape wherever it ran.
 
+use crate::chat_request::{Messages, PASS_THROUGH};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 
-/// Optional sampling fields passed through unchanged when present.
-const PASS_THROUGH: [&str; 4] = ["max_tokens", "temperature", "top_p", "stop"];
-
-/// Chat messages from either `messages` or `system` + `prompt`.
+/// Chat messages from either `messages` or `system` + `prompt`, as JSON (for
+/// formats that nest them in a bigger body; a chat request writes them itself).
 pub fn messages(input: &Value) -> Value {
-    if let Some(messages) = input.get("messages") {
-        return messages.clone();
-    }
-    let mut list = Vec::with_capacity(2);
-    if let Some(system) = input.get("system").and_then(Value::as_str) {
-        list.push(json!({"role": "system", "content": system}));
-    }
-    let prompt = input
-        .get("prompt")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    list.push(json!({"role": "user", "content": prompt}));
-    Value::Array(list)
+    serde_json::to_value(Messages::of(input)).unwrap_or(Value::Null)
 }
 
 /// Messages for a vision request: the prompt and the image as one user turn.
@@ -34,29 +21,6 @@ pub fn vision_messages(input: &Value) -> Value {
         {"type": "text", "text": text("prompt").unwrap_or("Describe this image.")},
         {"type": "image_url", "image_url": {"url": text("image_url").unwrap_or_default()}},
     ]}])
-}
-
-/// A non-streaming chat completion request.
-pub fn chat_request(input: &Value, model: &str, messages: Value) -> Value {
-    let mut body = Map::new();
-    body.insert("model".into(), json!(model));
-    body.insert("messages".into(), messages);
-    for field in PASS_THROUGH {
-        if let Some(value) = input.get(field) {
-            body.insert(field.into(), value.clone());
-        }
-    }
-    body.insert("stream".into(), json!(false));
-    Value::Object(body)
-}
-
-/// A streaming chat completion request: chunks as they are generated, and the
-/// usage in a last chunk (what the job is billed and reported on).
-pub fn chat_stream_request(input: &Value, model: &str, messages: Value) -> Value {
-    let mut body = chat_request(input, model, messages);
-    body["stream"] = json!(true);
-    body["stream_options"] = json!({"include_usage": true});
-    body
 }
 
 /// What one event of a streamed completion carries.
@@ -254,15 +218,19 @@ fn text_output(text: &str, response: &Value, choice: &Value) -> Value {
 
 /// A legacy text completion request: the prompt as is, for base models.
 pub fn completion_request(input: &Value, model: &str) -> Value {
-    let mut body = chat_request(input, model, Value::Null);
-    if let Some(map) = body.as_object_mut() {
-        map.remove("messages");
-        map.insert(
-            "prompt".into(),
-            input.get("prompt").cloned().unwrap_or(json!("")),
-        );
+    let mut body = Map::new();
+    body.insert("model".into(), json!(model));
+    body.insert(
+        "prompt".into(),
+        input.get("prompt").cloned().unwrap_or(json!("")),
+    );
+    for field in PASS_THROUGH {
+        if let Some(value) = input.get(field) {
+            body.insert(field.into(), value.clone());
+        }
     }
-    body
+    body.insert("stream".into(), json!(false));
+    Value::Object(body)
 }
 
 /// `{text, model, finish_reason, usage}` from a text completion.

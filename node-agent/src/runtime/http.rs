@@ -11,6 +11,7 @@ use hyper::{Method, Request, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
 use serde_json::Value;
 
 pub struct JsonPoster {
@@ -34,7 +35,7 @@ impl JsonPoster {
         &self,
         url: &str,
         bearer: Option<&str>,
-        body: &Value,
+        body: &(impl Serialize + ?Sized),
     ) -> Result<Value, RuntimeFailure> {
         self.post_read(url, bearer, body, |bytes| serde_json::from_slice(bytes))
             .await
@@ -46,7 +47,7 @@ impl JsonPoster {
         &self,
         url: &str,
         bearer: Option<&str>,
-        body: &Value,
+        body: &(impl Serialize + ?Sized),
         read: impl FnOnce(&[u8]) -> Result<T, serde_json::Error>,
     ) -> Result<T, RuntimeFailure> {
         let body = self.collect(self.open(url, bearer, body).await?).await?;
@@ -60,7 +61,7 @@ impl JsonPoster {
         &self,
         url: &str,
         bearer: Option<&str>,
-        body: &Value,
+        body: &(impl Serialize + ?Sized),
     ) -> Result<Incoming, RuntimeFailure> {
         Ok(self.open(url, bearer, body).await?.into_body())
     }
@@ -70,7 +71,7 @@ impl JsonPoster {
         &self,
         url: &str,
         bearer: Option<&str>,
-        body: &Value,
+        body: &(impl Serialize + ?Sized),
     ) -> Result<Response<Incoming>, RuntimeFailure> {
         let failure = |kind, message: String| RuntimeFailure::new(kind, message);
         let bytes = serde_json::to_vec(body)

@@ -7,6 +7,7 @@ mod http;
 
 use crate::config::{RuntimeKind, ServiceConfig};
 use base64::Engine;
+use gpubridge_protocol::chat_request::{ChatRequest, Messages};
 use gpubridge_protocol::chat_stream::{read_chat_stream, ChatStreamError};
 use gpubridge_protocol::media::MediaFetcher;
 use gpubridge_protocol::node::{FailureKind, JobEvent};
@@ -171,15 +172,14 @@ impl Runtime {
             _ => {}
         }
         let messages = match input.get("image_url") {
-            Some(_) => openai::vision_messages(input),
-            None => openai::messages(input),
+            Some(_) => Messages::Built(openai::vision_messages(input)),
+            None => Messages::of(input),
         };
         let url = format!("{root}/chat/completions");
+        let body = ChatRequest::new(input, local_model, messages);
         if let Some(deltas) = deltas {
-            let body = openai::chat_stream_request(input, local_model, messages);
-            return self.stream(&url, &body, deltas).await;
+            return self.stream(&url, &body.streamed(), deltas).await;
         }
-        let body = openai::chat_request(input, local_model, messages);
         let bearer = self.cfg.api_key.as_deref();
         let read = openai::chat_output_from_slice;
         let output = self.http.post_read(&url, bearer, &body, read).await?;
@@ -191,7 +191,7 @@ impl Runtime {
     async fn stream(
         &self,
         url: &str,
-        body: &Value,
+        body: &ChatRequest<'_>,
         deltas: &Events,
     ) -> Result<Value, RuntimeFailure> {
         let stream = self

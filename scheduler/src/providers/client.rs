@@ -9,8 +9,9 @@ use crate::timeouts::TimedBody;
 use bytes::Bytes;
 use gpubridge_protocol::media::MediaFetcher;
 use http_body_util::Full;
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request};
+use serde::Serialize;
 use serde_json::Value;
 
 /// What an executor needs to call one provider.
@@ -18,10 +19,27 @@ use serde_json::Value;
 pub struct ProviderClient {
     pub provider: Provider,
     pub base_url: String,
-    api_key: Option<String>,
+    /// `Bearer <key>`, made once; `Err` keeps a key that is no valid header
+    /// value, so each request fails to build as it would have.
+    authorization: Option<Result<HeaderValue, String>>,
     pub prefer_wait_seconds: u64,
     pub http: HttpClient,
     pub media: MediaFetcher,
+}
+
+const AGENT: &str = concat!("gpubridge/", env!("CARGO_PKG_VERSION"));
+
+/// The provider's credential as a header, marked sensitive: HTTP/2's header
+/// compression never indexes it, and it prints as `Sensitive`.
+fn bearer(key: &str) -> Result<HeaderValue, String> {
+    let text = format!("Bearer {key}");
+    match HeaderValue::from_str(&text) {
+        Ok(mut value) => {
+            value.set_sensitive(true);
+            Ok(value)
+        }
+        Err(_) => Err(text),
+    }
 }
 
 impl ProviderClient {
@@ -35,7 +53,10 @@ impl ProviderClient {
         ProviderClient {
             provider,
             base_url: cfg.base_url(provider),
-            api_key: pc.api_key.filter(|k| !k.trim().is_empty()),
+            authorization: pc
+                .api_key
+                .filter(|k| !k.trim().is_empty())
+                .map(|key| bearer(&key)),
             prefer_wait_seconds: pc.prefer_wait_seconds.unwrap_or(60).clamp(1, 60),
             http,
             media,
@@ -46,13 +67,12 @@ impl ProviderClient {
         let mut builder = Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base_url, path))
-            .header(
-                "user-agent",
-                concat!("gpubridge/", env!("CARGO_PKG_VERSION")),
-            );
-        if let Some(key) = &self.api_key {
-            // Replicate documents `Bearer` too; every provider here takes it.
-            builder = builder.header(AUTHORIZATION, format!("Bearer {key}"));
+            .header(USER_AGENT, HeaderValue::from_static(AGENT));
+        // Replicate documents `Bearer` too; every provider here takes it.
+        match &self.authorization {
+            Some(Ok(value)) => builder = builder.header(AUTHORIZATION, value.clone()),
+            Some(Err(text)) => builder = builder.header(AUTHORIZATION, text.as_str()),
+            None => {}
         }
         builder
     }
@@ -86,7 +106,7 @@ impl ProviderClient {
     pub async fn post_json_read<T>(
         &self,
         path: &str,
-        body: &Value,
+        body: &(impl Serialize + ?Sized),
         read: impl FnOnce(&[u8]) -> Result<T, serde_json::Error>,
     ) -> Result<T, AttemptError> {
         let response = self
@@ -100,7 +120,7 @@ impl ProviderClient {
     pub async fn post_for_stream(
         &self,
         path: &str,
-        body: &Value,
+        body: &(impl Serialize + ?Sized),
     ) -> Result<TimedBody, AttemptError> {
         let request = self
             .json_request(path)
@@ -130,7 +150,7 @@ impl ProviderClient {
     }
 }
 
-fn json_bytes(body: &Value) -> Result<Bytes, AttemptError> {
+fn json_bytes(body: &(impl Serialize + ?Sized)) -> Result<Bytes, AttemptError> {
     serde_json::to_vec(body)
         .map(Bytes::from)
         .map_err(|e| AttemptError::BadResponse(e.to_string()))
@@ -151,5 +171,20 @@ fn from_status(response: &HttpResponse) -> AttemptError {
     match status {
         400 | 404 | 413 | 415 | 422 => AttemptError::Rejected { status, body },
         _ => AttemptError::Upstream { status, body },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credential_header_is_sensitive_and_a_bad_key_still_fails_later() {
+        let value = bearer("gsk_live").expect("a valid key");
+        assert!(value.is_sensitive());
+        assert_eq!(value.to_str().ok(), Some("Bearer gsk_live"));
+        assert!(!format!("{value:?}").contains("gsk_live"));
+        let bad = bearer("line\nbreak");
+        assert_eq!(bad.err().as_deref(), Some("Bearer line\nbreak"));
     }
 }

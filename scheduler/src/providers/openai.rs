@@ -7,6 +7,7 @@ use crate::executor::{AttemptError, Call};
 use crate::stream::Disconnected;
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
+use gpubridge_protocol::chat_request::{ChatRequest, Messages};
 use gpubridge_protocol::chat_stream::{read_chat_stream, ChatStreamError};
 use gpubridge_protocol::openai;
 use hyper::header::CONTENT_TYPE;
@@ -33,20 +34,23 @@ pub async fn serve(client: &ProviderClient, call: &Call<'_>) -> Result<Value, At
 const MAX_STREAM_EVENT: usize = 1 << 20;
 
 pub async fn chat(client: &ProviderClient, call: &Call<'_>) -> Result<Value, AttemptError> {
-    let (model, messages) = (&call.binding.provider_model, openai::messages(call.input));
+    let model = &call.binding.provider_model;
+    let body = ChatRequest::new(call.input, model, Messages::of(call.input));
     if let Some(tap) = call.stream {
-        let body = openai::chat_stream_request(call.input, model, messages);
+        let body = body.streamed();
         let stream = client.post_for_stream("/chat/completions", &body).await?;
         read_chat_stream(stream, MAX_STREAM_EVENT, |chunk| tap.send(chunk))
             .await
             .map_err(stream_error)?;
         return Ok(tap.output());
     }
-    let body = openai::chat_request(call.input, model, messages);
     chat_completion(client, &body).await
 }
 
-async fn chat_completion(client: &ProviderClient, body: &Value) -> Result<Value, AttemptError> {
+async fn chat_completion(
+    client: &ProviderClient,
+    body: &ChatRequest<'_>,
+) -> Result<Value, AttemptError> {
     client
         .post_json_read("/chat/completions", body, openai::chat_output_from_slice)
         .await?
@@ -63,11 +67,8 @@ fn stream_error(error: ChatStreamError<Disconnected>) -> AttemptError {
 }
 
 pub async fn vision(client: &ProviderClient, call: &Call<'_>) -> Result<Value, AttemptError> {
-    let body = openai::chat_request(
-        call.input,
-        &call.binding.provider_model,
-        openai::vision_messages(call.input),
-    );
+    let messages = Messages::Built(openai::vision_messages(call.input));
+    let body = ChatRequest::new(call.input, &call.binding.provider_model, messages);
     chat_completion(client, &body).await
 }
 
