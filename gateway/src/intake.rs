@@ -121,7 +121,7 @@ impl App {
         id: &JobId,
         wait: Duration,
         driver: Option<Driver>,
-    ) -> Result<Option<JobRecord>, ApiError> {
+    ) -> Result<Option<Arc<JobRecord>>, ApiError> {
         self.scheduler
             .wait_driving(id, wait, driver)
             .await

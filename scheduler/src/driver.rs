@@ -33,7 +33,7 @@ impl Driver {
     /// Runs the job for up to `wait`: its terminal record if it ended, which
     /// the caller takes (it is not held for status reads); `None` if it goes
     /// on in a task of its own.
-    pub async fn run_for(mut self, wait: Duration) -> Option<JobRecord> {
+    pub async fn run_for(mut self, wait: Duration) -> Option<Arc<JobRecord>> {
         let run = self.run.as_mut()?;
         // Counted as waiting, so the end is handed over rather than cached.
         let waiting = self.live.waiting();

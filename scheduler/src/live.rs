@@ -18,7 +18,9 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 pub(crate) struct LiveJob {
-    pub record: Mutex<JobRecord>,
+    /// Shared, so a finished record is handed to its waiter and its writer
+    /// without copies; changed through [`LiveJob::update`].
+    pub record: Mutex<Arc<JobRecord>>,
     /// Turns `true` once the job is terminal and persisted.
     pub done: Flag,
     /// Set when its owner cancels it.
@@ -47,11 +49,21 @@ impl LiveJob {
 
     /// Waits up to `wait` for the job to end; its record either way. While
     /// someone waits, an end hands the result to them instead of the cache.
-    pub async fn wait(&self, wait: std::time::Duration) -> JobRecord {
+    pub async fn wait(&self, wait: std::time::Duration) -> Arc<JobRecord> {
         let waiting = Waiting::on(&self.waiters);
         let _ = tokio::time::timeout(wait, self.done.wait()).await;
         drop(waiting);
         self.record.lock().clone()
+    }
+
+    /// Changes the record in place (a copy first only if a reader still holds it).
+    pub fn update<R>(&self, change: impl FnOnce(&mut JobRecord) -> R) -> R {
+        change(Arc::make_mut(&mut self.record.lock()))
+    }
+
+    /// The record as it is now, owned.
+    pub fn snapshot(&self) -> JobRecord {
+        JobRecord::clone(&self.record.lock())
     }
 
     /// Counts one more waiter for as long as the guard lives.
@@ -204,7 +216,7 @@ impl LiveJobs {
         unwritten: Option<Unwritten>,
     ) -> Arc<LiveJob> {
         let live = Arc::new(LiveJob {
-            record: Mutex::new(record),
+            record: Mutex::new(Arc::new(record)),
             done: Flag::default(),
             cancel: Flag::default(),
             clock,
@@ -327,7 +339,7 @@ mod tests {
     #[test]
     fn finished_jobs_held_fit_the_byte_budget() {
         let one = LiveJob {
-            record: Mutex::new(sample("size")),
+            record: Mutex::new(Arc::new(sample("size"))),
             done: Flag::default(),
             cancel: Flag::default(),
             clock: None,
@@ -363,7 +375,7 @@ mod tests {
         while live.waiters.load(Ordering::Acquire) == 0 {
             tokio::task::yield_now().await;
         }
-        live.record.lock().status = gpubridge_protocol::JobStatus::Completed;
+        live.update(|record| record.status = gpubridge_protocol::JobStatus::Completed);
         let handed = live.has_waiters();
         assert!(handed);
         live.done.set();

@@ -234,11 +234,12 @@ async fn attempt(inner: &Inner, live: &LiveJob, plan: &Plan<'_>, route: &Route) 
     mark_running(inner, live, backend, plan.default_ms);
     let started = Instant::now();
     let progress = |permille: u16, message: String| {
-        live.record.lock().progress = Some(Progress {
+        let progress = Progress {
             permille: permille.min(1000),
             message,
             at_ms: now_ms(),
-        });
+        };
+        live.update(|record| record.progress = Some(progress));
     };
     let call = Call {
         job_id: &plan.id,
@@ -366,9 +367,10 @@ fn record(
                 attempt.backend = format!("{}@{worker}", backend.label);
             }
             let served_by = attempt.backend.clone();
-            let mut record = live.record.lock();
-            record.attempts.extend(executed.earlier);
-            record.attempts.push(attempt);
+            live.update(|record| {
+                record.attempts.extend(executed.earlier);
+                record.attempts.push(attempt);
+            });
             Outcome::Done(Success {
                 output: executed.output,
                 backend: served_by,
@@ -381,7 +383,7 @@ fn record(
                 true => "stopped: cancelled by its owner".into(),
                 false => AttemptError::Cancelled.to_string(),
             });
-            live.record.lock().attempts.push(attempt);
+            live.update(|record| record.attempts.push(attempt));
             Outcome::Stopped {
                 execution_us: elapsed.as_micros() as u64,
             }
@@ -400,7 +402,7 @@ fn record(
             }
             tracing::warn!(backend = %backend.label, error = %error, "attempt failed");
             attempt.error = Some(error.to_string());
-            live.record.lock().attempts.push(attempt);
+            live.update(|record| record.attempts.push(attempt));
             Outcome::Failed {
                 reason: format!("{}: {error}", backend.label),
                 last: error.is_final(),
@@ -411,20 +413,21 @@ fn record(
 
 /// The job runs on `backend` now: shown with what it is expected to cost there.
 fn mark_running(inner: &Inner, live: &LiveJob, backend: &Backend, default_ms: f64) {
-    let mut record = live.record.lock();
-    let expected_ms = backend.expected_duration_ms(default_ms);
-    record.routing = Some(Routing {
+    let routing = Routing {
         backend: backend.label.clone(),
         cost_per_second: backend.cost_per_second,
-        expected_ms,
+        expected_ms: backend.expected_duration_ms(default_ms),
         expected_cost: backend.expected_cost(default_ms),
+    };
+    live.update(|record| {
+        record.routing = Some(routing);
+        if record.status == JobStatus::Pending {
+            record.status = JobStatus::Running;
+            record.started_ms.get_or_insert_with(now_ms);
+            inner.metrics.pending.dec();
+            inner.metrics.running.inc();
+        }
     });
-    if record.status == JobStatus::Pending {
-        record.status = JobStatus::Running;
-        record.started_ms.get_or_insert_with(now_ms);
-        inner.metrics.pending.dec();
-        inner.metrics.running.inc();
-    }
 }
 
 /// Makes the job terminal: persisted (with its settlement) first, then shown, so
@@ -436,7 +439,7 @@ async fn finish(
     outcome: Result<Success, Failure>,
     stream: Option<&StreamTap>,
 ) {
-    let mut record = live.record.lock().clone();
+    let mut record = live.snapshot();
     match record.status {
         JobStatus::Running => inner.metrics.running.dec(),
         _ => inner.metrics.pending.dec(),
@@ -474,12 +477,13 @@ async fn finish(
         // holds and nothing paid: shown first, written just after. It stays
         // in memory until then, so `/status` finds it meanwhile.
         Durability::Logged => {
+            let record = Arc::new(record);
             let handed = terminal::show(inner, live, record.clone());
             terminal::write_shown(inner, live, record, writes, handed).await;
         }
         Durability::Synced => {
             let durable = terminal::commit(inner, &record, writes).await;
-            let handed = terminal::show(inner, live, record);
+            let handed = terminal::show(inner, live, Arc::new(record));
             terminal::ended(inner, live, durable, handed);
         }
     }

@@ -553,7 +553,7 @@ impl Scheduler {
     /// else from the store.
     pub async fn status(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
         if let Some(live) = self.inner.live.get(id.as_str()) {
-            return Ok(Some(live.record.lock().clone()));
+            return Ok(Some(live.snapshot()));
         }
         crate::jobs::get(&self.inner.store, id).await
     }
@@ -565,7 +565,7 @@ impl Scheduler {
         id: &JobId,
         wait: Duration,
         driver: Option<Driver>,
-    ) -> Result<Option<JobRecord>, StoreError> {
+    ) -> Result<Option<Arc<JobRecord>>, StoreError> {
         let Some(driver) = driver else {
             return self.wait(id, wait).await;
         };
@@ -581,9 +581,13 @@ impl Scheduler {
     /// waiter is expected to pass it on. A job that has not ended is durable
     /// when this returns, so its id may be shown; if it cannot be made so, it
     /// is cancelled and this is the store's error.
-    pub async fn wait(&self, id: &JobId, wait: Duration) -> Result<Option<JobRecord>, StoreError> {
+    pub async fn wait(
+        &self,
+        id: &JobId,
+        wait: Duration,
+    ) -> Result<Option<Arc<JobRecord>>, StoreError> {
         let Some(live) = self.inner.live.get(id.as_str()) else {
-            return self.status(id).await;
+            return Ok(self.status(id).await?.map(Arc::new));
         };
         let record = live.wait(wait).await;
         if record.status.is_terminal() {
@@ -612,11 +616,11 @@ impl Scheduler {
             return Ok(stored.map(Cancellation::AlreadyEnded));
         };
         if live.done.is_set() {
-            return Ok(Some(Cancellation::AlreadyEnded(live.record.lock().clone())));
+            return Ok(Some(Cancellation::AlreadyEnded(live.snapshot())));
         }
         live.cancel();
         let finished = tokio::time::timeout(wait, live.done.wait()).await.is_ok();
-        let record = live.record.lock().clone();
+        let record = live.snapshot();
         Ok(Some(match (finished, record.status) {
             (false, _) => Cancellation::Cancelling(record),
             (true, JobStatus::Cancelled) => Cancellation::Cancelled(record),

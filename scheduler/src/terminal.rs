@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// Makes the terminal record the job's, learns from its duration and wakes
 /// whoever waits; whether someone was waiting to take it.
-pub(crate) fn show(inner: &Inner, live: &LiveJob, record: JobRecord) -> bool {
+pub(crate) fn show(inner: &Inner, live: &LiveJob, record: Arc<JobRecord>) -> bool {
     // A stopped job ran only part of the way: it says nothing about durations.
     if let (JobStatus::Completed, Some(seconds), Some(ewma)) = (
         record.status,
@@ -87,7 +87,7 @@ pub(crate) async fn commit(inner: &Inner, record: &JobRecord, writes: WriteSet) 
 pub(crate) async fn write_shown(
     inner: &Arc<Inner>,
     live: &Arc<LiveJob>,
-    record: JobRecord,
+    record: Arc<JobRecord>,
     writes: WriteSet,
     handed: bool,
 ) {

@@ -52,7 +52,7 @@ async fn infer(
     let wait = Duration::from_millis(app.http.inline_wait_ms);
     let driver = accepted.driver.take();
     let finished = app.wait_inline(&accepted.record.id, wait, driver).await?;
-    let record = finished.as_ref().unwrap_or(&accepted.record);
+    let record = finished.as_deref().unwrap_or(&accepted.record);
     let status = match record.status {
         JobStatus::Completed => StatusCode::OK,
         JobStatus::Failed => StatusCode::BAD_GATEWAY,

@@ -58,10 +58,11 @@ async fn run(
             },
         )
         .await?;
-    let record = match wait {
+    let ended = match wait {
         Some(seconds) => waited(app, &accepted.record, seconds).await,
-        None => accepted.record.clone(),
+        None => None,
     };
+    let record = ended.as_deref().unwrap_or(&accepted.record);
     let secret = (record.webhook_url.is_some() && record.owner.is_none()).then(|| {
         app.webhooks
             .secret_for(None, &record.id)
@@ -71,9 +72,9 @@ async fn run(
     // Without `Prefer: wait` the answer is the contract's 202, also for an
     // idempotent replay of a job that has ended.
     let mut response = match wait.is_some() && record.status.is_terminal() {
-        true => finished(app, &record, secret).await?,
+        true => finished(app, record, secret).await?,
         false => {
-            let mut view = RunAccepted::of(&record);
+            let mut view = RunAccepted::of(record);
             view.webhook_secret = secret;
             json(StatusCode::ACCEPTED, &view)
         }
@@ -91,17 +92,11 @@ async fn run(
     Ok(response)
 }
 
-/// The job after up to `seconds` of waiting; as accepted if it cannot be read
-/// (it is persisted and running: the answer points at /status).
-async fn waited(app: &App, accepted: &JobRecord, seconds: u64) -> JobRecord {
-    match app
-        .scheduler
-        .wait(&accepted.id, Duration::from_secs(seconds))
-        .await
-    {
-        Ok(Some(record)) => record,
-        _ => accepted.clone(),
-    }
+/// The job after up to `seconds` of waiting; `None` (answer as accepted) if
+/// it cannot be read (it is persisted and running: the answer points at /status).
+async fn waited(app: &App, accepted: &JobRecord, seconds: u64) -> Option<Arc<JobRecord>> {
+    let wait = Duration::from_secs(seconds);
+    app.scheduler.wait(&accepted.id, wait).await.ok().flatten()
 }
 
 /// A job that ended within `Prefer: wait`: its status document, as /status

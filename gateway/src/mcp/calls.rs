@@ -117,10 +117,10 @@ async fn run(
     let mut accepted = app.intake(caller, request).await?;
     let id = accepted.record.id.clone();
     let driver = accepted.driver.take();
-    let record = app
+    let ended = app
         .wait_inline(&id, Duration::from_secs(wait), driver)
-        .await?
-        .unwrap_or(accepted.record);
+        .await?;
+    let record = ended.as_deref().unwrap_or(&accepted.record);
     if !record.status.is_terminal() {
         return Ok(json!({
             "job_id": id,
@@ -129,7 +129,7 @@ async fn run(
             "hint": "Still running: call gpu_status with this job_id.",
         }));
     }
-    to_value(&StatusView::of(&record, true))
+    to_value(&StatusView::of(record, true))
 }
 
 /// The whole catalog, or one service's entry.

@@ -112,10 +112,10 @@ async fn streamed(
             chunks,
             completion,
         )),
-        None => Ok(stream::whole(
-            &finished(app, record, None).await?,
-            &completion,
-        )),
+        None => {
+            let ended = finished(app, record, None).await?;
+            Ok(stream::whole(&ended, &completion))
+        }
     }
 }
 
@@ -125,7 +125,7 @@ pub(super) async fn finished(
     app: &App,
     record: &JobRecord,
     driver: Option<Driver>,
-) -> Result<JobRecord, ApiError> {
+) -> Result<Arc<JobRecord>, ApiError> {
     let wait = Duration::from_millis(record.deadline_ms.saturating_sub(now_ms()) + 1000);
     let record = app
         .wait_inline(&record.id, wait, driver)
