@@ -41,8 +41,8 @@ struct Seen {
     release: Notify,
     http1: AtomicU64,
     http2: AtomicU64,
-    /// Per connection: (in flight now, most in flight at once, requests).
-    connections: Mutex<HashMap<u64, (usize, usize, u64)>>,
+    /// Per connection that carried requests: (in flight now, most at once).
+    connections: Mutex<HashMap<u64, (usize, usize)>>,
 }
 
 /// A running stand-in; stops when dropped.
@@ -100,14 +100,10 @@ impl Multiplexed {
         self.seen.peak.load(Ordering::Relaxed)
     }
 
-    /// For each connection that carried requests: the most it had in flight
-    /// at once, and how many it carried.
-    pub fn connections(&self) -> Vec<(usize, u64)> {
+    /// For each connection that carried requests: the most it had in flight at once.
+    pub fn connection_peaks(&self) -> Vec<usize> {
         let connections = self.seen.connections.lock();
-        connections
-            .values()
-            .map(|&(_, peak, count)| (peak, count))
-            .collect()
+        connections.values().map(|&(_, peak)| peak).collect()
     }
 }
 
@@ -165,10 +161,9 @@ fn arrive(seen: &Seen, connection: u64) {
     let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     seen.peak.fetch_max(now, Ordering::SeqCst);
     let mut connections = seen.connections.lock();
-    let entry = connections.entry(connection).or_insert((0, 0, 0));
+    let entry = connections.entry(connection).or_insert((0, 0));
     entry.0 += 1;
     entry.1 = entry.1.max(entry.0);
-    entry.2 += 1;
 }
 
 fn leave(seen: &Seen, connection: u64) {

@@ -11,6 +11,7 @@ use crate::intake::IntakeRequest;
 use crate::requests::RunBody;
 use crate::views::{status_url, RunAccepted, StatusView};
 use gpubridge_billing::IdempotencyClaim;
+use gpubridge_protocol::JobId;
 use gpubridge_scheduler::{JobRecord, Origin};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, LOCATION};
@@ -59,7 +60,7 @@ async fn run(
         )
         .await?;
     let ended = match wait {
-        Some(seconds) => waited(app, &accepted.record, seconds).await,
+        Some(seconds) => waited(app, &accepted.record.id, seconds).await,
         None => None,
     };
     let record = ended.as_deref().unwrap_or(&accepted.record);
@@ -94,9 +95,9 @@ async fn run(
 
 /// The job after up to `seconds` of waiting; `None` (answer as accepted) if
 /// it cannot be read (it is persisted and running: the answer points at /status).
-async fn waited(app: &App, accepted: &JobRecord, seconds: u64) -> Option<Arc<JobRecord>> {
+async fn waited(app: &App, id: &JobId, seconds: u64) -> Option<Arc<JobRecord>> {
     let wait = Duration::from_secs(seconds);
-    app.scheduler.wait(&accepted.id, wait).await.ok().flatten()
+    app.scheduler.wait(id, wait).await.ok().flatten()
 }
 
 /// A job that ended within `Prefer: wait`: its status document, as /status
