@@ -165,10 +165,11 @@ impl Access {
     }
 
     /// Is this job started before anything is written, with nothing to pay?
+    /// Only if its door shows its id late (`IntakeRequest::id_shown_late`).
     /// Idempotency-Key is per account (the contract), so without accounts no
     /// replay looks for the job; a webhook's job is written up front, as on /run.
-    pub fn starts_unwritten(&self, job: &PreparedJob, inline: bool) -> bool {
-        matches!(self, Access::Open) && inline && job.webhook_url.is_none()
+    pub fn starts_unwritten(&self, job: &PreparedJob, id_shown_late: bool) -> bool {
+        matches!(self, Access::Open) && id_shown_late && job.webhook_url.is_none()
     }
 
     /// Pays for and accepts one validated job.
@@ -178,11 +179,11 @@ impl Access {
         caller: &Caller,
         job: PreparedJob,
         idempotency: Option<&IdempotencyClaim>,
-        inline: bool,
+        id_shown_late: bool,
     ) -> Result<Admitted, ApiError> {
         let (accounts, x402) = match self {
             Access::Open => {
-                let (record, driver) = match self.starts_unwritten(&job, inline) {
+                let (record, driver) = match self.starts_unwritten(&job, id_shown_late) {
                     true => scheduler
                         .start_unwritten(job)
                         .map(|(record, driver)| (record, Some(driver))),

@@ -34,10 +34,12 @@ pub struct IntakeRequest {
     pub stream: Option<StreamTap>,
     /// The request's clock of time on backends, for its overhead metric.
     pub clock: Option<BackendClock>,
-    /// The door answers with the job's end and shows its id only after
-    /// [`gpubridge_scheduler::Scheduler::wait`]: a job nobody pays for may then
-    /// start before it is written, and be written once, at its end.
-    pub inline: bool,
+    /// The door shows the job's id only after
+    /// [`gpubridge_scheduler::Scheduler::wait`] (an answer given inline) or
+    /// [`gpubridge_scheduler::Scheduler::durable`] (a stream's first chunk): a
+    /// job nobody pays for may then start before it is written, and one that
+    /// ends first is written once, at its end.
+    pub id_shown_late: bool,
 }
 
 pub struct Accepted {
@@ -47,7 +49,8 @@ pub struct Accepted {
     /// On the x402 path, the payment that paid for it.
     pub paid: Option<PaidBy>,
     /// Set for a job started unwritten: pass it to [`App::wait_inline`], which
-    /// runs the job in the waiting request's task.
+    /// runs the job in the waiting request's task, or detach it and call
+    /// [`App::durable`] before showing the job's id.
     pub driver: Option<Driver>,
 }
 
@@ -78,8 +81,8 @@ impl App {
             .and_then(|account| self.limits.max_concurrent_jobs(account));
         let app = self.clone();
         let idempotency = request.idempotency;
-        let inline = request.inline;
-        let unwritten = self.access.starts_unwritten(&prepared, inline);
+        let id_shown_late = request.id_shown_late;
+        let unwritten = self.access.starts_unwritten(&prepared, id_shown_late);
         // Boxed: spawning moves the future, and this one is large.
         let admission = Box::pin(async move {
             app.access
@@ -88,7 +91,7 @@ impl App {
                     &caller,
                     prepared,
                     idempotency.as_ref(),
-                    inline,
+                    id_shown_late,
                 )
                 .await
         });
@@ -128,6 +131,15 @@ impl App {
             .map_err(|e| ApiError::from_store(&e, UNFINISHED_HINT))
     }
 
+    /// Makes a job started unwritten durable before its id is shown while it
+    /// runs ([`gpubridge_scheduler::Scheduler::durable`]).
+    pub async fn durable(&self, id: &JobId) -> Result<(), ApiError> {
+        self.scheduler
+            .durable(id)
+            .await
+            .map_err(|e| ApiError::from_store(&e, UNFINISHED_HINT))
+    }
+
     /// The job an admission stands for.
     async fn admitted(&self, admission: Admission) -> Result<Accepted, ApiError> {
         let id = match admission {
@@ -143,7 +155,7 @@ impl App {
         };
         match self.scheduler.status(&id).await {
             Ok(Some(record)) => Ok(Accepted {
-                record,
+                record: Arc::unwrap_or_clone(record),
                 replayed: true,
                 paid: None,
                 driver: None,

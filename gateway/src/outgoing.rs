@@ -1,5 +1,6 @@
 //! Response bodies: whole bytes for nearly every answer, or chunks sent as they
-//! are made (Server-Sent Events on `/v1/chat/completions`, MCP's streams). One
+//! are made (Server-Sent Events on `/v1/chat/completions`, MCP's streams, the
+//! test stand-ins' streams). One
 //! enum, so the common answer is not boxed.
 
 use bytes::Bytes;
@@ -17,6 +18,9 @@ pub enum Outgoing {
     Chunks(mpsc::Receiver<Bytes>),
     /// Another library's body (rmcp's).
     Boxed(BoxBody<Bytes, Infallible>),
+    /// A body that makes its frames as the connection polls it (a running
+    /// job's chat stream), with no task in between.
+    Produced(Pin<Box<dyn Body<Data = Bytes, Error = Infallible> + Send>>),
 }
 
 impl Outgoing {
@@ -37,6 +41,7 @@ impl Body for Outgoing {
             Outgoing::Whole(full) => Pin::new(full).poll_frame(cx),
             Outgoing::Chunks(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
             Outgoing::Boxed(body) => Pin::new(body).poll_frame(cx),
+            Outgoing::Produced(body) => body.as_mut().poll_frame(cx),
         }
     }
 
@@ -45,6 +50,7 @@ impl Body for Outgoing {
             Outgoing::Whole(full) => full.is_end_stream(),
             Outgoing::Chunks(_) => false,
             Outgoing::Boxed(body) => body.is_end_stream(),
+            Outgoing::Produced(body) => body.is_end_stream(),
         }
     }
 
@@ -53,6 +59,7 @@ impl Body for Outgoing {
             Outgoing::Whole(full) => full.size_hint(),
             Outgoing::Chunks(_) => SizeHint::default(),
             Outgoing::Boxed(body) => body.size_hint(),
+            Outgoing::Produced(body) => body.size_hint(),
         }
     }
 }

@@ -2,10 +2,13 @@
 //! id to nobody before then, needs no write when it is accepted: its terminal
 //! write is its first, and it follows the answer instead of preceding it
 //! (logged only, `terminal.rs`: the answer carries everything it holds; the
-//! fsync follows within a second). If the submitter stops waiting before the end, the job is written
-//! and fsync'd as it stands before its id goes out ([`make_durable`]). A crash
-//! before either loses the job together with the connection waiting for it,
-//! which never learned its id; nothing was charged or promised for it.
+//! fsync follows within a second). If the submitter stops waiting before the
+//! end, the job is written and fsync'd as it stands before its id goes out
+//! ([`make_durable`]). A stream's job is written so while its backend works on
+//! the first chunk, which waits for that write: the write is off the time to
+//! first token. A crash before either loses the job together with the
+//! connection waiting for it, which never learned its id; nothing was charged
+//! or promised for it.
 //!
 //! Whichever write comes first holds the job; a later one must land after it,
 //! so the choice and the hand-off to the store's queue happen under one lock.

@@ -30,6 +30,12 @@ impl Driver {
         }
     }
 
+    /// Runs the job in a task of its own from now on: for a door that answers
+    /// while the job goes on (a stream).
+    pub fn detach(self) {
+        drop(self);
+    }
+
     /// Runs the job for up to `wait`: its terminal record if it ended, which
     /// the caller takes (it is not held for status reads); `None` if it goes
     /// on in a task of its own.

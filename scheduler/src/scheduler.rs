@@ -471,11 +471,11 @@ impl Scheduler {
     }
 
     /// Starts a job nobody pays for (no owner, billing, payment or webhook)
-    /// before it is written: for a front door that waits for its end and shows
-    /// its id only through [`Scheduler::wait_driving`], which writes it first
-    /// if it has not ended. Its terminal write is then its only one
-    /// (`deferred.rs`). It runs as its [`Driver`] is polled, or once that is
-    /// dropped.
+    /// before it is written: for a front door that shows its id only through
+    /// [`Scheduler::wait_driving`] or [`Scheduler::durable`], which write it
+    /// first if it has not ended. The terminal write of a job that ends first
+    /// is its only one (`deferred.rs`). It runs as its [`Driver`] is polled, or
+    /// once that is dropped.
     pub fn start_unwritten(&self, job: PreparedJob) -> Result<(JobRecord, Driver), SubmitError> {
         debug_assert!(job.billing.is_none() && job.payment.is_none() && job.webhook_url.is_none());
         let (record, input, attached) = self.count(job, None)?;
@@ -550,12 +550,12 @@ impl Scheduler {
     }
 
     /// The job as it is now: from memory while it runs (and shortly after),
-    /// else from the store.
-    pub async fn status(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+    /// shared rather than copied, else from the store.
+    pub async fn status(&self, id: &JobId) -> Result<Option<Arc<JobRecord>>, StoreError> {
         if let Some(live) = self.inner.live.get(id.as_str()) {
-            return Ok(Some(live.snapshot()));
+            return Ok(Some(live.record.lock().clone()));
         }
-        crate::jobs::get(&self.inner.store, id).await
+        Ok(crate::jobs::get(&self.inner.store, id).await?.map(Arc::new))
     }
 
     /// [`Scheduler::wait`] for a job this request runs itself: its driver
@@ -587,19 +587,35 @@ impl Scheduler {
         wait: Duration,
     ) -> Result<Option<Arc<JobRecord>>, StoreError> {
         let Some(live) = self.inner.live.get(id.as_str()) else {
-            return Ok(self.status(id).await?.map(Arc::new));
+            return self.status(id).await;
         };
         let record = live.wait(wait).await;
         if record.status.is_terminal() {
             return Ok(Some(record));
         }
-        if let Err(e) = crate::deferred::make_durable(&self.inner, &live).await {
-            live.cancel();
-            return Err(e);
-        }
+        self.durable_live(&live).await?;
         // It may have ended meanwhile: then its end is the answer.
         let record = live.record.lock().clone();
         Ok(Some(record))
+    }
+
+    /// Makes a job started unwritten durable as it stands, so its id may be
+    /// shown while it runs (with a stream's first chunk); nothing to do for a
+    /// job written when accepted, or one that has ended. A job that cannot be
+    /// made durable is cancelled, and this is the store's error.
+    pub async fn durable(&self, id: &JobId) -> Result<(), StoreError> {
+        match self.inner.live.get(id.as_str()) {
+            Some(live) => self.durable_live(&live).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn durable_live(&self, live: &LiveJob) -> Result<(), StoreError> {
+        let made = crate::deferred::make_durable(&self.inner, live).await;
+        if made.is_err() {
+            live.cancel();
+        }
+        made
     }
 
     /// Cancels a pending or running job: a queued one leaves its queue, a

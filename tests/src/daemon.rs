@@ -88,6 +88,12 @@ impl<'a> DaemonOptions<'a> {
             limits: false,
         }
     }
+
+    /// These options with `config` as the configuration file.
+    pub fn with_config(mut self, config: &'a str) -> Self {
+        self.config = Some(config);
+        self
+    }
 }
 
 impl Daemon {

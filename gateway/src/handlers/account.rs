@@ -218,7 +218,8 @@ async fn latest(
                 .scheduler
                 .status(id)
                 .await
-                .map_err(|e| ApiError::from_store(&e, "Retry shortly."))?,
+                .map_err(|e| ApiError::from_store(&e, "Retry shortly."))?
+                .map(std::sync::Arc::unwrap_or_clone),
         };
         records.extend(record);
     }

@@ -43,7 +43,7 @@ async fn infer(
         idempotency,
         stream: None,
         clock: arrival.clock,
-        inline: true,
+        id_shown_late: true,
     };
     let mut accepted = app
         .intake(arrival.caller, request)

@@ -55,7 +55,7 @@ async fn run(
                 idempotency,
                 stream: None,
                 clock: arrival.clock,
-                inline: false,
+                id_shown_late: false,
             },
         )
         .await?;

@@ -8,6 +8,7 @@ use crate::views::{StatusView, WebhookView};
 use gpubridge_protocol::JobId;
 use gpubridge_scheduler::JobRecord;
 use hyper::StatusCode;
+use std::sync::Arc;
 
 pub async fn handle(
     app: &App,
@@ -49,7 +50,7 @@ pub(crate) async fn read(
     app: &App,
     credentials: Credentials<'_>,
     id: &str,
-) -> Result<(JobRecord, bool), ApiError> {
+) -> Result<(Arc<JobRecord>, bool), ApiError> {
     let headers = credentials.headers;
     let caller = match app.access.identify_credentials(credentials) {
         Ok(caller) => caller,

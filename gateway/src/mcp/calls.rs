@@ -112,7 +112,7 @@ async fn run(
         idempotency,
         stream: None,
         clock,
-        inline: true,
+        id_shown_late: true,
     };
     let mut accepted = app.intake(caller, request).await?;
     let id = accepted.record.id.clone();

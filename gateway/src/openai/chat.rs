@@ -58,7 +58,7 @@ async fn chat(
         idempotency,
         stream: Some(tap),
         clock: arrival.clock,
-        inline: !streams,
+        id_shown_late: true,
     };
     let mut accepted = app.intake(arrival.caller, request).await?;
     if let Some(user) = end_user {
@@ -72,7 +72,10 @@ async fn chat(
         include_usage,
     };
     let mut response = match streams && !accepted.replayed {
-        true => streamed(app, &accepted.record, chunks, completion).await?,
+        true => {
+            let driver = accepted.driver.take();
+            streamed(app, &accepted.record, driver, chunks, completion).await?
+        }
         // A replayed request has no live stream: it gets the finished answer.
         false => {
             let _watching = chunks;
@@ -97,14 +100,22 @@ pub(super) fn job_id_header(response: &mut HttpResponse, id: &JobId) {
 }
 
 /// Waits for the first chunk: then the stream starts; if the job ends first,
-/// its whole answer or its failure.
+/// its whole answer or its failure. A job started unwritten runs in a task of
+/// its own and is written while its backend makes that chunk, which shows its
+/// id.
 async fn streamed(
     app: &Arc<App>,
     record: &JobRecord,
+    driver: Option<Driver>,
     mut chunks: StreamReceiver,
     completion: Completion,
 ) -> Result<HttpResponse, ApiError> {
-    match chunks.recv().await {
+    if let Some(driver) = driver {
+        driver.detach();
+    }
+    let (first, durable) = tokio::join!(chunks.recv(), app.durable(&record.id));
+    durable?;
+    match first {
         Some(first) => Ok(stream::live(
             app.clone(),
             record.id.clone(),

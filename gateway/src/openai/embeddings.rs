@@ -45,7 +45,7 @@ async fn embed(
         idempotency,
         stream: Some(tap),
         clock: arrival.clock,
-        inline: true,
+        id_shown_late: true,
     };
     let mut accepted = app.intake(arrival.caller, request).await?;
     if let Some(user) = &embeddings.user {

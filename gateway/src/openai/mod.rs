@@ -4,11 +4,13 @@
 //! the shared intake; only the shapes differ, errors included.
 //!
 //! Where to add what: a request body in `requests.rs`; a route's handler in its
-//! own file; the SSE writing of a chat stream in `stream.rs`.
+//! own file; the SSE writing of a chat stream in `stream.rs`, and the body a
+//! running job streams through in `live.rs`.
 
 mod chat;
 mod embeddings;
 mod error;
+mod live;
 mod models;
 mod requests;
 mod stream;

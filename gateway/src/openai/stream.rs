@@ -4,17 +4,17 @@
 //! event and no `[DONE]`, so no client mistakes a cut answer for a whole one.
 
 use super::error::kind_and_code;
+use super::live::LiveEvents;
 use crate::app::{App, HttpResponse};
 use crate::outgoing::Outgoing;
 use bytes::Bytes;
 use gpubridge_protocol::sse;
-use gpubridge_protocol::{JobId, JobStatus};
+use gpubridge_protocol::JobId;
 use gpubridge_scheduler::{JobRecord, StreamReceiver};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::Response;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// What every chunk of one completion carries.
 pub struct Completion {
@@ -26,9 +26,9 @@ pub struct Completion {
     pub include_usage: bool,
 }
 
-const DONE: &[u8] = b"data: [DONE]\n\n";
+pub(super) const DONE: &[u8] = b"data: [DONE]\n\n";
 
-/// A stream of a running job, from its first chunk on.
+/// A stream of a running job, from its first chunk on (`live.rs`).
 pub fn live(
     app: Arc<App>,
     id: JobId,
@@ -36,10 +36,8 @@ pub fn live(
     chunks: StreamReceiver,
     completion: Completion,
 ) -> HttpResponse {
-    // Room for one event: the client's pace slows the job, not the reverse.
-    let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(pump(app, id, first, chunks, completion, tx));
-    event_stream(Outgoing::Chunks(rx))
+    let events = LiveEvents::new(app, id, first, chunks, completion);
+    event_stream(Outgoing::Produced(Box::pin(events)))
 }
 
 /// A finished job's answer as a complete stream.
@@ -71,75 +69,9 @@ fn event_stream(body: Outgoing) -> HttpResponse {
     response
 }
 
-/// Moves chunks from the job to the client until the job ends or the client
-/// leaves (then dropping `chunks` stops the job).
-async fn pump(
-    app: Arc<App>,
-    id: JobId,
-    first: Value,
-    mut chunks: StreamReceiver,
-    completion: Completion,
-    tx: mpsc::Sender<Bytes>,
-) {
-    let mut next = Some(first);
-    let mut usage_sent = false;
-    loop {
-        let chunk = match next.take() {
-            Some(chunk) => chunk,
-            None => tokio::select! {
-                chunk = chunks.recv() => match chunk {
-                    Some(chunk) => chunk,
-                    None => break,
-                },
-                () = tx.closed() => return,
-            },
-        };
-        let Some(event) = completion.relabel(chunk, &mut usage_sent) else {
-            continue;
-        };
-        if tx.send(Bytes::from(event)).await.is_err() {
-            return;
-        }
-    }
-    for event in ending(&app, &id, &completion, usage_sent).await {
-        if tx.send(event).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// After the last chunk: usage and `[DONE]` for a completed job, an error event
-/// for any other end.
-async fn ending(app: &App, id: &JobId, completion: &Completion, usage_sent: bool) -> Vec<Bytes> {
-    let record = match app.scheduler.status(id).await {
-        Ok(Some(record)) => record,
-        other => {
-            tracing::error!(job_id = %id, outcome = ?other.map(|r| r.map(|r| r.status)), "streamed job unreadable at its end");
-            return vec![error_event(
-                "The job's end could not be read; poll GET /status/:job_id.",
-            )];
-        }
-    };
-    if record.status != JobStatus::Completed {
-        let message = record
-            .error
-            .as_deref()
-            .unwrap_or("The backend failed mid-stream");
-        return vec![error_event(message)];
-    }
-    let mut events = Vec::with_capacity(2);
-    if !usage_sent {
-        if let Some(usage) = completion.usage_event(&output_of(&record)) {
-            events.push(Bytes::from(usage));
-        }
-    }
-    events.push(Bytes::from_static(DONE));
-    events
-}
-
 /// OpenAI's SDKs raise an event with an `error` as an APIError; it is typed as
 /// the 502 it would have been before the first chunk.
-fn error_event(message: &str) -> Bytes {
+pub(super) fn error_event(message: &str) -> Bytes {
     let (kind, code) = kind_and_code(hyper::StatusCode::BAD_GATEWAY);
     let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
     Bytes::from(sse::event(body.to_string().as_bytes()))
@@ -147,7 +79,7 @@ fn error_event(message: &str) -> Bytes {
 
 impl Completion {
     /// A backend's chunk as ours; `None` for a usage-only chunk nobody asked for.
-    fn relabel(&self, mut chunk: Value, usage_sent: &mut bool) -> Option<Vec<u8>> {
+    pub(super) fn relabel(&self, mut chunk: Value, usage_sent: &mut bool) -> Option<Vec<u8>> {
         let fields = chunk.as_object_mut()?;
         if self.include_usage {
             *usage_sent |= fields.get("usage").is_some_and(Value::is_object);
@@ -175,7 +107,7 @@ impl Completion {
         sse::event(chunk.to_string().as_bytes())
     }
 
-    fn usage_event(&self, output: &Value) -> Option<Vec<u8>> {
+    pub(super) fn usage_event(&self, output: &Value) -> Option<Vec<u8>> {
         let usage = output.get("usage").filter(|u| u.is_object())?;
         self.include_usage
             .then(|| self.event(json!({"choices": [], "usage": usage})))

@@ -2,11 +2,11 @@
 //! accounts: a job nobody pays for is written once, just after its answer and
 //! without an fsync of its own (the log's is at most a second later), and is
 //! found by `/status` meanwhile; a job that outlives the wait is durable before
-//! its id is shown.
+//! its id is shown, and so is a streamed one by its first chunk.
 
 use gpubridge_tests::{
-    metric_sample, providers_config, wait_terminal, Behavior, Daemon, DaemonOptions, InProcess,
-    JsonClient, Reply, Standin,
+    metric_sample, providers_config, streamed_content, streamed_text, wait_terminal, Behavior,
+    Daemon, DaemonOptions, EventStream, InProcess, JsonClient, Reply, Standin, StreamPlan,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -108,11 +108,7 @@ async fn a_job_that_outlives_the_inline_wait_is_durable_before_its_id_is_shown()
     let data = dir.path().join("data");
     let mut config = providers_config(&standin.base_url(), "k", &["groq"]);
     config.push_str("[http]\ninline_wait_ms = 100\n");
-    let start = || {
-        let mut options = DaemonOptions::new(&data);
-        options.config = Some(&config);
-        Daemon::start(options)
-    };
+    let start = || Daemon::start(DaemonOptions::new(&data).with_config(&config));
     let mut daemon = start();
     let client = JsonClient::new();
     let mut shown = Vec::new();
@@ -254,4 +250,58 @@ async fn a_job_whose_request_stops_waiting_still_ends() {
         (completed + 1.0, failed + 1.0),
         "stopped when its client left"
     );
+}
+
+/// A stream shows its job's id with its first chunk. Without accounts the job
+/// starts before it is written, and is written while its backend makes that
+/// chunk: by then it is durable, so it survives a `kill -9` and runs again. A
+/// stream that ends is stored with all it streamed.
+#[tokio::test]
+async fn a_streamed_job_is_durable_by_its_first_chunk() {
+    let standin = Standin::start("k").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = providers_config(&standin.base_url(), "k", &["groq"]);
+    let start = || Daemon::start(DaemonOptions::new(&data).with_config(&config));
+    let mut daemon = start();
+    let client = JsonClient::new();
+    let body = json!({"model": "meta-llama/Llama-3.3-70B-Instruct", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let url = daemon.url("/v1/chat/completions");
+    let job_id = |stream: &EventStream| {
+        stream.headers["x-gpubridge-job-id"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let stream = EventStream::open(&url, &[], &body).await.unwrap();
+    assert_eq!(stream.status, 200);
+    let id = job_id(&stream);
+    let events = stream.rest().await.unwrap();
+    assert_eq!(streamed_content(&events), streamed_text(4));
+    let done = wait_terminal(&client, &daemon.base, &id, 10).await.unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output"]["text"], streamed_text(4), "{done}");
+
+    // Each stream still running, past its first chunk, when the daemon dies.
+    standin.set_stream_plan(StreamPlan {
+        chunks: 8,
+        interval: Duration::from_millis(300),
+        die_after: None,
+    });
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut stream = EventStream::open(&url, &[], &body).await.unwrap();
+        assert_eq!(stream.status, 200);
+        assert!(stream.next().await.unwrap().is_some(), "a first chunk");
+        open.push((job_id(&stream), stream));
+    }
+    daemon.kill9();
+    standin.set_stream_plan(StreamPlan::default());
+    let daemon = start();
+    for (id, _stream) in &open {
+        let done = wait_terminal(&client, &daemon.base, id, 30).await.unwrap();
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(done["recoveries"], 1, "ran again after the kill: {done}");
+    }
 }
