@@ -439,7 +439,42 @@ async fn finish(
     outcome: Result<Success, Failure>,
     stream: Option<&StreamTap>,
 ) {
-    let mut record = live.snapshot();
+    let durability = live
+        .unwritten
+        .as_ref()
+        .map_or(Durability::Synced, |unwritten| unwritten.ending());
+    match durability {
+        // Only its submitter knows the job, and the answer carries all it
+        // holds and nothing paid: shown first, written just after. It stays
+        // in memory until then, so `/status` finds it meanwhile. Being shown
+        // first, its record is ended in place, not copied.
+        Durability::Logged => {
+            let writes = live.update(|record| {
+                end(inner, record, outcome, stream);
+                terminal::writes(inner, record, durability)
+            });
+            let record = live.record.lock().clone();
+            let handed = terminal::shown(inner, live, &record);
+            terminal::write_shown(inner, live, record, writes, handed).await;
+        }
+        Durability::Synced => {
+            let mut record = live.snapshot();
+            end(inner, &mut record, outcome, stream);
+            let writes = terminal::writes(inner, &mut record, durability);
+            let durable = terminal::commit(inner, &record, writes).await;
+            let handed = terminal::show(inner, live, Arc::new(record));
+            terminal::ended(inner, live, durable, handed);
+        }
+    }
+}
+
+/// The job's record as its outcome leaves it.
+fn end(
+    inner: &Inner,
+    record: &mut JobRecord,
+    outcome: Result<Success, Failure>,
+    stream: Option<&StreamTap>,
+) {
     match record.status {
         JobStatus::Running => inner.metrics.running.dec(),
         _ => inner.metrics.pending.dec(),
@@ -465,26 +500,6 @@ async fn finish(
                 }
                 record.stopped = Some(stopped);
             }
-        }
-    }
-    let durability = live
-        .unwritten
-        .as_ref()
-        .map_or(Durability::Synced, |unwritten| unwritten.ending());
-    let writes = terminal::writes(inner, &mut record, durability);
-    match durability {
-        // Only its submitter knows the job, and the answer carries all it
-        // holds and nothing paid: shown first, written just after. It stays
-        // in memory until then, so `/status` finds it meanwhile.
-        Durability::Logged => {
-            let record = Arc::new(record);
-            let handed = terminal::show(inner, live, record.clone());
-            terminal::write_shown(inner, live, record, writes, handed).await;
-        }
-        Durability::Synced => {
-            let durable = terminal::commit(inner, &record, writes).await;
-            let handed = terminal::show(inner, live, Arc::new(record));
-            terminal::ended(inner, live, durable, handed);
         }
     }
 }

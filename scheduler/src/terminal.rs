@@ -14,9 +14,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Makes the terminal record the job's, learns from its duration and wakes
-/// whoever waits; whether someone was waiting to take it.
+/// Makes the terminal record the job's and [`shown`]s it.
 pub(crate) fn show(inner: &Inner, live: &LiveJob, record: Arc<JobRecord>) -> bool {
+    *live.record.lock() = record.clone();
+    shown(inner, live, &record)
+}
+
+/// The job's record is terminal: learns from its duration and wakes whoever
+/// waits; whether someone was waiting to take it.
+pub(crate) fn shown(inner: &Inner, live: &LiveJob, record: &JobRecord) -> bool {
     // A stopped job ran only part of the way: it says nothing about durations.
     if let (JobStatus::Completed, Some(seconds), Some(ewma)) = (
         record.status,
@@ -25,7 +31,6 @@ pub(crate) fn show(inner: &Inner, live: &LiveJob, record: Arc<JobRecord>) -> boo
     ) {
         ewma.observe(seconds, inner.cfg.ewma_alpha);
     }
-    *live.record.lock() = record;
     let handed = live.has_waiters();
     live.done.set();
     handed
