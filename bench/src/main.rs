@@ -63,7 +63,8 @@ struct Args {
     /// Anvil chain: the contract's tx-hash proof, or an EIP-3009 authorization
     /// the daemon settles; compare with `paid`, the same request with a key),
     /// streams (streamed chat completions: added time to first token, gaps
-    /// between chunks, concurrent streams; run without --accounts), disk
+    /// between chunks, concurrent streams; with --accounts, paid from one
+    /// account), disk
     /// (`/inference` while the data directory's size is sampled; pair with
     /// --retention-seconds), soak (the fault-injection soak with its own
     /// daemon, stand-ins and --agents, audited from disk; run alone), burst
@@ -292,10 +293,19 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         if scenario == "streams" {
+            let account = match accounts_on {
+                true => Some(
+                    accounts::unlimited(&gateway, "streams@example.com", 100_000.0)
+                        .await?
+                        .0,
+                ),
+                false => None,
+            };
             streams::run(
                 &gateway,
                 &standin,
                 KEY,
+                account.as_ref().map(|a| a.key.as_str()),
                 args.stream_concurrency,
                 args.max_streams,
             )

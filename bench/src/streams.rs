@@ -106,10 +106,12 @@ fn quantiles(values: &[u64]) -> anyhow::Result<(f64, f64)> {
 /// Runs the scenario: `concurrency` streams at a time for latency (the first
 /// content chunk comes one gap after the request, as from a model), then waves
 /// of growing size until one loses a chunk or `max_streams` is reached.
+/// `account_key` is the gateway's API key when it runs with accounts.
 pub async fn run(
     gateway: &str,
     standin: &Standin,
     key: &str,
+    account_key: Option<&str>,
     concurrency: usize,
     max_streams: usize,
 ) -> anyhow::Result<()> {
@@ -119,6 +121,11 @@ pub async fn run(
         die_after: None,
     });
     let auth = format!("Bearer {key}");
+    let account_auth = account_key.map(|key| format!("Bearer {key}"));
+    let gateway_headers: Vec<(&str, &str)> = account_auth
+        .iter()
+        .map(|auth| ("authorization", auth.as_str()))
+        .collect();
     let direct_url = format!("{}/chat/completions", standin.base_url());
     let gateway_url = format!("{gateway}/v1/chat/completions");
     // About 250 streams measured each way (at least 50 one at a time: a
@@ -135,7 +142,7 @@ pub async fn run(
             &direct_url,
             vec![("authorization", auth.as_str())],
         ),
-        ("gateway", &gateway_url, Vec::new()),
+        ("gateway", &gateway_url, gateway_headers.clone()),
     ] {
         let mut stats = Stats::default();
         for _ in 0..rounds {
@@ -163,7 +170,7 @@ pub async fn run(
     let mut size = 250;
     while size <= max_streams {
         let started = Instant::now();
-        let stats = wave(&gateway_url, &[], size).await;
+        let stats = wave(&gateway_url, &gateway_headers, size).await;
         let (_, gap_p99) = quantiles(&stats.gaps_us)?;
         println!(
             "  {size:>5} concurrent streams: complete {} broken {} | inter-chunk p99 {gap_p99:.2} ms | {:.1} s",

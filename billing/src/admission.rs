@@ -338,15 +338,23 @@ mod tests {
             testing::open_on(gpubridge_store::Store::memory(&tables), Default::default()).await;
         let id = funded(&bench, "broken@example.com", 5_000).await;
         let before = bench.accounts.view(id).unwrap();
-        let refused = bench
-            .accounts
-            .admit(&bench.scheduler, id, priced(1_000), None)
-            .await;
+        let job = priced(1_000);
+        let job_id = job.id.clone();
+        let refused = bench.accounts.admit(&bench.scheduler, id, job, None).await;
         assert!(
             matches!(refused, Err(AdmitError::Submit(SubmitError::Store(_)))),
             "{:?}",
             refused.err()
         );
+        // The job ran while its write was on its way; it leaves unsettled.
+        for _ in 0..500 {
+            if bench.scheduler.live_jobs() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(bench.scheduler.live_jobs(), 0, "the job never left");
+        assert!(bench.scheduler.status(&job_id).await.unwrap().is_none());
         let after = bench.accounts.view(id).unwrap();
         assert_eq!(
             (after.balance, after.open_reservations, after.daily_spend),

@@ -56,7 +56,7 @@ impl Unwritten {
 /// Makes the job durable as it stands, unless it is already or has ended: for
 /// a waiter about to show the job's id, which reads the job again after this
 /// (an ended job is answered whole). Jobs accepted the usual way are durable
-/// from the start.
+/// before their submitter learns their id (`acceptance.rs`).
 pub(crate) async fn make_durable(inner: &Inner, live: &LiveJob) -> Result<(), StoreError> {
     let Some(unwritten) = live.unwritten.as_deref() else {
         return Ok(());

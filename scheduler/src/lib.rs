@@ -16,6 +16,7 @@
 //!   overhead a [`BackendClock`];
 //! - streaming in a backend: send chunks to `Call::stream` when it is set.
 
+mod acceptance;
 mod backend;
 mod breaker;
 mod catalog;

@@ -2,6 +2,7 @@
 //! (cleanly or by kill -9) is resumed, or failed cleanly if its deadline passed.
 
 use crate::job::{now_ms, JobRecord};
+use crate::runner::Start;
 use crate::scheduler::Inner;
 use gpubridge_protocol::JobStatus;
 use gpubridge_store::{StoreError, WriteSet};
@@ -29,7 +30,8 @@ pub(crate) async fn resume(inner: &Arc<Inner>) -> Result<(), StoreError> {
                 // Resumed jobs are counted whatever the limit: they were accepted.
                 let _ = inner.live.try_count(usize::MAX, record.owner, None);
                 inner.metrics.recovered.inc();
-                let (_, run) = crate::runner::job(inner.clone(), record, input, None, None, None);
+                let (_, run) =
+                    crate::runner::job(inner.clone(), record, input, None, None, Start::Written);
                 tokio::spawn(run);
                 resumed += 1;
             }

@@ -6,6 +6,7 @@
 //! (the attempt's future is dropped, which aborts its HTTP request or stops its
 //! agent's job stream).
 
+use crate::acceptance::Acceptance;
 use crate::backend::{Backend, InFlight, Route};
 use crate::breaker::Admission;
 use crate::clock::BackendClock;
@@ -24,24 +25,43 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Registers a counted job, persisted or `unwritten` yet, as live; its whole
-/// run, for a task of its own or a [`crate::Driver`]. `stream` carries its
-/// output to a client as it is made, and ends (is dropped) once the job is
-/// persisted.
+/// How a job came to run.
+pub(crate) enum Start {
+    /// Its first write was durable before it started (or it was resumed).
+    Written,
+    /// Before anything was written (`deferred.rs`).
+    Unwritten(Unwritten),
+    /// While its first write is on its way (`acceptance.rs`).
+    Accepting(Arc<Acceptance>),
+}
+
+/// Registers a counted job as live; its whole run, for a task of its own or a
+/// [`crate::Driver`]. `stream` carries its output to a client as it is made,
+/// and ends (is dropped) once the job is persisted.
 pub(crate) fn job(
     inner: Arc<Inner>,
     record: JobRecord,
     input: Value,
     stream: Option<StreamTap>,
     clock: Option<BackendClock>,
-    unwritten: Option<Unwritten>,
+    start: Start,
 ) -> (Arc<LiveJob>, JobRun) {
+    let (unwritten, acceptance) = match start {
+        Start::Written => (None, None),
+        Start::Unwritten(unwritten) => (Some(unwritten), None),
+        Start::Accepting(acceptance) => (None, Some(acceptance)),
+    };
     let live = inner.live.insert(record, clock, unwritten);
     inner.metrics.pending.inc();
     let run = Box::pin({
         let live = live.clone();
         async move {
             let outcome = attempt_all(&inner, &live, &input, stream.as_ref()).await;
+            if let Some(acceptance) = acceptance {
+                if !acceptance.durable().await {
+                    return terminal::abandoned(&inner, &live);
+                }
+            }
             // Boxed, as is each attempt's execution: a job waiting in a queue then
             // holds only what waiting needs (BENCHMARKS.md, queue scale).
             Box::pin(finish(&inner, &live, outcome, stream.as_ref())).await;
@@ -475,10 +495,7 @@ fn end(
     outcome: Result<Success, Failure>,
     stream: Option<&StreamTap>,
 ) {
-    match record.status {
-        JobStatus::Running => inner.metrics.running.dec(),
-        _ => inner.metrics.pending.dec(),
-    }
+    terminal::leaves_queue_or_run(inner, record);
     record.finished_ms = Some(now_ms());
     match outcome {
         Ok(success) => {

@@ -2,6 +2,7 @@
 //! on the best backend with failover, and answers status queries. Lock-light: jobs
 //! live in a sharded map, backends are atomics, the catalog is immutable.
 
+use crate::acceptance::Acceptance;
 use crate::backend::{BackendSet, ExecutorSource, Route};
 use crate::catalog::{Catalog, InputProblem, ModelKind, ServiceSpec};
 use crate::clock::BackendClock;
@@ -19,6 +20,7 @@ use crate::nodes::NodePool;
 use crate::provider::Provider;
 use crate::providers::{executor_for, ProviderClient};
 use crate::router::{self, Tried};
+use crate::runner::Start;
 use crate::stream::StreamTap;
 use crate::timeouts::{TimeoutCounters, Timeouts};
 use crate::upstream::{Upstream, UpstreamTlsError};
@@ -155,14 +157,15 @@ pub(crate) struct Inner {
     pub shutting_down: AtomicBool,
 }
 
-/// An accepted job whose first write is on its way to disk. Await
-/// [`PendingJob::accepted`]: once it is `Ok` the job survives a crash and runs.
-/// Dropped unawaited, it still starts once durable: nothing accepted is lost.
+/// An accepted job whose first write is on its way to disk, and which already
+/// runs (`acceptance.rs`). Await [`PendingJob::accepted`]: once it is `Ok` the
+/// job survives a crash, and its id may be shown. Dropped unawaited, the
+/// verdict still reaches the job: nothing accepted is lost.
 pub struct PendingJob {
     parts: Option<Parts>,
 }
 
-type Parts = (Arc<Inner>, JobRecord, Value, Attached, Ack);
+type Parts = (Arc<Inner>, Arc<LiveJob>, Arc<Acceptance>, JobRecord, Ack);
 
 /// What a front door attached to its job.
 type Attached = (Option<StreamTap>, Option<BackendClock>);
@@ -172,7 +175,7 @@ impl PendingJob {
         let Some(parts) = self.parts.take() else {
             return Err(SubmitError::ShuttingDown);
         };
-        start_when_durable(parts).await
+        decide(parts).await
     }
 }
 
@@ -181,51 +184,39 @@ impl Drop for PendingJob {
         let Some(parts) = self.parts.take() else {
             return;
         };
-        // Outside a runtime (never in the daemon) the job starts at the next restart.
+        // With no runtime left (a test's end) the job's task went with it.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = start_when_durable(parts).await;
+                let _ = decide(parts).await;
             });
         }
     }
 }
 
-async fn start_when_durable(
-    (inner, record, input, (stream, clock), ack): Parts,
-) -> Result<JobRecord, SubmitError> {
+/// Waits for the job's first write and tells the running job how it went; a
+/// job whose write failed is stopped.
+async fn decide((inner, live, acceptance, record, ack): Parts) -> Result<JobRecord, SubmitError> {
     if let Err(e) = ack.await {
-        inner.live.uncount(record.owner);
+        live.cancel();
+        acceptance.decide(false);
         return Err(e.into());
     }
-    Ok(start(inner, record, input, (stream, clock), None))
+    acceptance.decide(true);
+    if let Some(m) = inner.metrics.service(&record.service) {
+        m.accepted.inc();
+    }
+    Ok(record)
 }
 
-/// Counts a job accepted and hands it to its runner in a task; its record.
-fn start(
-    inner: Arc<Inner>,
-    record: JobRecord,
-    input: Value,
-    attached: Attached,
-    unwritten: Option<Unwritten>,
-) -> JobRecord {
-    let (_, run) = begin(inner, &record, input, attached, unwritten);
-    tokio::spawn(run);
-    record
-}
-
-/// Counts a job accepted and registers it as live; its whole run, for a task
-/// or a [`Driver`].
+/// Registers a counted job as live; its whole run, for a task or a [`Driver`].
 fn begin(
     inner: Arc<Inner>,
     record: &JobRecord,
     input: Value,
     (stream, clock): Attached,
-    unwritten: Option<Unwritten>,
+    start: Start,
 ) -> (Arc<LiveJob>, JobRun) {
-    if let Some(m) = inner.metrics.service(&record.service) {
-        m.accepted.inc();
-    }
-    crate::runner::job(inner, record.clone(), input, stream, clock, unwritten)
+    crate::runner::job(inner, record.clone(), input, stream, clock, start)
 }
 
 #[derive(Clone)]
@@ -452,8 +443,9 @@ impl Scheduler {
     }
 
     /// Accepts a prepared job: hands its first write (with `writes`, atomically)
-    /// to the store through `slot`, without waiting. The job is accepted once the
-    /// returned [`PendingJob`] resolves.
+    /// to the store through `slot`, without waiting, and starts it meanwhile.
+    /// The job is accepted once the returned [`PendingJob`] resolves; until
+    /// then nothing of it is shown or settled (`acceptance.rs`).
     pub fn admit(
         &self,
         job: PreparedJob,
@@ -465,8 +457,12 @@ impl Scheduler {
         let mut writes = writes;
         crate::jobs::write_new(&mut writes, &record);
         let ack = slot.submit(writes);
+        let acceptance = Arc::new(Acceptance::default());
+        let start = Start::Accepting(acceptance.clone());
+        let (live, run) = begin(self.inner.clone(), &record, input, attached, start);
+        tokio::spawn(run);
         Ok(PendingJob {
-            parts: Some((self.inner.clone(), record, input, attached, ack)),
+            parts: Some((self.inner.clone(), live, acceptance, record, ack)),
         })
     }
 
@@ -479,8 +475,11 @@ impl Scheduler {
     pub fn start_unwritten(&self, job: PreparedJob) -> Result<(JobRecord, Driver), SubmitError> {
         debug_assert!(job.billing.is_none() && job.payment.is_none() && job.webhook_url.is_none());
         let (record, input, attached) = self.count(job, None)?;
-        let unwritten = Some(Unwritten::new());
-        let (live, run) = begin(self.inner.clone(), &record, input, attached, unwritten);
+        if let Some(m) = self.inner.metrics.service(&record.service) {
+            m.accepted.inc();
+        }
+        let start = Start::Unwritten(Unwritten::new());
+        let (live, run) = begin(self.inner.clone(), &record, input, attached, start);
         Ok((record, Driver::new(live, run)))
     }
 

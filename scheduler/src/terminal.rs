@@ -123,6 +123,22 @@ pub(crate) async fn write_shown(
     );
 }
 
+/// A job no longer pending or running, in the gauges.
+pub(crate) fn leaves_queue_or_run(inner: &Inner, record: &JobRecord) {
+    match record.status {
+        JobStatus::Running => inner.metrics.running.dec(),
+        _ => inner.metrics.pending.dec(),
+    }
+}
+
+/// A job whose first write failed (`acceptance.rs`): nobody learned of it and
+/// nothing was written or paid for it, so it leaves without an end.
+pub(crate) fn abandoned(inner: &Inner, live: &LiveJob) {
+    leaves_queue_or_run(inner, &live.record.lock());
+    live.done.set();
+    inner.live.finished(live, true);
+}
+
 /// The job's write is over (`durable` or given up): it leaves the unfinished.
 pub(crate) fn ended(inner: &Inner, live: &LiveJob, durable: bool, handed: bool) {
     if let (true, Some(unwritten)) = (durable, &live.unwritten) {
