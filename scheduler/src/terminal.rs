@@ -65,21 +65,23 @@ pub(crate) async fn commit(inner: &Inner, record: &JobRecord, writes: WriteSet) 
     // Until it is durable the job holds its place (and its reservation): a
     // store refusing writes (full disk) is retried until it takes them again.
     let mut wait = Duration::from_millis(100);
+    let mut writes = writes;
     let durable = loop {
-        match inner.store.commit(writes.clone()).await {
+        match inner.store.commit_or_return(writes).await {
             Ok(()) => {
                 inner.hooks.after_persist(record);
                 break true;
             }
             // Still unfinished on disk, so the job runs again after the restart.
-            Err(e) if !e.is_transient() || inner.shutting_down.load(Ordering::Acquire) => {
+            Err((e, _)) if !e.is_transient() || inner.shutting_down.load(Ordering::Acquire) => {
                 tracing::error!(job_id = %record.id, error = %e, "could not persist finished job before shutdown");
                 break false;
             }
-            Err(e) => {
+            Err((e, refused)) => {
                 tracing::warn!(job_id = %record.id, error = %e, retry_ms = wait.as_millis() as u64, "could not persist finished job; retrying");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
+                writes = refused;
             }
         }
     };

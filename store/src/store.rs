@@ -50,6 +50,26 @@ impl Store {
         self.slot().await?.submit(writes).await
     }
 
+    /// [`Store::commit`], giving the writes back when they fail, for a retry
+    /// without keeping a copy of every commit.
+    pub async fn commit_or_return(&self, writes: WriteSet) -> Result<(), (StoreError, WriteSet)> {
+        let slot = match self.slot().await {
+            Ok(slot) => slot,
+            Err(e) => return Err((e, writes)),
+        };
+        let (tx, rx) = oneshot::channel();
+        slot.submit_then(
+            writes,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        );
+        // Every backend answers `then`, with the writes on failure; a lost
+        // answer could only mean the store went away.
+        rx.await
+            .unwrap_or_else(|_| Err((StoreError::Closed, WriteSet::new())))
+    }
+
     /// Refreshes scrape-time gauges (what the backend holds in memory).
     pub fn refresh_metrics(&self) {
         if let Some(memory) = self.kv.memory() {
@@ -233,6 +253,33 @@ mod tests {
             Err(StoreError::UnknownTable("missing"))
         ));
         assert_eq!(store.get::<Thing>(T, b"k100".to_vec()).await.unwrap(), None);
+
+        // Refused, the writes come back whole, for a retry.
+        let mut refused = WriteSet::new();
+        refused.put_record(T, "k101", &Thing(101));
+        refused.put(Table("missing"), "a", b"b".to_vec());
+        let (error, back) = store.commit_or_return(refused).await.unwrap_err();
+        assert!(matches!(error, StoreError::UnknownTable("missing")));
+        assert_eq!(back.len(), 2);
+        let mut retry = WriteSet::new();
+        retry.put(
+            T,
+            b"k101".to_vec(),
+            back.ops()
+                .iter()
+                .find_map(|op| match op {
+                    crate::write::Op::Put { table, value, .. } if *table == T => {
+                        Some(value.clone())
+                    }
+                    _ => None,
+                })
+                .unwrap(),
+        );
+        store.commit_or_return(retry).await.unwrap();
+        assert_eq!(
+            store.get::<Thing>(T, b"k101".to_vec()).await.unwrap(),
+            Some(Thing(101))
+        );
 
         // Damaged records are errors, counted; never "not found".
         let mut damaged = WriteSet::new();
