@@ -294,11 +294,7 @@ async fn main() -> anyhow::Result<()> {
         }
         if scenario == "streams" {
             let account = match accounts_on {
-                true => Some(
-                    accounts::unlimited(&gateway, "streams@example.com", 100_000.0)
-                        .await?
-                        .0,
-                ),
+                true => Some(funded_account(&gateway, "streams@example.com").await?.0),
                 false => None,
             };
             streams::run(
@@ -520,9 +516,17 @@ fn print_header(args: &Args, accounts_on: bool) {
     );
 }
 
-/// Registers a bench account with ample credits and limit; returns a client using its key.
+/// Registers a bench account with ample credits and limit: it, and a client
+/// using its key.
+async fn funded_account(
+    gateway: &str,
+    email: &str,
+) -> anyhow::Result<(accounts::TestAccount, JsonClient)> {
+    accounts::unlimited(gateway, email, 100_000.0).await
+}
+
 async fn funded_client(gateway: &str, email: &str) -> anyhow::Result<JsonClient> {
-    Ok(accounts::unlimited(gateway, email, 100_000.0).await?.1)
+    Ok(funded_account(gateway, email).await?.1)
 }
 
 /// One funded account per client.

@@ -202,10 +202,15 @@ async fn decide((inner, live, acceptance, record, ack): Parts) -> Result<JobReco
         return Err(e.into());
     }
     acceptance.decide(true);
+    count_accepted(&inner, &record);
+    Ok(record)
+}
+
+/// A job is accepted: durable, or started unwritten.
+fn count_accepted(inner: &Inner, record: &JobRecord) {
     if let Some(m) = inner.metrics.service(&record.service) {
         m.accepted.inc();
     }
-    Ok(record)
 }
 
 /// Registers a counted job as live; its whole run, for a task or a [`Driver`].
@@ -475,9 +480,7 @@ impl Scheduler {
     pub fn start_unwritten(&self, job: PreparedJob) -> Result<(JobRecord, Driver), SubmitError> {
         debug_assert!(job.billing.is_none() && job.payment.is_none() && job.webhook_url.is_none());
         let (record, input, attached) = self.count(job, None)?;
-        if let Some(m) = self.inner.metrics.service(&record.service) {
-            m.accepted.inc();
-        }
+        count_accepted(&self.inner, &record);
         let start = Start::Unwritten(Unwritten::new());
         let (live, run) = begin(self.inner.clone(), &record, input, attached, start);
         Ok((record, Driver::new(live, run)))
