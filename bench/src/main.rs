@@ -157,6 +157,10 @@ struct Args {
     /// rate runs on every target in turn). Ignores --scenarios.
     #[arg(long)]
     target: Vec<String>,
+    /// Several targets in one flag, comma separated (`direct=URL,gw=URL`):
+    /// the same as one --target each, run and compared as they are.
+    #[arg(long, value_delimiter = ',')]
+    compare: Vec<String>,
     /// The request shape of targets that name none: inference, run,
     /// openai-chat, openai-chat-stream.
     #[arg(long, default_value = "inference")]
@@ -212,7 +216,7 @@ async fn main() -> anyhow::Result<()> {
         args.rate > 0.0 && args.seconds > 0,
         "--rate and --seconds must be positive"
     );
-    if !args.target.is_empty() {
+    if !args.target.is_empty() || !args.compare.is_empty() {
         return sweep(&args).await;
     }
     if args.scenarios.trim() == "soak" {
@@ -342,8 +346,16 @@ async fn sweep(args: &Args) -> anyhow::Result<()> {
     let targets = args
         .target
         .iter()
+        .chain(&args.compare)
         .map(|t| targets::Target::parse(t, shape))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    for (i, target) in targets.iter().enumerate() {
+        anyhow::ensure!(
+            targets[..i].iter().all(|t| t.name != target.name),
+            "two targets are named {}: each needs a name of its own",
+            target.name
+        );
+    }
     let baselines = match args.baseline.is_empty() {
         false => args.baseline.clone(),
         true => targets

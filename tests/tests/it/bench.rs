@@ -1,11 +1,12 @@
-//! `gpubridge-bench --target`, as a benchmarker runs it: a real process
-//! driving open-loop load at loopback targets, its JSON report read back.
+//! `gpubridge-bench --target` and `--compare`, as a benchmarker runs them: a
+//! real process driving open-loop load at loopback targets, its JSON report
+//! read back.
 
 use gpubridge_tests::{binary, Standin};
 use serde_json::Value;
 
-/// Two targets at one rate, each run taken in two slices in turn: every
-/// slice's requests count, once, in its target's run.
+/// Two targets compared at one rate (`--compare`), each run taken in two
+/// slices in turn: every slice's requests count, once, in its target's run.
 #[tokio::test]
 async fn targets_taken_in_turn_count_every_slice() {
     let standin = Standin::start("k").await.unwrap();
@@ -23,8 +24,10 @@ async fn targets_taken_in_turn_count_every_slice() {
             "--rates",
             "50",
         ])
-        .args(["--target", &format!("direct=openai-chat@{url}")])
-        .args(["--target", &format!("again=openai-chat@{url}")])
+        .args([
+            "--compare",
+            &format!("direct=openai-chat@{url},again=openai-chat@{url}"),
+        ])
         .arg("--json")
         .arg(&json)
         .output()
@@ -47,4 +50,23 @@ async fn targets_taken_in_turn_count_every_slice() {
     }
     assert_eq!(standin.requests(), 200);
     assert!(stdout.contains("again"), "{stdout}");
+}
+
+/// Two targets of one name could not be told apart in the report: refused
+/// before any request is sent.
+#[tokio::test]
+async fn targets_need_names_of_their_own() {
+    let standin = Standin::start("k").await.unwrap();
+    let url = format!("{}/chat/completions", standin.base_url());
+    let output = tokio::process::Command::new(binary("gpubridge-bench"))
+        .args(["--rates", "50", "--seconds", "1"])
+        .args(["--target", &format!("direct=openai-chat@{url}")])
+        .args(["--compare", &format!("direct=openai-chat@{url}")])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("two targets are named direct"), "{stderr}");
+    assert_eq!(standin.requests(), 0);
 }
