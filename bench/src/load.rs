@@ -24,6 +24,11 @@ pub struct LoadResult {
     pub elapsed: Duration,
     /// Jobs' own execution time, where the scenario reads it from `/status`.
     pub execution_us: Option<Histogram<u64>>,
+    /// Open loop: how late each request left behind its scheduled time. The
+    /// generator sends on time unless the machine stalls it, so a large value
+    /// marks a run whose tail is the machine's, whichever target it was
+    /// driving (none is subtracted from the latency).
+    pub sent_late_us: Option<Histogram<u64>>,
 }
 
 impl LoadResult {
@@ -35,6 +40,9 @@ impl LoadResult {
         self.dropped += other.dropped;
         self.elapsed += other.elapsed;
         if let (Some(mine), Some(theirs)) = (&mut self.execution_us, &other.execution_us) {
+            mine.add(theirs)?;
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.sent_late_us, &other.sent_late_us) {
             mine.add(theirs)?;
         }
         Ok(())
@@ -54,9 +62,11 @@ where
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(bool, u64)>();
     let start = Instant::now();
     let mut dropped = 0u64;
+    let mut sent_late_us = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
     for n in 0..total {
         let scheduled = start + interval.mul_f64(n as f64);
         tokio::time::sleep_until(scheduled.into()).await;
+        sent_late_us.saturating_record((scheduled.elapsed().as_micros() as u64).max(1));
         if in_flight.load(Ordering::Acquire) >= spec.max_in_flight {
             dropped += 1;
             continue;
@@ -88,6 +98,7 @@ where
         dropped,
         elapsed: start.elapsed(),
         execution_us: None,
+        sent_late_us: Some(sent_late_us),
     })
 }
 
@@ -141,6 +152,7 @@ where
         dropped: 0,
         elapsed: start.elapsed(),
         execution_us: None,
+        sent_late_us: None,
     })
 }
 
@@ -153,6 +165,10 @@ mod tests {
         latencies
             .iter()
             .for_each(|&l| latency_us.saturating_record(l));
+        let mut sent_late_us = Histogram::<u64>::new(3).unwrap();
+        latencies
+            .iter()
+            .for_each(|_| sent_late_us.record(10).unwrap());
         LoadResult {
             latency_us,
             ok: latencies.len() as u64,
@@ -160,6 +176,7 @@ mod tests {
             dropped: 1,
             elapsed: Duration::from_secs(2),
             execution_us: None,
+            sent_late_us: Some(sent_late_us),
         }
     }
 
@@ -173,5 +190,6 @@ mod tests {
         // The slow request of the second slice is the merged run's maximum.
         assert!(sum.latency_us.equivalent(sum.latency_us.max(), 5_000));
         assert!(sum.latency_us.equivalent(sum.latency_us.min(), 100));
+        assert_eq!(sum.sent_late_us.map(|h| h.len()), Some(4));
     }
 }

@@ -871,6 +871,7 @@ async fn history(clients: &Clients, gateway: &str, jobs: u64) -> anyhow::Result<
                 dropped: 0,
                 elapsed: started.elapsed(),
                 execution_us: None,
+                sent_late_us: None,
             },
         );
     }

@@ -50,6 +50,10 @@ pub struct Run {
     pub percentiles: Vec<(f64, u64)>,
     /// Answers that were not the shape's success, by status.
     pub failures: Vec<Failure>,
+    /// How late the generator sent, behind its schedule (p99.9 and max, µs):
+    /// large values say the machine stalled during the run.
+    pub sent_late_p999_us: Option<u64>,
+    pub sent_late_max_us: Option<u64>,
 }
 
 /// The highest rate at which a target's p99 stayed under each bound, with
@@ -130,6 +134,11 @@ impl Run {
                 })
                 .collect(),
             failures,
+            sent_late_p999_us: result
+                .sent_late_us
+                .as_ref()
+                .map(|h| h.value_at_quantile(0.999)),
+            sent_late_max_us: result.sent_late_us.as_ref().map(|h| h.max()),
         }
     }
 
@@ -241,7 +250,8 @@ fn frontier_table(report: &Report) -> String {
 fn runs_table(report: &Report) -> String {
     let mut table = String::from(
         "<h2>Runs</h2><table><tr><th>target</th><th>rate</th><th>ok</th><th>errors</th>\
-         <th>dropped</th><th>p50 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>added p50</th><th>added p99</th></tr>",
+         <th>dropped</th><th>p50 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>added p50</th><th>added p99</th>\
+         <th>sent late, max µs</th></tr>",
     );
     for run in &report.runs {
         let _ = write!(
@@ -253,7 +263,8 @@ fn runs_table(report: &Report) -> String {
         for cell in run.columns(report.baseline_for(run)) {
             let _ = write!(table, "<td>{cell}</td>");
         }
-        table.push_str("</tr>");
+        let late = run.sent_late_max_us.map_or("—".into(), |us| us.to_string());
+        let _ = write!(table, "<td>{late}</td></tr>");
     }
     table.push_str("</table>");
     table
@@ -389,6 +400,8 @@ mod tests {
                 .map(|&q| (q, if q >= 0.99 { p99_us } else { 100 }))
                 .collect(),
             failures: Vec::new(),
+            sent_late_p999_us: Some(40),
+            sent_late_max_us: Some(900),
         }
     }
 
@@ -474,5 +487,6 @@ mod tests {
         );
         assert!(page.contains("&lt;gw&gt;") && !page.contains("<gw>"));
         assert!(page.contains("+300"), "added p99 against the baseline");
+        assert!(page.contains("<td>900</td>"), "how late the generator sent");
     }
 }

@@ -232,8 +232,12 @@ async fn drive(
 
 fn print_run(run: &Run, baseline: Option<&Run>) {
     let [ok, errors, dropped, p50, p99, p999, added50, added99] = run.columns(baseline);
+    let late = match (run.sent_late_p999_us, run.sent_late_max_us) {
+        (Some(p999), Some(max)) => format!("  sent late p99.9 {p999} max {max} µs"),
+        _ => String::new(),
+    };
     println!(
-        "  {:<20} ok {ok:>7} errors {errors:>6} dropped {dropped:>6}  p50 {p50:>8} p99 {p99:>8} p99.9 {p999:>8} µs  added p50 {added50:>7} p99 {added99:>7} µs",
+        "  {:<20} ok {ok:>7} errors {errors:>6} dropped {dropped:>6}  p50 {p50:>8} p99 {p99:>8} p99.9 {p999:>8} µs  added p50 {added50:>7} p99 {added99:>7} µs{late}",
         run.target
     );
     run.failures.iter().for_each(print_failure);

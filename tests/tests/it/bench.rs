@@ -47,6 +47,8 @@ async fn targets_taken_in_turn_count_every_slice() {
         // 50 req/s for 2 s, in two 1 s slices.
         assert_eq!(run["ok"], 100, "{run}");
         assert_eq!(run["errors"], 0, "{run}");
+        // Sent at 50 req/s, every request's lateness was measured.
+        assert!(run["sent_late_max_us"].as_u64().is_some(), "{run}");
     }
     assert_eq!(standin.requests(), 200);
     assert!(stdout.contains("again"), "{stdout}");
