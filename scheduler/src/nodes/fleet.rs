@@ -5,7 +5,7 @@
 
 use super::dispatch::{self, Failure};
 use super::session::Session;
-use super::NodePool;
+use super::{Fleet, Member, NodePool};
 use crate::executor::{AttemptError, BoxFuture, Call, Executed, Executor};
 use crate::job::{now_ms, Attempt};
 use crate::stream::StreamTap;
@@ -50,7 +50,7 @@ impl FleetExecutor {
             let released = fleet.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
-            let session = match self.pick(call, &avoid) {
+            let session = match pick(fleet, call.model, call.default_ms, &avoid) {
                 Pick::Session(session) => session,
                 Pick::Busy => {
                     released.await;
@@ -102,38 +102,35 @@ impl FleetExecutor {
             }
         }
     }
+}
 
-    /// The best session with a free slot; `Busy` if some could serve but none is
-    /// free, `Nobody` if none could.
-    fn pick(&self, call: &Call<'_>, avoid: &[u64]) -> Pick {
-        let now = now_ms();
-        let mut best: Option<(f64, Arc<Session>)> = None;
-        let mut any = false;
-        for entry in self.pool.sessions.iter() {
-            let session = entry.value();
-            if session.tier != self.tier
-                || avoid.contains(&session.id)
-                || !session.serves(call.service, call.model)
-            {
-                continue;
-            }
-            any = true;
-            let Some(mut score) = session.score(call.service, call.default_ms) else {
-                continue;
-            };
-            // A benched session is a last resort, not excluded: it may be all there is.
-            if session.is_benched(now) {
-                score = score * 1000.0 + 1e9;
-            }
-            if best.as_ref().is_none_or(|(s, _)| score < *s) {
-                best = Some((score, session.clone()));
-            }
+/// The fleet's best session with a free slot; `Busy` if some could serve but
+/// none is free, `Nobody` if none could.
+fn pick(fleet: &Fleet, model: Option<&str>, default_ms: f64, avoid: &[u64]) -> Pick {
+    let now = now_ms();
+    let members = fleet.members.read().clone();
+    let mut best: Option<(f64, &Arc<Session>)> = None;
+    let mut any = false;
+    for Member { session, slots } in members.iter() {
+        if avoid.contains(&session.id) || session.is_draining() || !slots.serves_model(model) {
+            continue;
         }
-        match (best, any) {
-            (Some((_, session)), _) => Pick::Session(session),
-            (None, true) => Pick::Busy,
-            (None, false) => Pick::Nobody,
+        any = true;
+        let Some(mut score) = session.score_on(slots, default_ms) else {
+            continue;
+        };
+        // A benched session is a last resort, not excluded: it may be all there is.
+        if session.is_benched(now) {
+            score = score * 1000.0 + 1e9;
         }
+        if best.is_none_or(|(s, _)| score < s) {
+            best = Some((score, session));
+        }
+    }
+    match (best, any) {
+        (Some((_, session)), _) => Pick::Session(session.clone()),
+        (None, true) => Pick::Busy,
+        (None, false) => Pick::Nobody,
     }
 }
 
@@ -146,4 +143,95 @@ fn nobody_left(service: &str, earlier: &[Attempt]) -> AttemptError {
         .map(|a| format!("{}: {}", a.backend, a.error.as_deref().unwrap_or_default()))
         .collect();
     AttemptError::Failed(reasons.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nodes::session::testing::session;
+    use crate::nodes::NodesConfig;
+    use gpubridge_protocol::node::ServiceSlots as Offered;
+
+    fn offer(service: &str, slots: u32, models: &[&str]) -> Offered {
+        Offered {
+            service: service.into(),
+            slots,
+            models: models.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    fn picked(pool: &NodePool, model: Option<&str>, avoid: &[u64]) -> Option<String> {
+        let fleet = &pool.fleets[&(GpuTier::L4, "echo".to_string())];
+        match pick(fleet, model, 10.0, avoid) {
+            Pick::Session(session) => Some(session.node_id.clone()),
+            Pick::Busy => Some("busy".into()),
+            Pick::Nobody => None,
+        }
+    }
+
+    /// The fleet a pick reads follows joins, leaves and drains, and holds
+    /// only its tier's sessions that serve its service.
+    #[tokio::test]
+    async fn a_pick_reads_its_fleet_as_joins_leaves_and_drains_left_it() {
+        let registry = prometheus::Registry::new();
+        let services = ["echo", "llm-4090"].into_iter();
+        let pool = NodePool::new(NodesConfig::default(), services, 0.3, &registry).unwrap();
+        assert_eq!(picked(&pool, None, &[]), None, "nobody yet");
+
+        let fast = Arc::new(session(1, "fast", GpuTier::L4, vec![offer("echo", 1, &["m"])]).await);
+        let slow = Arc::new(session(2, "slow", GpuTier::L4, vec![offer("echo", 2, &[])]).await);
+        let other_tier = session(3, "4090", GpuTier::Rtx4090, vec![offer("echo", 9, &[])]).await;
+        let other_service = session(4, "llm", GpuTier::L4, vec![offer("llm-4090", 9, &[])]).await;
+        fast.latency_ms.observe(1.0, 1.0);
+        slow.latency_ms.observe(50.0, 1.0);
+        for joined in [fast.clone(), slow.clone()] {
+            pool.admit(joined);
+        }
+        pool.admit(Arc::new(other_tier));
+        pool.admit(Arc::new(other_service));
+        assert_eq!(
+            picked(&pool, None, &[]).as_deref(),
+            Some("fast"),
+            "lowest expected time"
+        );
+        assert_eq!(
+            picked(&pool, Some("x"), &[]).as_deref(),
+            Some("slow"),
+            "fast lists models"
+        );
+        assert_eq!(
+            picked(&pool, None, &[1]).as_deref(),
+            Some("slow"),
+            "avoided"
+        );
+
+        let released = tokio::sync::Notify::new();
+        let _taken = fast.take_slot("echo", &released).unwrap();
+        assert_eq!(
+            picked(&pool, None, &[]).as_deref(),
+            Some("slow"),
+            "fast is full"
+        );
+        let _both = [
+            slow.take_slot("echo", &released),
+            slow.take_slot("echo", &released),
+        ];
+        assert_eq!(picked(&pool, None, &[]).as_deref(), Some("busy"));
+
+        assert!(pool.drain("slow"));
+        assert_eq!(
+            picked(&pool, None, &[1]),
+            None,
+            "a draining agent takes nothing"
+        );
+        pool.remove(&fast);
+        assert_eq!(picked(&pool, None, &[]), None, "left");
+        assert_eq!(
+            pool.fleets[&(GpuTier::L4, "echo".to_string())]
+                .members
+                .read()
+                .len(),
+            0
+        );
+    }
 }

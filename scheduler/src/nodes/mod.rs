@@ -22,6 +22,8 @@ use crate::executor::Executor;
 use crate::job::now_ms;
 use dashmap::DashMap;
 use gpubridge_protocol::node::GpuTier;
+use parking_lot::{Mutex, RwLock};
+use session::ServiceSlots;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -32,6 +34,15 @@ struct Fleet {
     backend: OnceLock<Weak<Backend>>,
     /// Woken when a slot of this fleet frees or an agent joins.
     released: tokio::sync::Notify,
+    /// The sessions serving it, remade when one joins, leaves or drains: a
+    /// pick reads these, not every session of every fleet.
+    members: RwLock<Arc<[Member]>>,
+}
+
+/// A session in a fleet, with its slots for the fleet's service.
+struct Member {
+    session: Arc<Session>,
+    slots: Arc<ServiceSlots>,
 }
 
 pub struct NodePool {
@@ -39,6 +50,9 @@ pub struct NodePool {
     /// Sessions by node id: one per node, a reconnect replaces the old one.
     sessions: DashMap<String, Arc<Session>>,
     fleets: HashMap<(GpuTier, String), Fleet>,
+    /// One remake of fleets at a time, so a remake that scanned the sessions
+    /// before a join cannot land after the join's own.
+    remaking: Mutex<()>,
     next_session: AtomicU64,
     ewma_alpha: f64,
     metrics: metrics::NodeMetrics,
@@ -58,6 +72,7 @@ impl NodePool {
                 let fleet = Fleet {
                     backend: OnceLock::new(),
                     released: tokio::sync::Notify::new(),
+                    members: RwLock::new(Arc::from([])),
                 };
                 (key, fleet)
             })
@@ -66,6 +81,7 @@ impl NodePool {
             cfg,
             sessions: DashMap::new(),
             fleets,
+            remaking: Mutex::new(()),
             next_session: AtomicU64::new(1),
             ewma_alpha,
             metrics: metrics::NodeMetrics::register(registry)?,
@@ -149,16 +165,23 @@ impl NodePool {
     /// Other fleets did not change, so a join costs one pass over the sessions
     /// per service it offers, not one per fleet of the catalog.
     pub(crate) fn refresh(&self, session: &Session) {
+        let _one_at_a_time = self.remaking.lock();
         for service in session.services.keys() {
             let Some(fleet) = self.fleets.get(&(session.tier, service.clone())) else {
                 continue;
             };
-            let slots: u32 = self
+            let members: Arc<[Member]> = self
                 .sessions
                 .iter()
                 .filter(|s| s.tier == session.tier && s.serves(service, None))
-                .filter_map(|s| s.services.get(service).map(|slots| slots.slots))
-                .sum();
+                .filter_map(|s| {
+                    let slots = s.services.get(service)?.clone();
+                    let session = s.value().clone();
+                    Some(Member { session, slots })
+                })
+                .collect();
+            let slots = members.iter().map(|m| m.slots.slots).sum();
+            *fleet.members.write() = members;
             if let Some(backend) = fleet.backend.get().and_then(Weak::upgrade) {
                 backend.set_live(slots > 0);
                 backend.set_capacity(slots);

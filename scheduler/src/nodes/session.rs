@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub struct ServiceSlots {
     pub slots: u32,
@@ -20,7 +21,7 @@ impl ServiceSlots {
         self.free.load(Ordering::Acquire)
     }
 
-    fn serves_model(&self, model: Option<&str>) -> bool {
+    pub fn serves_model(&self, model: Option<&str>) -> bool {
         match model {
             Some(model) if !self.models.is_empty() => self.models.iter().any(|m| m == model),
             _ => true,
@@ -38,7 +39,9 @@ pub struct Session {
     pub remote: SocketAddr,
     pub connected_ms: u64,
     pub connection: quinn::Connection,
-    pub services: HashMap<String, ServiceSlots>,
+    /// Shared with the fleets' member lists, which read a slot count
+    /// without looking the service up again.
+    pub services: HashMap<String, Arc<ServiceSlots>>,
     pub draining: AtomicBool,
     /// Wakes the control stream to tell the agent to drain.
     pub drain_requested: tokio::sync::Notify,
@@ -85,11 +88,11 @@ impl Session {
             .map(|s| {
                 (
                     s.service.clone(),
-                    ServiceSlots {
+                    Arc::new(ServiceSlots {
                         slots: s.slots,
                         free: AtomicU32::new(s.slots),
                         models: s.models.clone(),
-                    },
+                    }),
                 )
             })
             .collect();
@@ -157,7 +160,11 @@ impl Session {
 
     /// Expected milliseconds to a result here: latency scaled by how busy it is.
     pub fn score(&self, service: &str, default_ms: f64) -> Option<f64> {
-        let slots = self.services.get(service)?;
+        self.score_on(self.services.get(service)?, default_ms)
+    }
+
+    /// [`Session::score`] for slots of this session already looked up.
+    pub fn score_on(&self, slots: &ServiceSlots, default_ms: f64) -> Option<f64> {
         let free = slots.free();
         if free == 0 {
             return None;
@@ -182,35 +189,26 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use gpubridge_protocol::node::ServiceSlots as Offered;
     use std::time::Duration;
 
-    fn registration() -> Registration {
-        Registration {
-            node_id: "n".into(),
+    /// A session needs a live connection: one on loopback, as an agent makes it.
+    pub(crate) async fn session(
+        id: u64,
+        node_id: &str,
+        tier: GpuTier,
+        services: Vec<Offered>,
+    ) -> Session {
+        let registration = Registration {
+            node_id: node_id.into(),
             agent_version: "t".into(),
             join_token: String::new(),
             gpus: vec![],
-            tier: GpuTier::L4,
-            services: vec![
-                Offered {
-                    service: "llm-4090".into(),
-                    slots: 2,
-                    models: vec!["m1".into()],
-                },
-                Offered {
-                    service: "echo".into(),
-                    slots: 1,
-                    models: vec![],
-                },
-            ],
-        }
-    }
-
-    /// A session needs a live connection: one on loopback, as an agent makes it.
-    async fn session() -> Session {
+            tier,
+            services,
+        };
         let dir = tempfile::tempdir().unwrap();
         let identity = crate::nodes::Identity::load_or_create(dir.path()).unwrap();
         let cfg = crate::nodes::NodesConfig::default();
@@ -227,7 +225,29 @@ mod tests {
             .await
             .unwrap();
         let connection = accept.await.unwrap().unwrap();
-        Session::new(7, &registration(), addr, connection, 1_000)
+        Session::new(id, &registration, addr, connection, 1_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpubridge_protocol::node::ServiceSlots as Offered;
+
+    async fn session() -> Session {
+        let services = vec![
+            Offered {
+                service: "llm-4090".into(),
+                slots: 2,
+                models: vec!["m1".into()],
+            },
+            Offered {
+                service: "echo".into(),
+                slots: 1,
+                models: vec![],
+            },
+        ];
+        testing::session(7, "n", GpuTier::L4, services).await
     }
 
     #[tokio::test]
