@@ -108,7 +108,7 @@ impl FleetExecutor {
 /// none is free, `Nobody` if none could.
 fn pick(fleet: &Fleet, model: Option<&str>, default_ms: f64, avoid: &[u64]) -> Pick {
     let now = now_ms();
-    let members = fleet.members.read().clone();
+    let members = fleet.members.read().list.clone();
     let mut best: Option<(f64, &Arc<Session>)> = None;
     let mut any = false;
     for Member { session, slots } in members.iter() {
@@ -230,8 +230,29 @@ mod tests {
             pool.fleets[&(GpuTier::L4, "echo".to_string())]
                 .members
                 .read()
+                .list
                 .len(),
             0
         );
+    }
+
+    /// Remakes may finish out of order (their scans run unlocked): one that
+    /// began earlier never replaces a later one's list.
+    #[tokio::test]
+    async fn an_earlier_remake_never_replaces_a_later_one() {
+        let registry = prometheus::Registry::new();
+        let services = ["echo"].into_iter();
+        let pool = NodePool::new(NodesConfig::default(), services, 0.3, &registry).unwrap();
+        let fleet = &pool.fleets[&(GpuTier::L4, "echo".to_string())];
+        let joined = Arc::new(session(1, "a", GpuTier::L4, vec![offer("echo", 1, &[])]).await);
+        let member = || Member {
+            session: joined.clone(),
+            slots: joined.services["echo"].clone(),
+        };
+        assert!(fleet.install(5, Arc::from([member()])));
+        assert!(!fleet.install(3, Arc::from([])), "began before 5");
+        assert_eq!(fleet.members.read().list.len(), 1);
+        assert!(fleet.install(6, Arc::from([])));
+        assert_eq!(fleet.members.read().list.len(), 0);
     }
 }

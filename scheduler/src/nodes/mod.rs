@@ -22,7 +22,7 @@ use crate::executor::Executor;
 use crate::job::now_ms;
 use dashmap::DashMap;
 use gpubridge_protocol::node::GpuTier;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use session::ServiceSlots;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +36,34 @@ struct Fleet {
     released: tokio::sync::Notify,
     /// The sessions serving it, remade when one joins, leaves or drains: a
     /// pick reads these, not every session of every fleet.
-    members: RwLock<Arc<[Member]>>,
+    members: RwLock<Members>,
+}
+
+impl Fleet {
+    /// Puts in a remake's member list, and its backend's liveness and
+    /// capacity, unless a later remake's is in (it saw all this one saw).
+    fn install(&self, remake: u64, list: Arc<[Member]>) -> bool {
+        let slots = list.iter().map(|m| m.slots.slots).sum();
+        let mut members = self.members.write();
+        if members.remake > remake {
+            return false;
+        }
+        *members = Members { remake, list };
+        // Under the lock, so capacity and list never come from two remakes.
+        if let Some(backend) = self.backend.get().and_then(Weak::upgrade) {
+            backend.set_live(slots > 0);
+            backend.set_capacity(slots);
+        }
+        true
+    }
+}
+
+/// A fleet's member list and the remake that made it.
+struct Members {
+    /// Taken before its scan of the sessions: a remake that began earlier
+    /// (and may have missed a later join) never replaces it.
+    remake: u64,
+    list: Arc<[Member]>,
 }
 
 /// A session in a fleet, with its slots for the fleet's service.
@@ -50,9 +77,8 @@ pub struct NodePool {
     /// Sessions by node id: one per node, a reconnect replaces the old one.
     sessions: DashMap<String, Arc<Session>>,
     fleets: HashMap<(GpuTier, String), Fleet>,
-    /// One remake of fleets at a time, so a remake that scanned the sessions
-    /// before a join cannot land after the join's own.
-    remaking: Mutex<()>,
+    /// Numbers the remakes of fleets, in the order their scans began.
+    remakes: AtomicU64,
     next_session: AtomicU64,
     ewma_alpha: f64,
     metrics: metrics::NodeMetrics,
@@ -72,7 +98,10 @@ impl NodePool {
                 let fleet = Fleet {
                     backend: OnceLock::new(),
                     released: tokio::sync::Notify::new(),
-                    members: RwLock::new(Arc::from([])),
+                    members: RwLock::new(Members {
+                        remake: 0,
+                        list: Arc::from([]),
+                    }),
                 };
                 (key, fleet)
             })
@@ -81,7 +110,7 @@ impl NodePool {
             cfg,
             sessions: DashMap::new(),
             fleets,
-            remaking: Mutex::new(()),
+            remakes: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
             ewma_alpha,
             metrics: metrics::NodeMetrics::register(registry)?,
@@ -165,12 +194,12 @@ impl NodePool {
     /// Other fleets did not change, so a join costs one pass over the sessions
     /// per service it offers, not one per fleet of the catalog.
     pub(crate) fn refresh(&self, session: &Session) {
-        let _one_at_a_time = self.remaking.lock();
         for service in session.services.keys() {
             let Some(fleet) = self.fleets.get(&(session.tier, service.clone())) else {
                 continue;
             };
-            let members: Arc<[Member]> = self
+            let remake = self.remakes.fetch_add(1, Ordering::AcqRel);
+            let list: Arc<[Member]> = self
                 .sessions
                 .iter()
                 .filter(|s| s.tier == session.tier && s.serves(service, None))
@@ -180,13 +209,9 @@ impl NodePool {
                     Some(Member { session, slots })
                 })
                 .collect();
-            let slots = members.iter().map(|m| m.slots.slots).sum();
-            *fleet.members.write() = members;
-            if let Some(backend) = fleet.backend.get().and_then(Weak::upgrade) {
-                backend.set_live(slots > 0);
-                backend.set_capacity(slots);
+            if fleet.install(remake, list) {
+                fleet.released.notify_waiters();
             }
-            fleet.released.notify_waiters();
         }
     }
 }
