@@ -29,6 +29,16 @@ pub struct LoadResult {
     /// marks a run whose tail is the machine's, whichever target it was
     /// driving (none is subtracted from the latency).
     pub sent_late_us: Option<Histogram<u64>>,
+    /// Open loop: the slowest request answered well, with when it was due,
+    /// to line a stall up with a server's own logs.
+    pub slowest: Option<Slowest>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slowest {
+    pub latency_us: u64,
+    /// Its scheduled send time, Unix milliseconds.
+    pub due_unix_ms: u64,
 }
 
 impl LoadResult {
@@ -45,6 +55,9 @@ impl LoadResult {
         if let (Some(mine), Some(theirs)) = (&mut self.sent_late_us, &other.sent_late_us) {
             mine.add(theirs)?;
         }
+        if other.slowest.map(|s| s.latency_us) > self.slowest.map(|s| s.latency_us) {
+            self.slowest = other.slowest;
+        }
         Ok(())
     }
 }
@@ -59,8 +72,11 @@ where
     let total = (spec.rate_per_second * spec.duration.as_secs_f64()).round() as u64;
     let interval = Duration::from_secs_f64(1.0 / spec.rate_per_second.max(0.001));
     let in_flight = Arc::new(AtomicU64::new(0));
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(bool, u64)>();
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(bool, u64, u64)>();
     let start = Instant::now();
+    let start_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let mut dropped = 0u64;
     let mut sent_late_us = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
     for n in 0..total {
@@ -77,16 +93,24 @@ where
             let ok = request(n).await;
             let micros = scheduled.elapsed().as_micros() as u64;
             in_flight.fetch_sub(1, Ordering::AcqRel);
-            let _ = sender.send((ok, micros));
+            let _ = sender.send((ok, micros, n));
         });
     }
     drop(sender);
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
     let (mut ok, mut errors) = (0u64, 0u64);
-    while let Some((success, micros)) = receiver.recv().await {
+    let mut slowest: Option<Slowest> = None;
+    while let Some((success, micros, n)) = receiver.recv().await {
         if success {
             ok += 1;
             latency_us.saturating_record(micros.max(1));
+            if slowest.is_none_or(|s| micros > s.latency_us) {
+                let due = interval.mul_f64(n as f64).as_millis() as u64;
+                slowest = Some(Slowest {
+                    latency_us: micros,
+                    due_unix_ms: start_unix_ms + due,
+                });
+            }
         } else {
             errors += 1;
         }
@@ -99,6 +123,7 @@ where
         elapsed: start.elapsed(),
         execution_us: None,
         sent_late_us: Some(sent_late_us),
+        slowest,
     })
 }
 
@@ -153,6 +178,7 @@ where
         elapsed: start.elapsed(),
         execution_us: None,
         sent_late_us: None,
+        slowest: None,
     })
 }
 
@@ -177,6 +203,10 @@ mod tests {
             elapsed: Duration::from_secs(2),
             execution_us: None,
             sent_late_us: Some(sent_late_us),
+            slowest: latencies.iter().max().map(|&latency_us| Slowest {
+                latency_us,
+                due_unix_ms: latency_us,
+            }),
         }
     }
 
@@ -191,5 +221,6 @@ mod tests {
         assert!(sum.latency_us.equivalent(sum.latency_us.max(), 5_000));
         assert!(sum.latency_us.equivalent(sum.latency_us.min(), 100));
         assert_eq!(sum.sent_late_us.map(|h| h.len()), Some(4));
+        assert_eq!(sum.slowest.map(|s| s.latency_us), Some(5_000));
     }
 }

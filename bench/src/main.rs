@@ -872,6 +872,7 @@ async fn history(clients: &Clients, gateway: &str, jobs: u64) -> anyhow::Result<
                 elapsed: started.elapsed(),
                 execution_us: None,
                 sent_late_us: None,
+                slowest: None,
             },
         );
     }

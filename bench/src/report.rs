@@ -54,6 +54,10 @@ pub struct Run {
     /// large values say the machine stalled during the run.
     pub sent_late_p999_us: Option<u64>,
     pub sent_late_max_us: Option<u64>,
+    /// The slowest request answered well and when it was due (Unix ms), to
+    /// find the moment in the target's own logs.
+    pub slowest_us: Option<u64>,
+    pub slowest_due_unix_ms: Option<u64>,
 }
 
 /// The highest rate at which a target's p99 stayed under each bound, with
@@ -139,6 +143,8 @@ impl Run {
                 .as_ref()
                 .map(|h| h.value_at_quantile(0.999)),
             sent_late_max_us: result.sent_late_us.as_ref().map(|h| h.max()),
+            slowest_us: result.slowest.map(|s| s.latency_us),
+            slowest_due_unix_ms: result.slowest.map(|s| s.due_unix_ms),
         }
     }
 
@@ -402,6 +408,8 @@ mod tests {
             failures: Vec::new(),
             sent_late_p999_us: Some(40),
             sent_late_max_us: Some(900),
+            slowest_us: None,
+            slowest_due_unix_ms: None,
         }
     }
 

@@ -49,6 +49,10 @@ async fn targets_taken_in_turn_count_every_slice() {
         assert_eq!(run["errors"], 0, "{run}");
         // Sent at 50 req/s, every request's lateness was measured.
         assert!(run["sent_late_max_us"].as_u64().is_some(), "{run}");
+        assert!(
+            run["slowest_due_unix_ms"].as_u64() > Some(1_700_000_000_000),
+            "{run}"
+        );
     }
     assert_eq!(standin.requests(), 200);
     assert!(stdout.contains("again"), "{stdout}");
