@@ -347,12 +347,8 @@ mod tests {
             refused.err()
         );
         // The job ran while its write was on its way; it leaves unsettled.
-        for _ in 0..500 {
-            if bench.scheduler.live_jobs() == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let leaves = bench.scheduler.idle();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), leaves).await;
         assert_eq!(bench.scheduler.live_jobs(), 0, "the job never left");
         assert!(bench.scheduler.status(&job_id).await.unwrap().is_none());
         let after = bench.accounts.view(id).unwrap();

@@ -161,12 +161,7 @@ mod tests {
         ack.send(Err(StoreError::Backend("disk gone".into())))
             .unwrap();
         assert!(pending.accepted().await.is_err());
-        for _ in 0..500 {
-            if scheduler.live_jobs() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), scheduler.idle()).await;
         assert_eq!(scheduler.live_jobs(), 0, "still counted");
         assert!(scheduler.status(&id).await.unwrap().is_none());
         assert!(crate::jobs::get(&store, &id).await.unwrap().is_none());

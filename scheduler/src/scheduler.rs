@@ -652,6 +652,11 @@ impl Scheduler {
         self.inner.live.unfinished()
     }
 
+    /// Resolves once no job is unfinished (as shutdown waits for them).
+    pub async fn idle(&self) {
+        self.inner.live.idle().await;
+    }
+
     pub fn metrics(&self) -> &SchedulerMetrics {
         &self.inner.metrics
     }
