@@ -2,6 +2,7 @@
 //! earlier ones finished, and latency is measured from the scheduled send time,
 //! so a stalled server shows up as latency instead of silently lowering load.
 
+use crate::timeline::Timeline;
 use hdrhistogram::Histogram;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,8 @@ pub struct LoadResult {
     /// Open loop: the slowest request answered well, with when it was due,
     /// to line a stall up with a server's own logs.
     pub slowest: Option<Slowest>,
+    /// Open loop: the run's latency window by window.
+    pub timeline: Option<Timeline>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +61,9 @@ impl LoadResult {
         if other.slowest.map(|s| s.latency_us) > self.slowest.map(|s| s.latency_us) {
             self.slowest = other.slowest;
         }
+        if let (Some(mine), Some(theirs)) = (&mut self.timeline, &other.timeline) {
+            mine.absorb(theirs);
+        }
         Ok(())
     }
 }
@@ -78,11 +84,15 @@ where
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let mut dropped = 0u64;
+    let due_unix_ms = |n: u64| start_unix_ms + interval.mul_f64(n as f64).as_millis() as u64;
     let mut sent_late_us = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+    let mut timeline = Timeline::default();
     for n in 0..total {
         let scheduled = start + interval.mul_f64(n as f64);
         tokio::time::sleep_until(scheduled.into()).await;
-        sent_late_us.saturating_record((scheduled.elapsed().as_micros() as u64).max(1));
+        let late = scheduled.elapsed().as_micros() as u64;
+        sent_late_us.saturating_record(late.max(1));
+        timeline.sent(due_unix_ms(n), late);
         if in_flight.load(Ordering::Acquire) >= spec.max_in_flight {
             dropped += 1;
             continue;
@@ -101,14 +111,14 @@ where
     let (mut ok, mut errors) = (0u64, 0u64);
     let mut slowest: Option<Slowest> = None;
     while let Some((success, micros, n)) = receiver.recv().await {
+        timeline.answered(due_unix_ms(n), success.then_some(micros));
         if success {
             ok += 1;
             latency_us.saturating_record(micros.max(1));
             if slowest.is_none_or(|s| micros > s.latency_us) {
-                let due = interval.mul_f64(n as f64).as_millis() as u64;
                 slowest = Some(Slowest {
                     latency_us: micros,
-                    due_unix_ms: start_unix_ms + due,
+                    due_unix_ms: due_unix_ms(n),
                 });
             }
         } else {
@@ -124,6 +134,7 @@ where
         execution_us: None,
         sent_late_us: Some(sent_late_us),
         slowest,
+        timeline: Some(timeline),
     })
 }
 
@@ -179,6 +190,7 @@ where
         execution_us: None,
         sent_late_us: None,
         slowest: None,
+        timeline: None,
     })
 }
 
@@ -207,6 +219,7 @@ mod tests {
                 latency_us,
                 due_unix_ms: latency_us,
             }),
+            timeline: None,
         }
     }
 

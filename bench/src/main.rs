@@ -19,6 +19,7 @@ mod report;
 mod soak;
 mod streams;
 mod targets;
+mod timeline;
 mod x402;
 
 /// The load generator shares the machine with what it measures: glibc's
@@ -873,6 +874,7 @@ async fn history(clients: &Clients, gateway: &str, jobs: u64) -> anyhow::Result<
                 execution_us: None,
                 sent_late_us: None,
                 slowest: None,
+                timeline: None,
             },
         );
     }

@@ -5,8 +5,12 @@
 use crate::failures::Failure;
 use crate::load::LoadResult;
 use crate::targets::{Shape, Sweep, Target};
+use crate::timeline::{Point, Timeline};
 use serde::Serialize;
 use std::fmt::Write;
+use timeplot::time_plot;
+
+mod timeplot;
 
 /// Percentiles kept per run: the plot's points and the table's columns.
 const QUANTILES: [f64; 13] = [
@@ -58,6 +62,10 @@ pub struct Run {
     /// find the moment in the target's own logs.
     pub slowest_us: Option<u64>,
     pub slowest_due_unix_ms: Option<u64>,
+    /// The run window by window ([`crate::timeline::WINDOW_MS`]), by when
+    /// requests were due: where in time its tail fell.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Point>,
 }
 
 /// The highest rate at which a target's p99 stayed under each bound, with
@@ -145,6 +153,10 @@ impl Run {
             sent_late_max_us: result.sent_late_us.as_ref().map(|h| h.max()),
             slowest_us: result.slowest.map(|s| s.latency_us),
             slowest_due_unix_ms: result.slowest.map(|s| s.due_unix_ms),
+            timeline: result
+                .timeline
+                .as_ref()
+                .map_or_else(Vec::new, Timeline::points),
         }
     }
 
@@ -225,7 +237,12 @@ pub fn html(report: &Report) -> String {
     rates.dedup();
     for rate in rates {
         let runs: Vec<&Run> = report.runs.iter().filter(|r| r.rate == rate).collect();
-        let _ = write!(page, "<h2>{rate} req/s</h2>{}", plot(&runs));
+        let _ = write!(
+            page,
+            "<h2>{rate} req/s</h2>{}{}",
+            plot(&runs),
+            time_plot(&runs)
+        );
     }
     page.push_str("</body></html>\n");
     page
@@ -345,6 +362,13 @@ impl Axes {
             let x = self.x(q);
             let _ = write!(grid, "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{bottom:.1}\" stroke=\"#eee\"/><text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{label}</text>", PAD / 2.0, bottom + 14.0);
         }
+        grid.push_str(&self.decades());
+        grid
+    }
+
+    /// A line and a label at each decade of latency.
+    fn decades(&self) -> String {
+        let mut grid = String::new();
         let mut decade = self.low_decade;
         while decade <= self.high_decade {
             let us = 10f64.powf(decade) as u64;
@@ -390,10 +414,10 @@ fn escape(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn run(target: &str, rate: f64, p99_us: u64, errors: u64) -> Run {
+    pub(in crate::report) fn run(target: &str, rate: f64, p99_us: u64, errors: u64) -> Run {
         Run {
             target: target.into(),
             rate,
@@ -410,6 +434,7 @@ mod tests {
             sent_late_max_us: Some(900),
             slowest_us: None,
             slowest_due_unix_ms: None,
+            timeline: Vec::new(),
         }
     }
 
@@ -484,7 +509,13 @@ mod tests {
             model: "m".into(),
             baselines: vec!["up".into()],
             targets: Vec::new(),
-            runs: vec![run("up", 1000.0, 200, 0), run("<gw>", 1000.0, 500, 0)],
+            runs: vec![
+                run("up", 1000.0, 200, 0),
+                Run {
+                    timeline: timeplot::points(&[(1_000, 300), (1_100, 9_000)]),
+                    ..run("<gw>", 1000.0, 500, 0)
+                },
+            ],
             frontiers: vec![Frontier::of("<gw>", &[], &[1.0])],
         };
         let page = html(&report);
@@ -496,5 +527,6 @@ mod tests {
         assert!(page.contains("&lt;gw&gt;") && !page.contains("<gw>"));
         assert!(page.contains("+300"), "added p99 against the baseline");
         assert!(page.contains("<td>900</td>"), "how late the generator sent");
+        assert!(page.contains("Over time") && page.contains(">generator late<"));
     }
 }

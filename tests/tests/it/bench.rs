@@ -53,6 +53,16 @@ async fn targets_taken_in_turn_count_every_slice() {
             run["slowest_due_unix_ms"].as_u64() > Some(1_700_000_000_000),
             "{run}"
         );
+        // Window by window, both slices: every request in the window it was due.
+        let windows = run["timeline"].as_array().unwrap();
+        let ok: u64 = windows.iter().map(|w| w["ok"].as_u64().unwrap()).sum();
+        assert_eq!(ok, 100, "{run}");
+        let starts: Vec<u64> = windows
+            .iter()
+            .map(|w| w["start_unix_ms"].as_u64().unwrap())
+            .collect();
+        assert!(starts.windows(2).all(|p| p[0] < p[1]), "{starts:?}");
+        assert!(starts.iter().all(|s| s % 100 == 0), "{starts:?}");
     }
     assert_eq!(standin.requests(), 200);
     assert!(stdout.contains("again"), "{stdout}");
