@@ -32,6 +32,7 @@ pub struct StoreMetrics {
     pub(crate) commits: IntCounter,
     pub(crate) group_size: Histogram,
     pub(crate) write_seconds: Histogram,
+    pub(crate) sync_seconds: Histogram,
     pub(crate) queued: IntGauge,
     syncs: IntCounterVec,
     undecodable: IntCounterVec,
@@ -76,6 +77,17 @@ impl StoreMetrics {
                 ]),
             )
             .expect("valid metric"),
+            sync_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "gpubridge_store_sync_seconds",
+                    "Time of one fsync of the write-ahead log for logged-only writes, taken beside the writer",
+                )
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    1.0,
+                ]),
+            )
+            .expect("valid metric"),
             queued: IntGauge::new(
                 "gpubridge_store_queued_commits",
                 "Write sets waiting for the writer",
@@ -112,6 +124,7 @@ impl StoreMetrics {
         registry.register(Box::new(self.commits.clone()))?;
         registry.register(Box::new(self.group_size.clone()))?;
         registry.register(Box::new(self.write_seconds.clone()))?;
+        registry.register(Box::new(self.sync_seconds.clone()))?;
         registry.register(Box::new(self.queued.clone()))?;
         registry.register(Box::new(self.syncs.clone()))?;
         registry.register(Box::new(self.undecodable.clone()))?;

@@ -82,33 +82,18 @@ impl<T> Inbox<T> {
 
 impl<T> Outbox<T> {
     /// Blocks until something is due, then moves up to `max` items (at least
-    /// one) into `into`. Due: an urgent item is queued, the oldest other one
-    /// has waited `linger`, or `deadline` has passed with anything queued.
-    /// With nothing queued at `deadline`, gives up. Whether anything was moved.
-    pub fn recv_many(
-        &self,
-        into: &mut Vec<T>,
-        max: usize,
-        linger: Duration,
-        deadline: Option<Instant>,
-    ) -> bool {
+    /// one) into `into`. Due: an urgent item is queued, or the oldest other
+    /// one has waited `linger`.
+    pub fn recv_many(&self, into: &mut Vec<T>, max: usize, linger: Duration) {
         let mut state = self.0.state.lock();
         loop {
             let now = Instant::now();
-            let overdue = deadline.is_some_and(|at| now >= at);
-            if state.items.is_empty() {
-                if overdue {
-                    return false;
-                }
-            } else if state.urgent
-                || overdue
-                || state.lazy_since.is_some_and(|since| now >= since + linger)
-            {
+            let lingered = state.lazy_since.map(|since| since + linger);
+            if !state.items.is_empty() && (state.urgent || lingered.is_some_and(|at| now >= at)) {
                 break;
             }
-            let lingered = state.lazy_since.map(|since| since + linger);
             state.waiting = true;
-            match [deadline, lingered].into_iter().flatten().min() {
+            match lingered {
                 Some(at) => {
                     self.0.ready.wait_until(&mut state, at);
                 }
@@ -123,7 +108,6 @@ impl<T> Outbox<T> {
             state.urgent = false;
             state.lazy_since = None;
         }
-        true
     }
 }
 
@@ -153,22 +137,10 @@ mod tests {
             assert!(inbox.send(i, true).is_ok());
         }
         let mut got = Vec::new();
-        outbox.recv_many(&mut got, 3, NO_LINGER, None);
+        outbox.recv_many(&mut got, 3, NO_LINGER);
         assert_eq!(got, vec![0, 1, 2]);
-        outbox.recv_many(&mut got, 3, NO_LINGER, None);
+        outbox.recv_many(&mut got, 3, NO_LINGER);
         assert_eq!(got, vec![0, 1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn a_deadline_ends_the_wait_with_nothing_or_takes_what_is_there() {
-        let (inbox, outbox) = queue();
-        let mut got = Vec::new();
-        let soon = || Some(Instant::now() + std::time::Duration::from_millis(5));
-        assert!(!outbox.recv_many(&mut got, 8, NO_LINGER, soon()));
-        assert!(got.is_empty());
-        assert!(inbox.send(1, true).is_ok());
-        assert!(outbox.recv_many(&mut got, 8, NO_LINGER, soon()));
-        assert_eq!(got, vec![1]);
     }
 
     #[test]
@@ -177,10 +149,10 @@ mod tests {
         let (taken, took) = std::sync::mpsc::channel();
         let consumer = std::thread::spawn(move || {
             let mut got = Vec::new();
-            outbox.recv_many(&mut got, 8, Duration::from_secs(3600), None);
+            outbox.recv_many(&mut got, 8, Duration::from_secs(3600));
             let _ = taken.send(got);
             let mut later = Vec::new();
-            outbox.recv_many(&mut later, 8, Duration::from_millis(5), None);
+            outbox.recv_many(&mut later, 8, Duration::from_millis(5));
             later
         });
         assert!(inbox.send(1, false).is_ok());
@@ -199,7 +171,7 @@ mod tests {
         let consumer = std::thread::spawn(move || {
             let mut got = Vec::new();
             while got.len() < 100 {
-                outbox.recv_many(&mut got, 7, Duration::from_millis(1), None);
+                outbox.recv_many(&mut got, 7, Duration::from_millis(1));
             }
             got
         });

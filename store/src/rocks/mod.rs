@@ -6,8 +6,11 @@
 //! as one batch with one fsync (when `sync`), then acknowledges each: under load
 //! many requests share a disk flush, so durability before acknowledgement costs
 //! little throughput. The queue is bounded; [`Kv::slot`] waits for room.
+//! Commits that ask only for the log are fsync'd later, in bulk, by the
+//! syncer ([`syncer`]), beside the writer rather than in its way.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+mod syncer;
 mod writer;
 
 use crate::error::StoreError;
@@ -24,6 +27,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use syncer::Unsynced;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use writer::{Commit, Message, Reply};
 
@@ -55,6 +59,20 @@ pub struct RocksKv {
     closed: AtomicBool,
     writer: Mutex<Option<JoinHandle<()>>>,
     metrics: StoreMetrics,
+    #[cfg(test)]
+    unsynced: Arc<Unsynced>,
+}
+
+/// Starts one of the store's threads, named for its job.
+fn spawn(
+    job: &str,
+    dir: &Path,
+    work: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name(format!("gpubridge-store-{job}"))
+        .spawn(work)
+        .map_err(|e| data_dir(dir, format!("starting the {job} thread: {e}")))
 }
 
 fn data_dir(path: &Path, reason: impl ToString) -> StoreError {
@@ -75,13 +93,26 @@ impl RocksKv {
         std::fs::create_dir_all(dir).map_err(|e| data_dir(dir, e))?;
         let db = Arc::new(DbHandle::open(dir.join("rocksdb"), tables)?);
         let (sender, receiver) = queue();
-        let writer = {
-            let (db, metrics) = (db.clone(), metrics.clone());
-            std::thread::Builder::new()
-                .name("gpubridge-store-writer".into())
-                .spawn(move || writer::run(&db, &receiver, options, &metrics))
-                .map_err(|e| data_dir(dir, format!("starting the writer thread: {e}")))?
+        let unsynced = Arc::new(Unsynced::default());
+        // Without fsyncs nothing is left unsynced, and no syncer is needed.
+        let syncer = match options.sync {
+            true => Some(spawn("syncer", dir, {
+                let (db, unsynced, metrics) = (db.clone(), unsynced.clone(), metrics.clone());
+                move || syncer::run(&db, &unsynced, &metrics)
+            })?),
+            false => None,
         };
+        let writer = spawn("writer", dir, {
+            let (db, metrics, unsynced) = (db.clone(), metrics.clone(), unsynced.clone());
+            move || {
+                writer::run(&db, &receiver, options, &metrics, &unsynced);
+                unsynced.stop();
+                if let Some(syncer) = syncer {
+                    let _ = syncer.join();
+                }
+            }
+        })
+        .inspect_err(|_| unsynced.stop())?;
         Ok(RocksKv {
             db,
             queue: Some(sender),
@@ -89,6 +120,8 @@ impl RocksKv {
             closed: AtomicBool::new(false),
             writer: Mutex::new(Some(writer)),
             metrics,
+            #[cfg(test)]
+            unsynced,
         })
     }
 
@@ -109,6 +142,8 @@ impl RocksKv {
             closed: AtomicBool::new(false),
             writer: Mutex::new(None),
             metrics: StoreMetrics::new(),
+            #[cfg(test)]
+            unsynced: Arc::default(),
         })
     }
 }

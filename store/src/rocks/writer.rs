@@ -7,13 +7,14 @@
 //! wake-up of this thread writes many, and their callbacks run here.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+use super::syncer::Unsynced;
 use super::RocksOptions;
 use crate::error::StoreError;
 use crate::handle::{backend, DbHandle};
 use crate::kv::Then;
 use crate::metrics::{StoreMetrics, SyncCause};
 use crate::queue::Outbox;
-use crate::write::{Durability, Op, WriteSet, LOGGED_LINGER, LOGGED_SYNC_WITHIN};
+use crate::write::{Durability, Op, WriteSet, LOGGED_LINGER};
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::time::Instant;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
@@ -70,29 +71,24 @@ impl Drop for Commit {
 }
 
 /// Runs until `Stop`; commits queued behind it are answered `Closed` as they
-/// are dropped. What was only logged is fsync'd before it returns.
+/// are dropped. What was only logged is left marked in `unsynced`.
 pub(super) fn run(
     handle: &DbHandle,
     queue: &Outbox<Message>,
     options: RocksOptions,
     metrics: &StoreMetrics,
+    unsynced: &Unsynced,
 ) {
-    let mut writer = Writer {
+    let writer = Writer {
         handle,
         options,
         metrics,
-        unsynced_since: None,
+        unsynced,
     };
     let mut stopping = false;
     let mut messages = Vec::new();
     while !stopping {
-        let deadline = writer
-            .unsynced_since
-            .map(|since| since + LOGGED_SYNC_WITHIN);
-        if !queue.recv_many(&mut messages, options.max_group, LOGGED_LINGER, deadline) {
-            writer.sync_log(SyncCause::Deadline);
-            continue;
-        }
+        queue.recv_many(&mut messages, options.max_group, LOGGED_LINGER);
         let mut group = Vec::with_capacity(messages.len());
         for message in messages.drain(..) {
             match message {
@@ -108,19 +104,18 @@ pub(super) fn run(
         }
         writer.write(group);
     }
-    writer.sync_log(SyncCause::Shutdown);
 }
 
 struct Writer<'a> {
     handle: &'a DbHandle,
     options: RocksOptions,
     metrics: &'a StoreMetrics,
-    /// The oldest acknowledged write not yet fsync'd (only when `options.sync`).
-    unsynced_since: Option<Instant>,
+    /// Acknowledged writes not yet fsync'd (only when `options.sync`).
+    unsynced: &'a Unsynced,
 }
 
 impl Writer<'_> {
-    fn write(&mut self, group: Vec<Commit>) {
+    fn write(&self, group: Vec<Commit>) {
         if group.is_empty() {
             return;
         }
@@ -159,10 +154,11 @@ impl Writer<'_> {
         self.metrics.group_size.observe(members.len() as f64);
         drop(db);
         match (&result, sync) {
-            (Ok(()), Some(cause)) => self.synced(cause),
-            (Ok(()), None) if self.options.sync => {
-                self.unsynced_since.get_or_insert(started);
+            (Ok(()), Some(cause)) => {
+                self.unsynced.clear();
+                self.metrics.count_sync(cause);
             }
+            (Ok(()), None) if self.options.sync => self.unsynced.mark(started),
             (Ok(()), None) => {}
             (Err(e), _) => {
                 // RocksDB refuses every write after this one until it is reopened.
@@ -176,45 +172,12 @@ impl Writer<'_> {
         }
     }
 
-    /// Whether this group is fsync'd, and why: one of its commits asks for
-    /// it, or what was only logged before it has waited long enough.
+    /// Whether this group is fsync'd: when one of its commits asks for it.
     fn must_sync(&self, members: &[Commit]) -> Option<SyncCause> {
-        if !self.options.sync {
-            return None;
-        }
-        if members
+        let asked = members
             .iter()
-            .any(|c| c.writes.durability() == Durability::Synced)
-        {
-            return Some(SyncCause::Commit);
-        }
-        self.unsynced_since
-            .is_some_and(|since| since.elapsed() >= LOGGED_SYNC_WITHIN)
-            .then_some(SyncCause::Deadline)
-    }
-
-    /// fsyncs the write-ahead log, if anything in it is not yet.
-    fn sync_log(&mut self, cause: SyncCause) {
-        if self.unsynced_since.is_none() {
-            return;
-        }
-        let synced = self
-            .handle
-            .current()
-            .and_then(|db| db.flush_wal(true).map_err(backend));
-        match synced {
-            Ok(()) => self.synced(cause),
-            // Retried at the next deadline; the writes stay in the log meanwhile.
-            Err(e) => {
-                tracing::error!(error = %e, "syncing the write-ahead log failed");
-                self.unsynced_since = Some(Instant::now());
-            }
-        }
-    }
-
-    fn synced(&mut self, cause: SyncCause) {
-        self.unsynced_since = None;
-        self.metrics.count_sync(cause);
+            .any(|c| c.writes.durability() == Durability::Synced);
+        (self.options.sync && asked).then_some(SyncCause::Commit)
     }
 }
 
