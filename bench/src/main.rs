@@ -182,6 +182,11 @@ struct Args {
     /// whichever ran during it.
     #[arg(long, default_value_t = 1)]
     rounds: u32,
+    /// --target: before measuring, drive each target for this many seconds at
+    /// the first rate, unrecorded, so connection pools (the bench's, and a
+    /// gateway's to its upstream) have grown to the load.
+    #[arg(long, default_value_t = 0.0)]
+    warmup_seconds: f64,
     /// p99 bounds of the rate frontier, milliseconds.
     #[arg(long, value_delimiter = ',', default_value = "1,5,10")]
     p99_bounds_ms: Vec<f64>,
@@ -379,6 +384,7 @@ async fn sweep(args: &Args) -> anyhow::Result<()> {
         rates: args.rates.clone(),
         seconds: args.seconds,
         rounds: args.rounds.max(1),
+        warmup: Duration::from_secs_f64(args.warmup_seconds.max(0.0)),
         max_in_flight: args.max_in_flight,
         bounds_ms: args.p99_bounds_ms.clone(),
     };

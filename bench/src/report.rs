@@ -23,6 +23,8 @@ pub struct Report {
     pub seconds: u64,
     /// Slices each run's seconds were taken in, in turn with the other targets'.
     pub rounds: u32,
+    /// Each target driven this long before the runs, unrecorded.
+    pub warmup_seconds: f64,
     pub model: String,
     pub baselines: Vec<String>,
     pub targets: Vec<TargetView>,
@@ -84,6 +86,7 @@ impl Report {
             },
             seconds: sweep.seconds,
             rounds: sweep.rounds,
+            warmup_seconds: sweep.warmup.as_secs_f64(),
             model: sweep.model.clone(),
             baselines: sweep.baselines.clone(),
             targets: sweep.targets.iter().map(TargetView::of).collect(),
@@ -228,8 +231,8 @@ pub fn html(report: &Report) -> String {
     );
     let _ = write!(
         page,
-        "<h1>Latency by percentile</h1><p>Open loop, {} s per run in {} slice(s) taken in turn with the other targets, {} cores, latency from the scheduled send time.</p>",
-        report.seconds, report.rounds, report.machine.cores
+        "<h1>Latency by percentile</h1><p>Open loop, {} s per run in {} slice(s) taken in turn with the other targets, after {} s of unrecorded warm-up per target, {} cores, latency from the scheduled send time.</p>",
+        report.seconds, report.rounds, report.warmup_seconds, report.machine.cores
     );
     page.push_str(&frontier_table(report));
     page.push_str(&runs_table(report));
@@ -474,6 +477,7 @@ pub(super) mod tests {
             machine: Machine { cores: 2 },
             seconds: 1,
             rounds: 1,
+            warmup_seconds: 0.0,
             model: "m".into(),
             baselines: vec!["direct".into(), "direct-stream".into()],
             targets: vec![
@@ -506,6 +510,7 @@ pub(super) mod tests {
             machine: Machine { cores: 2 },
             seconds: 1,
             rounds: 1,
+            warmup_seconds: 0.0,
             model: "m".into(),
             baselines: vec!["up".into()],
             targets: Vec::new(),

@@ -132,6 +132,9 @@ pub struct Sweep {
     pub seconds: u64,
     /// Slices of `seconds` per target, taken in turn with the other targets'.
     pub rounds: u32,
+    /// Each target driven this long at the first rate before anything is
+    /// measured (zero: none).
+    pub warmup: Duration,
     pub max_in_flight: u64,
     /// p99 bounds of the frontier, in milliseconds.
     pub bounds_ms: Vec<f64>,
@@ -148,6 +151,7 @@ pub async fn run(sweep: &Sweep) -> anyhow::Result<Report> {
     // The baseline first at each rate, so the others' added latency prints as they finish.
     let mut live: Vec<&Target> = sweep.targets.iter().collect();
     live.sort_by_key(|t| !sweep.baselines.contains(&t.name));
+    warm_up(&client, &live, sweep).await?;
     for rate in rates(&sweep.rates) {
         if live.is_empty() {
             break;
@@ -186,6 +190,32 @@ pub async fn run(sweep: &Sweep) -> anyhow::Result<Report> {
         .map(|t| Frontier::of(&t.name, &report.runs, &sweep.bounds_ms))
         .collect();
     Ok(report)
+}
+
+/// Drives each target at the first rate for the warm-up, and forgets it.
+async fn warm_up(client: &JsonClient, targets: &[&Target], sweep: &Sweep) -> anyhow::Result<()> {
+    let Some(&rate) = rates(&sweep.rates).first() else {
+        return Ok(());
+    };
+    if sweep.warmup.is_zero() {
+        return Ok(());
+    }
+    let spec = LoadSpec {
+        rate_per_second: rate,
+        duration: sweep.warmup,
+        max_in_flight: sweep.max_in_flight,
+    };
+    for target in targets {
+        let result = drive(client, target, &sweep.model, &spec, &Failures::default()).await?;
+        println!(
+            "warm-up {:<20} {:.1} s at {rate} req/s, unrecorded ({} answered well of {})",
+            target.name,
+            sweep.warmup.as_secs_f64(),
+            result.ok,
+            result.ok + result.errors + result.dropped
+        );
+    }
+    Ok(())
 }
 
 /// The given rates, or 500, 1000, 2000, 4000 … 10,000, then 15,000 … 60,000 req/s.

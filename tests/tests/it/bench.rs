@@ -5,8 +5,9 @@
 use gpubridge_tests::{binary, Standin};
 use serde_json::Value;
 
-/// Two targets compared at one rate (`--compare`), each run taken in two
-/// slices in turn: every slice's requests count, once, in its target's run.
+/// Two targets compared at one rate (`--compare`), each warmed up, then each
+/// run taken in two slices in turn: every slice's requests count, once, in
+/// its target's run, and the warm-up's in none.
 #[tokio::test]
 async fn targets_taken_in_turn_count_every_slice() {
     let standin = Standin::start("k").await.unwrap();
@@ -23,6 +24,8 @@ async fn targets_taken_in_turn_count_every_slice() {
             "2",
             "--rates",
             "50",
+            "--warmup-seconds",
+            "0.5",
         ])
         .args([
             "--compare",
@@ -41,6 +44,7 @@ async fn targets_taken_in_turn_count_every_slice() {
     );
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["rounds"], 2, "{report}");
+    assert_eq!(report["warmup_seconds"], 0.5, "{report}");
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{report}");
     for run in runs {
@@ -64,7 +68,8 @@ async fn targets_taken_in_turn_count_every_slice() {
         assert!(starts.windows(2).all(|p| p[0] < p[1]), "{starts:?}");
         assert!(starts.iter().all(|s| s % 100 == 0), "{starts:?}");
     }
-    assert_eq!(standin.requests(), 200);
+    // Each target's 25 warm-up requests were sent, and counted in no run.
+    assert_eq!(standin.requests(), 250);
     assert!(stdout.contains("again"), "{stdout}");
 }
 
