@@ -31,6 +31,7 @@ pub struct FleetArgs {
     pub idle_seconds: u64,
     pub sync_writes: bool,
     pub daemon_bin: Option<PathBuf>,
+    pub pacing: crate::load::Pacing,
 }
 
 /// One fleet size's figures.
@@ -167,6 +168,7 @@ async fn one_size(args: &FleetArgs, agents: usize) -> anyhow::Result<FleetRow> {
         rate_per_second: args.rate,
         duration: Duration::from_secs(args.seconds),
         max_in_flight: 4096,
+        pacing: args.pacing,
     };
     let load = Arc::new(Probe::new(&spec, false)?);
     *probe.write() = Some(load.clone());

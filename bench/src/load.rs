@@ -15,6 +15,7 @@ pub struct LoadSpec {
     pub duration: Duration,
     /// Requests allowed in flight at once; beyond it a scheduled request is dropped.
     pub max_in_flight: u64,
+    pub pacing: Pacing,
 }
 
 pub struct LoadResult {
@@ -74,39 +75,44 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send + 'static,
 {
-    let request = Arc::new(request);
     let total = (spec.rate_per_second * spec.duration.as_secs_f64()).round() as u64;
-    let interval = Duration::from_secs_f64(1.0 / spec.rate_per_second.max(0.001));
-    let in_flight = Arc::new(AtomicU64::new(0));
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(bool, u64, u64)>();
-    let start = Instant::now();
-    let start_unix_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let mut dropped = 0u64;
-    let due_unix_ms = |n: u64| start_unix_ms + interval.mul_f64(n as f64).as_millis() as u64;
-    let mut sent_late_us = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
-    let mut timeline = Timeline::default();
-    for n in 0..total {
-        let scheduled = start + interval.mul_f64(n as f64);
-        tokio::time::sleep_until(scheduled.into()).await;
-        let late = scheduled.elapsed().as_micros() as u64;
-        sent_late_us.saturating_record(late.max(1));
-        timeline.sent(due_unix_ms(n), late);
-        if in_flight.load(Ordering::Acquire) >= spec.max_in_flight {
-            dropped += 1;
-            continue;
+    let (answers, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(bool, u64, u64)>();
+    let mut pacer = Pacer::new(spec, Arc::new(request), answers)?;
+    let schedule = pacer.schedule;
+    let pacer = match spec.pacing {
+        Pacing::Timer => {
+            for n in 0..total {
+                tokio::time::sleep_until(schedule.due(n).into()).await;
+                pacer.send(n);
+            }
+            pacer
         }
-        in_flight.fetch_add(1, Ordering::AcqRel);
-        let (request, sender, in_flight) = (request.clone(), sender.clone(), in_flight.clone());
-        tokio::spawn(async move {
-            let ok = request(n).await;
-            let micros = scheduled.elapsed().as_micros() as u64;
-            in_flight.fetch_sub(1, Ordering::AcqRel);
-            let _ = sender.send((ok, micros, n));
-        });
-    }
-    drop(sender);
+        Pacing::Precise => {
+            tokio::task::spawn_blocking(move || {
+                for n in 0..total {
+                    let wait = schedule.due(n).checked_duration_since(Instant::now());
+                    if let Some(wait) = wait {
+                        // The blocking pool's thread, not a worker: sleeping is its job.
+                        #[allow(clippy::disallowed_methods)]
+                        std::thread::sleep(wait);
+                    }
+                    pacer.send(n);
+                }
+                pacer
+            })
+            .await?
+        }
+    };
+    let Pacer {
+        dropped,
+        sent_late_us,
+        mut timeline,
+        answers,
+        ..
+    } = pacer;
+    // The channel ends with the last answer once the pacer's sender is gone.
+    drop(answers);
+    let due_unix_ms = |n| schedule.due_unix_ms(n);
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
     let (mut ok, mut errors) = (0u64, 0u64);
     let mut slowest: Option<Slowest> = None;
@@ -130,12 +136,121 @@ where
         ok,
         errors,
         dropped,
-        elapsed: start.elapsed(),
+        elapsed: schedule.start.elapsed(),
         execution_us: None,
         sent_late_us: Some(sent_late_us),
         slowest,
         timeline: Some(timeline),
     })
+}
+
+/// How an open-loop run keeps its schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pacing {
+    /// A thread of its own sleeps to each send time (late by the kernel's
+    /// timer slack, tens of µs) and hands the request to the runtime.
+    #[default]
+    Precise,
+    /// Tokio's timer, which fires on whole milliseconds: the requests due
+    /// within one leave together, up to a millisecond late, in bursts.
+    Timer,
+}
+
+impl Pacing {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pacing::Precise => "precise",
+            Pacing::Timer => "timer",
+        }
+    }
+}
+
+/// When each request of an open-loop run is due: evenly spaced from its start.
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    start_unix_ms: u64,
+    interval: Duration,
+}
+
+impl Schedule {
+    fn starting_now(rate_per_second: f64) -> Schedule {
+        Schedule {
+            start: Instant::now(),
+            start_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            interval: Duration::from_secs_f64(1.0 / rate_per_second.max(0.001)),
+        }
+    }
+
+    fn due(&self, n: u64) -> Instant {
+        self.start + self.interval.mul_f64(n as f64)
+    }
+
+    fn due_unix_ms(&self, n: u64) -> u64 {
+        self.start_unix_ms + self.interval.mul_f64(n as f64).as_millis() as u64
+    }
+}
+
+/// The send side of an open-loop run: when each request is due, and how late
+/// each was sent.
+struct Pacer<F> {
+    request: Arc<F>,
+    answers: tokio::sync::mpsc::UnboundedSender<(bool, u64, u64)>,
+    in_flight: Arc<AtomicU64>,
+    max_in_flight: u64,
+    runtime: tokio::runtime::Handle,
+    schedule: Schedule,
+    dropped: u64,
+    sent_late_us: Histogram<u64>,
+    timeline: Timeline,
+}
+
+impl<F, Fut> Pacer<F>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    fn new(
+        spec: &LoadSpec,
+        request: Arc<F>,
+        answers: tokio::sync::mpsc::UnboundedSender<(bool, u64, u64)>,
+    ) -> anyhow::Result<Pacer<F>> {
+        Ok(Pacer {
+            request,
+            answers,
+            in_flight: Arc::new(AtomicU64::new(0)),
+            max_in_flight: spec.max_in_flight,
+            runtime: tokio::runtime::Handle::current(),
+            schedule: Schedule::starting_now(spec.rate_per_second),
+            dropped: 0,
+            sent_late_us: Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?,
+            timeline: Timeline::default(),
+        })
+    }
+
+    /// Sends request `n` now, unless too many are in flight (dropped).
+    fn send(&mut self, n: u64) {
+        let scheduled = self.schedule.due(n);
+        let late = scheduled.elapsed().as_micros() as u64;
+        self.sent_late_us.saturating_record(late.max(1));
+        self.timeline.sent(self.schedule.due_unix_ms(n), late);
+        if self.in_flight.load(Ordering::Acquire) >= self.max_in_flight {
+            self.dropped += 1;
+            return;
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let (request, answers) = (self.request.clone(), self.answers.clone());
+        let in_flight = self.in_flight.clone();
+        self.runtime.spawn(async move {
+            let ok = request(n).await;
+            let micros = scheduled.elapsed().as_micros() as u64;
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            let _ = answers.send((ok, micros, n));
+        });
+    }
 }
 
 /// Closed loop: `clients` callers, each sending its next request as soon as the
@@ -220,6 +335,35 @@ mod tests {
                 due_unix_ms: latency_us,
             }),
             timeline: None,
+        }
+    }
+
+    /// Either way of pacing sends every request once, on its own schedule.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_pacing_sends_every_request() {
+        for pacing in [Pacing::Precise, Pacing::Timer] {
+            let spec = LoadSpec {
+                rate_per_second: 1000.0,
+                duration: Duration::from_millis(200),
+                max_in_flight: 1000,
+                pacing,
+            };
+            let seen = Arc::new(AtomicU64::new(0));
+            let counted = seen.clone();
+            let result = run(&spec, move |n| {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    n % 50 != 0
+                }
+            })
+            .await
+            .unwrap();
+            assert_eq!(seen.load(Ordering::Relaxed), 200, "{pacing:?}");
+            assert_eq!((result.ok, result.errors, result.dropped), (196, 4, 0));
+            assert_eq!(result.sent_late_us.map(|h| h.len()), Some(200));
+            let windows = result.timeline.map(|t| t.points()).unwrap_or_default();
+            assert_eq!(windows.iter().map(|w| w.ok + w.errors).sum::<u64>(), 200);
         }
     }
 

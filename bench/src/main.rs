@@ -37,7 +37,7 @@ use gpubridge_tests::{
 };
 use hdrhistogram::Histogram;
 use hyper::{Method, StatusCode};
-use load::{LoadResult, LoadSpec};
+use load::{LoadResult, LoadSpec, Pacing};
 use parking_lot::Mutex;
 use serde_json::json;
 use std::sync::Arc;
@@ -58,6 +58,11 @@ struct Args {
     /// Requests in flight at most; scheduled requests beyond it count as dropped.
     #[arg(long, default_value_t = 4096)]
     max_in_flight: u64,
+    /// How open-loop sends keep their schedule: `precise` (a thread sleeping
+    /// to each send time) or `timer` (Tokio's timer, on whole milliseconds:
+    /// the requests due within one leave together, as before 2026-11-27).
+    #[arg(long, value_enum, default_value_t = Pacing::Precise)]
+    pacing: Pacing,
     /// Scenarios to run, comma separated: direct, inference, run, echo, paid,
     /// echo-run (echo jobs until completed: through agents with --agents),
     /// x402-tx and x402-eip3009 (keyless /run paid per request on a local
@@ -250,6 +255,7 @@ async fn main() -> anyhow::Result<()> {
             idle_seconds: args.idle_seconds,
             sync_writes: args.sync_writes,
             daemon_bin: args.daemon_bin.clone(),
+            pacing: args.pacing,
         };
         fleet::print_header(&fleet_args);
         fleet::run(&fleet_args).await?;
@@ -262,6 +268,7 @@ async fn main() -> anyhow::Result<()> {
             seconds: args.seconds,
             sync_writes: args.sync_writes,
             daemon_bin: args.daemon_bin.clone(),
+            pacing: args.pacing,
         })
         .await;
     }
@@ -283,6 +290,7 @@ async fn main() -> anyhow::Result<()> {
         rate_per_second: args.rate,
         duration: Duration::from_secs(args.seconds),
         max_in_flight: args.max_in_flight,
+        pacing: args.pacing,
     };
     let accounts_on = args.with_accounts() && args.gateway.is_none();
     let clients = args.clients.unwrap_or(1).max(1);
@@ -386,6 +394,7 @@ async fn sweep(args: &Args) -> anyhow::Result<()> {
         rounds: args.rounds.max(1),
         warmup: Duration::from_secs_f64(args.warmup_seconds.max(0.0)),
         max_in_flight: args.max_in_flight,
+        pacing: args.pacing,
         bounds_ms: args.p99_bounds_ms.clone(),
     };
     let report = targets::run(&sweep).await?;

@@ -30,6 +30,7 @@ pub struct QueueArgs {
     pub seconds: u64,
     pub sync_writes: bool,
     pub daemon_bin: Option<PathBuf>,
+    pub pacing: crate::load::Pacing,
 }
 
 pub async fn run(args: &QueueArgs) -> anyhow::Result<()> {
@@ -116,6 +117,7 @@ async fn probe(
         rate_per_second: args.rate / 2.0,
         duration: Duration::from_secs(args.seconds),
         max_in_flight: 4096,
+        pacing: args.pacing,
     };
     let failures = Failures::default();
     let (run_client, run_url, run_failures) =

@@ -3,7 +3,7 @@
 //! percentile, HdrHistogram style: the tail stretched out to the right.
 
 use crate::failures::Failure;
-use crate::load::LoadResult;
+use crate::load::{LoadResult, Pacing};
 use crate::targets::{Shape, Sweep, Target};
 use crate::timeline::{Point, Timeline};
 use serde::Serialize;
@@ -25,6 +25,8 @@ pub struct Report {
     pub rounds: u32,
     /// Each target driven this long before the runs, unrecorded.
     pub warmup_seconds: f64,
+    /// How the open-loop schedule was kept.
+    pub pacing: Pacing,
     pub model: String,
     pub baselines: Vec<String>,
     pub targets: Vec<TargetView>,
@@ -87,6 +89,7 @@ impl Report {
             seconds: sweep.seconds,
             rounds: sweep.rounds,
             warmup_seconds: sweep.warmup.as_secs_f64(),
+            pacing: sweep.pacing,
             model: sweep.model.clone(),
             baselines: sweep.baselines.clone(),
             targets: sweep.targets.iter().map(TargetView::of).collect(),
@@ -231,8 +234,8 @@ pub fn html(report: &Report) -> String {
     );
     let _ = write!(
         page,
-        "<h1>Latency by percentile</h1><p>Open loop, {} s per run in {} slice(s) taken in turn with the other targets, after {} s of unrecorded warm-up per target, {} cores, latency from the scheduled send time.</p>",
-        report.seconds, report.rounds, report.warmup_seconds, report.machine.cores
+        "<h1>Latency by percentile</h1><p>Open loop, {} s per run in {} slice(s) taken in turn with the other targets, after {} s of unrecorded warm-up per target, {} cores, latency from the scheduled send time ({} pacing).</p>",
+        report.seconds, report.rounds, report.warmup_seconds, report.machine.cores, report.pacing.name()
     );
     page.push_str(&frontier_table(report));
     page.push_str(&runs_table(report));
@@ -478,6 +481,7 @@ pub(super) mod tests {
             seconds: 1,
             rounds: 1,
             warmup_seconds: 0.0,
+            pacing: Pacing::Precise,
             model: "m".into(),
             baselines: vec!["direct".into(), "direct-stream".into()],
             targets: vec![
@@ -511,6 +515,7 @@ pub(super) mod tests {
             seconds: 1,
             rounds: 1,
             warmup_seconds: 0.0,
+            pacing: Pacing::Precise,
             model: "m".into(),
             baselines: vec!["up".into()],
             targets: Vec::new(),

@@ -7,7 +7,7 @@
 //! target's p99 passes the largest bound: its rate frontier.
 
 use crate::failures::{print_failure, Failures};
-use crate::load::{self, LoadResult, LoadSpec};
+use crate::load::{self, LoadResult, LoadSpec, Pacing};
 use crate::report::{Frontier, Report, Run};
 use anyhow::Context;
 use bytes::Bytes;
@@ -136,6 +136,7 @@ pub struct Sweep {
     /// measured (zero: none).
     pub warmup: Duration,
     pub max_in_flight: u64,
+    pub pacing: Pacing,
     /// p99 bounds of the frontier, in milliseconds.
     pub bounds_ms: Vec<f64>,
 }
@@ -161,6 +162,7 @@ pub async fn run(sweep: &Sweep) -> anyhow::Result<Report> {
             rate_per_second: rate,
             duration: Duration::from_secs_f64(sweep.seconds as f64 / f64::from(sweep.rounds)),
             max_in_flight: sweep.max_in_flight,
+            pacing: sweep.pacing,
         };
         let mut taken: Vec<(Option<LoadResult>, Failures)> =
             live.iter().map(|_| Default::default()).collect();
@@ -204,6 +206,7 @@ async fn warm_up(client: &JsonClient, targets: &[&Target], sweep: &Sweep) -> any
         rate_per_second: rate,
         duration: sweep.warmup,
         max_in_flight: sweep.max_in_flight,
+        pacing: sweep.pacing,
     };
     for target in targets {
         let result = drive(client, target, &sweep.model, &spec, &Failures::default()).await?;

@@ -45,6 +45,7 @@ async fn targets_taken_in_turn_count_every_slice() {
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["rounds"], 2, "{report}");
     assert_eq!(report["warmup_seconds"], 0.5, "{report}");
+    assert_eq!(report["pacing"], "precise", "the default, {report}");
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{report}");
     for run in runs {
