@@ -2,6 +2,7 @@
 //! earlier ones finished, and latency is measured from the scheduled send time,
 //! so a stalled server shows up as latency instead of silently lowering load.
 
+use crate::ticker::Ticker;
 use crate::timeline::Timeline;
 use hdrhistogram::Histogram;
 use std::future::Future;
@@ -88,19 +89,12 @@ where
             pacer
         }
         Pacing::Precise => {
-            tokio::task::spawn_blocking(move || {
-                for n in 0..total {
-                    let wait = schedule.due(n).checked_duration_since(Instant::now());
-                    if let Some(wait) = wait {
-                        // The blocking pool's thread, not a worker: sleeping is its job.
-                        #[allow(clippy::disallowed_methods)]
-                        std::thread::sleep(wait);
-                    }
-                    pacer.send(n);
-                }
-                pacer
-            })
-            .await?
+            let ticker = Ticker::new()?;
+            for n in 0..total {
+                ticker.until(schedule.due(n)).await?;
+                pacer.send(n);
+            }
+            pacer
         }
     };
     let Pacer {
@@ -148,8 +142,8 @@ where
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pacing {
-    /// A thread of its own sleeps to each send time (late by the kernel's
-    /// timer slack, tens of µs) and hands the request to the runtime.
+    /// A timerfd wakes the runtime at each send time (late by the kernel's
+    /// timer slack and a wake-up, tens of µs).
     #[default]
     Precise,
     /// Tokio's timer, which fires on whole milliseconds: the requests due

@@ -19,6 +19,7 @@ mod report;
 mod soak;
 mod streams;
 mod targets;
+mod ticker;
 mod timeline;
 mod x402;
 
@@ -58,9 +59,9 @@ struct Args {
     /// Requests in flight at most; scheduled requests beyond it count as dropped.
     #[arg(long, default_value_t = 4096)]
     max_in_flight: u64,
-    /// How open-loop sends keep their schedule: `precise` (a thread sleeping
-    /// to each send time) or `timer` (Tokio's timer, on whole milliseconds:
-    /// the requests due within one leave together, as before 2026-11-27).
+    /// How open-loop sends keep their schedule: `precise` (a timerfd, to the
+    /// microsecond) or `timer` (Tokio's timer, on whole milliseconds: the
+    /// requests due within one leave together, as before 2026-11-27).
     #[arg(long, value_enum, default_value_t = Pacing::Precise)]
     pacing: Pacing,
     /// Scenarios to run, comma separated: direct, inference, run, echo, paid,
