@@ -80,23 +80,17 @@ where
     let (answers, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(bool, u64, u64)>();
     let mut pacer = Pacer::new(spec, Arc::new(request), answers)?;
     let schedule = pacer.schedule;
-    let pacer = match spec.pacing {
-        Pacing::Timer => {
-            for n in 0..total {
-                tokio::time::sleep_until(schedule.due(n).into()).await;
-                pacer.send(n);
-            }
-            pacer
-        }
-        Pacing::Precise => {
-            let ticker = Ticker::new()?;
-            for n in 0..total {
-                ticker.until(schedule.due(n)).await?;
-                pacer.send(n);
-            }
-            pacer
-        }
+    let ticker = match spec.pacing {
+        Pacing::Precise => Some(Ticker::new()?),
+        Pacing::Timer => None,
     };
+    for n in 0..total {
+        match &ticker {
+            Some(ticker) => ticker.until(schedule.due(n)).await?,
+            None => tokio::time::sleep_until(schedule.due(n).into()).await,
+        }
+        pacer.send(n);
+    }
     let Pacer {
         dropped,
         sent_late_us,
@@ -195,7 +189,6 @@ struct Pacer<F> {
     answers: tokio::sync::mpsc::UnboundedSender<(bool, u64, u64)>,
     in_flight: Arc<AtomicU64>,
     max_in_flight: u64,
-    runtime: tokio::runtime::Handle,
     schedule: Schedule,
     dropped: u64,
     sent_late_us: Histogram<u64>,
@@ -217,7 +210,6 @@ where
             answers,
             in_flight: Arc::new(AtomicU64::new(0)),
             max_in_flight: spec.max_in_flight,
-            runtime: tokio::runtime::Handle::current(),
             schedule: Schedule::starting_now(spec.rate_per_second),
             dropped: 0,
             sent_late_us: Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?,
@@ -238,7 +230,7 @@ where
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let (request, answers) = (self.request.clone(), self.answers.clone());
         let in_flight = self.in_flight.clone();
-        self.runtime.spawn(async move {
+        tokio::spawn(async move {
             let ok = request(n).await;
             let micros = scheduled.elapsed().as_micros() as u64;
             in_flight.fetch_sub(1, Ordering::AcqRel);
