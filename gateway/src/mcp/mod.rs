@@ -13,7 +13,7 @@ mod tools;
 use crate::app::{App, HttpResponse};
 use crate::error::ApiError;
 use crate::outgoing::Outgoing;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, StatusCode};
@@ -35,7 +35,14 @@ pub async fn handle(app: &Arc<App>, request: Request<Incoming>) -> HttpResponse 
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let response = match service.call(request).await {
+    // Read here, within the route's size and time rules, as every other
+    // route's body is: rmcp would wait for a trickling body as long as it took.
+    let (parts, body) = request.into_parts();
+    let body = match crate::body::read_limited(body, &parts).await {
+        Ok(bytes) => Full::new(bytes),
+        Err(refused) => return refused.into_response(),
+    };
+    let response = match service.call(Request::from_parts(parts, body)).await {
         Ok(response) => response,
         Err(never) => match never {},
     };

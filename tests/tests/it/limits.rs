@@ -226,4 +226,12 @@ async fn bodies_are_limited_per_route_and_in_time() {
         body["hint"].as_str().is_some_and(|h| !h.is_empty()),
         "{body}"
     );
+    // `/mcp` too, whose body its MCP server would otherwise read at leisure.
+    let slow_mcp = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{\"jsonrpc";
+    let (status, body) = raw_exchange(&addr, slow_mcp.as_bytes().to_vec()).await;
+    assert_eq!(status, 408, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
 }
