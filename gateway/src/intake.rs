@@ -52,6 +52,10 @@ pub struct Accepted {
     /// runs the job in the waiting request's task, or detach it and call
     /// [`App::durable`] before showing the job's id.
     pub driver: Option<Driver>,
+    /// A replay's own clock: the earlier request's job runs on that request's
+    /// clock, so pass this to [`App::wait_inline`] to count the wait for it
+    /// as time on backends rather than the gateway's overhead.
+    pub replay_clock: Option<BackendClock>,
 }
 
 impl App {
@@ -75,6 +79,8 @@ impl App {
             })
             .map_err(|e| self.submit_error(e))?;
         prepared.stream = request.stream;
+        // Kept for a replay, which waits on the earlier request's job.
+        let replay_clock = request.idempotency.as_ref().and(request.clock.clone());
         prepared.clock = request.clock;
         prepared.max_unfinished = caller
             .account
@@ -112,6 +118,9 @@ impl App {
         let mut accepted = self.admitted(admitted.admission).await?;
         accepted.paid = admitted.paid;
         accepted.driver = admitted.driver;
+        if accepted.replayed {
+            accepted.replay_clock = replay_clock;
+        }
         Ok(accepted)
     }
 
@@ -124,11 +133,14 @@ impl App {
         id: &JobId,
         wait: Duration,
         driver: Option<Driver>,
+        replay_clock: Option<BackendClock>,
     ) -> Result<Option<Arc<JobRecord>>, ApiError> {
-        self.scheduler
-            .wait_driving(id, wait, driver)
-            .await
-            .map_err(|e| ApiError::from_store(&e, UNFINISHED_HINT))
+        let waiting = self.scheduler.wait_driving(id, wait, driver);
+        let ended = match replay_clock {
+            Some(clock) => clock.counting(waiting).await,
+            None => waiting.await,
+        };
+        ended.map_err(|e| ApiError::from_store(&e, UNFINISHED_HINT))
     }
 
     /// Makes a job started unwritten durable before its id is shown while it
@@ -149,6 +161,7 @@ impl App {
                     replayed: false,
                     paid: None,
                     driver: None,
+                    replay_clock: None,
                 })
             }
             Admission::Replayed(id) => id,
@@ -159,6 +172,7 @@ impl App {
                 replayed: true,
                 paid: None,
                 driver: None,
+                replay_clock: None,
             }),
             Ok(None) => {
                 tracing::error!(job_id = %id, "idempotent replay of a missing job");

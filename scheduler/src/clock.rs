@@ -28,6 +28,14 @@ impl BackendClock {
                 .map_or(Duration::ZERO, |since| since.elapsed())
     }
 
+    /// Counts while `waiting` runs: for a request that waits on a job another
+    /// request started and clocks (an idempotent replay), that wait is time on
+    /// backends too, not the gateway's.
+    pub async fn counting<F: std::future::Future>(&self, waiting: F) -> F::Output {
+        let _span = self.span();
+        waiting.await
+    }
+
     /// Counts from now until the returned guard is dropped.
     pub(crate) fn span(&self) -> Span<'_> {
         self.0.lock().since = Some(Instant::now());

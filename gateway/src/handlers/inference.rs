@@ -50,8 +50,10 @@ async fn infer(
         .await
         .map_err(inference_paths)?;
     let wait = Duration::from_millis(app.http.inline_wait_ms);
-    let driver = accepted.driver.take();
-    let finished = app.wait_inline(&accepted.record.id, wait, driver).await?;
+    let (driver, replay) = (accepted.driver.take(), accepted.replay_clock.take());
+    let finished = app
+        .wait_inline(&accepted.record.id, wait, driver, replay)
+        .await?;
     let record = finished.as_deref().unwrap_or(&accepted.record);
     let status = match record.status {
         JobStatus::Completed => StatusCode::OK,

@@ -12,7 +12,7 @@ use crate::requests::RunBody;
 use crate::views::{status_url, RunAccepted, StatusView};
 use gpubridge_billing::IdempotencyClaim;
 use gpubridge_protocol::JobId;
-use gpubridge_scheduler::{JobRecord, Origin};
+use gpubridge_scheduler::{BackendClock, JobRecord, Origin};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, LOCATION};
 use hyper::{Request, StatusCode};
@@ -60,7 +60,10 @@ async fn run(
         )
         .await?;
     let ended = match wait {
-        Some(seconds) => waited(app, &accepted.record.id, seconds).await,
+        Some(seconds) => {
+            let replay = accepted.replay_clock.as_ref();
+            waited(app, &accepted.record.id, seconds, replay).await
+        }
         None => None,
     };
     let record = ended.as_deref().unwrap_or(&accepted.record);
@@ -93,11 +96,21 @@ async fn run(
     Ok(response)
 }
 
-/// The job after up to `seconds` of waiting; `None` (answer as accepted) if
-/// it cannot be read (it is persisted and running: the answer points at /status).
-async fn waited(app: &App, id: &JobId, seconds: u64) -> Option<Arc<JobRecord>> {
-    let wait = Duration::from_secs(seconds);
-    app.scheduler.wait(id, wait).await.ok().flatten()
+/// The job after up to `seconds` of waiting (on a replay's clock if it is
+/// one); `None` (answer as accepted) if it cannot be read (it is persisted and
+/// running: the answer points at /status).
+async fn waited(
+    app: &App,
+    id: &JobId,
+    seconds: u64,
+    replay_clock: Option<&BackendClock>,
+) -> Option<Arc<JobRecord>> {
+    let waiting = app.scheduler.wait(id, Duration::from_secs(seconds));
+    let ended = match replay_clock {
+        Some(clock) => clock.counting(waiting).await,
+        None => waiting.await,
+    };
+    ended.ok().flatten()
 }
 
 /// A job that ended within `Prefer: wait`: its status document, as /status

@@ -116,9 +116,9 @@ async fn run(
     };
     let mut accepted = app.intake(caller, request).await?;
     let id = accepted.record.id.clone();
-    let driver = accepted.driver.take();
+    let (driver, replay) = (accepted.driver.take(), accepted.replay_clock.take());
     let ended = app
-        .wait_inline(&id, Duration::from_secs(wait), driver)
+        .wait_inline(&id, Duration::from_secs(wait), driver, replay)
         .await?;
     let record = ended.as_deref().unwrap_or(&accepted.record);
     if !record.status.is_terminal() {

@@ -13,7 +13,9 @@ use crate::handlers::{accepted_headers, arrive, x402_tagged, JOB_ID};
 use crate::intake::IntakeRequest;
 use gpubridge_billing::IdempotencyClaim;
 use gpubridge_protocol::{JobId, JobStatus};
-use gpubridge_scheduler::{now_ms, Driver, JobRecord, Origin, StreamReceiver, StreamTap};
+use gpubridge_scheduler::{
+    now_ms, BackendClock, Driver, JobRecord, Origin, StreamReceiver, StreamTap,
+};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
@@ -79,7 +81,8 @@ async fn chat(
         // A replayed request has no live stream: it gets the finished answer.
         false => {
             let _watching = chunks;
-            let record = finished(app, &accepted.record, accepted.driver.take()).await?;
+            let (driver, replay) = (accepted.driver.take(), accepted.replay_clock.take());
+            let record = finished(app, &accepted.record, driver, replay).await?;
             match streams {
                 true => stream::whole(&record, &completion),
                 false => whole(&record, &completion),
@@ -124,22 +127,24 @@ async fn streamed(
             completion,
         )),
         None => {
-            let ended = finished(app, record, None).await?;
+            let ended = finished(app, record, None, None).await?;
             Ok(stream::whole(&ended, &completion))
         }
     }
 }
 
 /// The job once it is over (its deadline bounds the wait), run meanwhile by
-/// its `driver` if it has one; a failed job is the request's error.
+/// its `driver` if it has one, the wait on a replay's clock if it is one
+/// ([`crate::intake::Accepted::replay_clock`]); a failed job is the request's error.
 pub(super) async fn finished(
     app: &App,
     record: &JobRecord,
     driver: Option<Driver>,
+    replay_clock: Option<BackendClock>,
 ) -> Result<Arc<JobRecord>, ApiError> {
     let wait = Duration::from_millis(record.deadline_ms.saturating_sub(now_ms()) + 1000);
     let record = app
-        .wait_inline(&record.id, wait, driver)
+        .wait_inline(&record.id, wait, driver, replay_clock)
         .await?
         .ok_or_else(lost)?;
     match record.status {

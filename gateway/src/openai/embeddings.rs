@@ -51,7 +51,8 @@ async fn embed(
     if let Some(user) = &embeddings.user {
         tracing::info!(job_id = %accepted.record.id, end_user = %user, "embeddings");
     }
-    let record = super::chat::finished(app, &accepted.record, accepted.driver.take()).await?;
+    let (driver, replay) = (accepted.driver.take(), accepted.replay_clock.take());
+    let record = super::chat::finished(app, &accepted.record, driver, replay).await?;
     let output = super::stream::output_of(&record);
     let format = embeddings.encoding_format.unwrap_or_default();
     let body = list(&output, &embeddings.model, format).ok_or_else(|| failed(&record))?;

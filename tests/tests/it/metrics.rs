@@ -2,9 +2,10 @@
 //! gateway's own overhead per route, series only for what is used, and a
 //! listen backlog that holds a burst of clients.
 
+use gpubridge_tests::accounts::funded;
 use gpubridge_tests::{
-    metric_sample as sample, providers_config, Behavior, InProcess, JsonClient, Standin,
-    ALL_PROVIDERS,
+    metric_sample as sample, providers_config, Behavior, DaemonOptions, InProcess, JsonClient,
+    Standin, ALL_PROVIDERS,
 };
 use serde_json::json;
 use std::net::SocketAddr;
@@ -40,15 +41,8 @@ async fn overhead_leaves_out_the_time_spent_on_backends() {
     let memtables = sample(&text, "gpubridge_store_memory_bytes{part=\"memtables\"}");
     assert!(memtables.is_some_and(|bytes| bytes > 0.0), "{text}");
     for route in ["/inference", "/v1/chat/completions"] {
-        let series = |name: &str| format!("{name}{{route=\"{route}\"}}");
-        let count = sample(&text, &series("gpubridge_overhead_seconds_count"));
-        assert_eq!(count, Some(1.0), "{route}: {text}");
-        let overhead = sample(&text, &series("gpubridge_overhead_seconds_sum")).unwrap();
-        let total = sample(
-            &text,
-            &series("gpubridge_http_request_duration_seconds_sum"),
-        )
-        .unwrap();
+        let (count, overhead, total) = overhead_of(&text, route);
+        assert_eq!(count, 1.0, "{route}: {text}");
         // The request spent at least the upstream's delay on the backend, and
         // none of that is the gateway's.
         assert!(
@@ -68,6 +62,67 @@ async fn overhead_leaves_out_the_time_spent_on_backends() {
     assert!(
         overhead.is_some() && overhead == total,
         "{overhead:?} {total:?}"
+    );
+    daemon.stop().await;
+}
+
+/// A route's overhead in a scrape: requests counted, overhead and time in
+/// the gateway (sums, seconds).
+fn overhead_of(text: &str, route: &str) -> (f64, f64, f64) {
+    let series = |name: &str| format!("{name}{{route=\"{route}\"}}");
+    let read = |name: &str| sample(text, &series(name)).unwrap_or_else(|| panic!("{name}: {text}"));
+    (
+        read("gpubridge_overhead_seconds_count"),
+        read("gpubridge_overhead_seconds_sum"),
+        read("gpubridge_http_request_duration_seconds_sum"),
+    )
+}
+
+/// A second request with the same Idempotency-Key, sent while the first one's
+/// job runs, waits for that job: time on a backend for it too, not overhead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_waiting_for_the_first_request_is_not_overhead() {
+    let slow = Duration::from_millis(1500);
+    let standin = Standin::start("k").await.unwrap();
+    standin.set_behavior(Behavior::Slow(slow));
+    let dir = tempfile::tempdir().unwrap();
+    let config = providers_config(&standin.base_url(), "k", &["groq"]);
+    let mut options = DaemonOptions::new(dir.path().join("data"));
+    options.config = Some(&config);
+    options.accounts = true;
+    let daemon = InProcess::start(options).await;
+    let account = funded(&daemon.base, "replay@example.com", 5.0)
+        .await
+        .unwrap();
+    let client = JsonClient::new().with_bearer(&account.key);
+    let url = daemon.url("/inference");
+    let ask = |client: JsonClient, url: String| async move {
+        let body = json!({"prompt": "once"});
+        client
+            .post_json(&url, &body, &[("idempotency-key", "replay-1")])
+            .await
+    };
+    let first = tokio::spawn(ask(client.clone(), url.clone()));
+    // The first job is running on the stand-in before the replay arrives.
+    while standin.requests() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = ask(client.clone(), url).await.unwrap();
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(first.body["job_id"], second.body["job_id"], "one job");
+    assert_eq!(standin.requests(), 1);
+
+    let metrics = client.get(&daemon.url("/metrics")).await.unwrap();
+    let text = String::from_utf8_lossy(&metrics.raw);
+    let (count, overhead, total) = overhead_of(&text, "/inference");
+    assert_eq!(count, 2.0, "{text}");
+    // Both requests waited on the stand-in for most of its delay; counted as
+    // the gateway's, the replay's wait alone would be over a second.
+    assert!(
+        total >= slow.as_secs_f64() * 1.5 && overhead < slow.as_secs_f64() / 2.0,
+        "overhead {overhead} s of {total} s"
     );
     daemon.stop().await;
 }
