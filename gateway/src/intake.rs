@@ -136,11 +136,9 @@ impl App {
         replay_clock: Option<BackendClock>,
     ) -> Result<Option<Arc<JobRecord>>, ApiError> {
         let waiting = self.scheduler.wait_driving(id, wait, driver);
-        let ended = match replay_clock {
-            Some(clock) => clock.counting(waiting).await,
-            None => waiting.await,
-        };
-        ended.map_err(|e| ApiError::from_store(&e, UNFINISHED_HINT))
+        BackendClock::counting(replay_clock.as_ref(), waiting)
+            .await
+            .map_err(|e| ApiError::from_store(&e, UNFINISHED_HINT))
     }
 
     /// Makes a job started unwritten durable before its id is shown while it

@@ -28,11 +28,11 @@ impl BackendClock {
                 .map_or(Duration::ZERO, |since| since.elapsed())
     }
 
-    /// Counts while `waiting` runs: for a request that waits on a job another
-    /// request started and clocks (an idempotent replay), that wait is time on
-    /// backends too, not the gateway's.
-    pub async fn counting<F: std::future::Future>(&self, waiting: F) -> F::Output {
-        let _span = self.span();
+    /// Runs `waiting`, counted on `clock` if there is one: for a request that
+    /// waits on a job another request started and clocks (an idempotent
+    /// replay), that wait is time on backends too, not the gateway's.
+    pub async fn counting<F: std::future::Future>(clock: Option<&Self>, waiting: F) -> F::Output {
+        let _span = clock.map(BackendClock::span);
         waiting.await
     }
 

@@ -106,11 +106,10 @@ async fn waited(
     replay_clock: Option<&BackendClock>,
 ) -> Option<Arc<JobRecord>> {
     let waiting = app.scheduler.wait(id, Duration::from_secs(seconds));
-    let ended = match replay_clock {
-        Some(clock) => clock.counting(waiting).await,
-        None => waiting.await,
-    };
-    ended.ok().flatten()
+    BackendClock::counting(replay_clock, waiting)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// A job that ended within `Prefer: wait`: its status document, as /status
