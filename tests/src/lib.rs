@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod disk;
 pub mod facilitator;
 pub mod fleet;
+pub mod floor;
 mod inprocess;
 pub mod multiplexed;
 mod process;

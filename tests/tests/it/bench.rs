@@ -92,3 +92,66 @@ async fn targets_need_names_of_their_own() {
     assert!(stderr.contains("two targets are named direct"), "{stderr}");
     assert_eq!(standin.requests(), 0);
 }
+
+/// The floor proxy answers as its upstream does, key and all: the same chat
+/// completion as asked directly, the upstream's 401 for a wrong key; a refused
+/// upstream is a 502 and an oversized body a 413, in the contract's envelope.
+#[tokio::test]
+async fn the_floor_proxy_forwards_and_fails_in_the_envelope() {
+    use gpubridge_tests::floor::FloorProxy;
+    use gpubridge_tests::{assert_envelope, JsonClient};
+    let standin = Standin::start("floor-key").await.unwrap();
+    let upstream = format!("http://{}", standin.addr).parse().unwrap();
+    let floor = FloorProxy::start("127.0.0.1:0".parse().unwrap(), &upstream)
+        .await
+        .unwrap();
+    let chat = serde_json::json!({
+        "model": "llama-3.3-70b-versatile",
+        "messages": [{"role": "user", "content": "hello"}],
+    });
+    let client = JsonClient::new().with_bearer("floor-key");
+    let direct = client
+        .post_json(
+            &format!("{}/chat/completions", standin.base_url()),
+            &chat,
+            &[],
+        )
+        .await
+        .unwrap();
+    let url = format!("http://{}/v1/chat/completions", floor.addr);
+    let through = client.post_json(&url, &chat, &[]).await.unwrap();
+    assert_eq!(through.status, 200, "{}", through.body);
+    assert_eq!(
+        through.headers["content-type"],
+        direct.headers["content-type"]
+    );
+    assert_eq!(through.body["object"], "chat.completion");
+    assert_eq!(
+        through.body["choices"][0]["message"]["content"],
+        direct.body["choices"][0]["message"]["content"]
+    );
+    assert_eq!(standin.requests_to("/v1/chat/completions"), 2);
+
+    let wrong_key = JsonClient::new().with_bearer("not-the-key");
+    let refused = wrong_key.post_json(&url, &chat, &[]).await.unwrap();
+    assert_eq!(refused.status, 401, "{}", refused.body);
+
+    let huge = vec![b'x'; (16 << 20) + 1];
+    let reply = client
+        .send(hyper::Method::POST, &url, &[], huge)
+        .await
+        .unwrap();
+    assert_envelope(&reply, 413);
+
+    // An upstream that is gone: a loopback port nothing listens on any more.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_uri = format!("http://{}", gone.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    drop(gone);
+    let orphan = FloorProxy::start("127.0.0.1:0".parse().unwrap(), &gone_uri)
+        .await
+        .unwrap();
+    let url = format!("http://{}/v1/chat/completions", orphan.addr);
+    assert_envelope(&client.post_json(&url, &chat, &[]).await.unwrap(), 502);
+}
