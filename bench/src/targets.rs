@@ -11,10 +11,10 @@ use crate::load::{self, LoadResult, LoadSpec, Pacing};
 use crate::report::{Frontier, Report, Run};
 use anyhow::Context;
 use bytes::Bytes;
+use gpubridge_tests::loopback::require_loopback_http;
 use gpubridge_tests::JsonClient;
 use hyper::Method;
 use serde_json::json;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,30 +94,13 @@ impl Target {
             Some((shape, url)) if !shape.contains('/') => (shape.parse()?, url),
             _ => (shape, rest),
         };
-        loopback_only(url)?;
+        require_loopback_http("--target", url)?;
         Ok(Target {
             name: name.to_string(),
             shape,
             url: url.to_string(),
         })
     }
-}
-
-/// Benchmarks send traffic to this machine only.
-fn loopback_only(url: &str) -> anyhow::Result<()> {
-    let parsed = url::Url::parse(url).with_context(|| format!("--target URL {url:?}"))?;
-    anyhow::ensure!(
-        parsed.scheme() == "http",
-        "--target {url}: plain http:// on loopback"
-    );
-    let loopback = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::from(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::from(ip).is_loopback(),
-        Some(url::Host::Domain(name)) => name == "localhost",
-        None => false,
-    };
-    anyhow::ensure!(loopback, "--target {url}: benchmarks target loopback only");
-    Ok(())
 }
 
 pub struct Sweep {
@@ -292,20 +275,6 @@ mod tests {
         assert_eq!(t.unwrap().shape, Shape::OpenaiChat);
         assert!(Target::parse("nameless", Shape::Run).is_err());
         assert!(Target::parse("x=bogus@http://127.0.0.1:1/", Shape::Run).is_err());
-    }
-
-    #[test]
-    fn only_loopback_is_a_target() {
-        for url in [
-            "http://127.0.0.1:1/",
-            "http://127.3.4.5:1/",
-            "http://localhost:1/",
-        ] {
-            assert!(loopback_only(url).is_ok(), "{url}");
-        }
-        for url in ["http://example.com/", "https://127.0.0.1/", "not a url"] {
-            assert!(loopback_only(url).is_err(), "{url}");
-        }
     }
 
     #[test]

@@ -7,9 +7,10 @@
 
 use bytes::Bytes;
 use gpubridge_gateway::outgoing::Outgoing;
+use gpubridge_gateway::ApiError;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -110,14 +111,10 @@ fn copy_headers(from: &hyper::HeaderMap, to: &mut hyper::HeaderMap) {
 
 /// The contract's error envelope, so a benchmark's failures read like the gateway's.
 fn failure(status: StatusCode, doing: &str, error: &dyn std::error::Error) -> Response<Outgoing> {
-    let body = serde_json::json!({
-        "error": format!("{doing}: {error}"),
-        "hint": "the floor proxy only forwards; check the upstream it was given",
-    });
-    let mut response = Response::new(Outgoing::whole(body.to_string()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    ApiError::new(
+        status,
+        format!("{doing}: {error}"),
+        "the floor proxy only forwards; check the upstream it was given",
+    )
+    .into_response()
 }

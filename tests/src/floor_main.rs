@@ -4,8 +4,9 @@
 use anyhow::Context;
 use clap::Parser;
 use gpubridge_tests::floor::FloorProxy;
+use gpubridge_tests::loopback::require_loopback_http;
 use hyper::Uri;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// The daemon's allocator, so the floor differs from it only in what it does.
 #[global_allocator]
@@ -21,31 +22,20 @@ struct Args {
     addr: SocketAddr,
     /// Where to forward, `http://host:port`; a loopback address.
     #[arg(long, default_value = "http://127.0.0.1:9100")]
-    upstream: Uri,
-}
-
-fn loopback(uri: &Uri) -> bool {
-    match uri.host() {
-        Some("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
+    upstream: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(
-        args.addr.ip().is_loopback() && loopback(&args.upstream) && args.upstream.scheme_str() == Some("http"),
-        "the floor proxy listens on and forwards to loopback only, over plain HTTP (got --addr {} --upstream {})",
-        args.addr,
-        args.upstream
+        args.addr.ip().is_loopback(),
+        "the floor proxy listens on loopback only (got --addr {})",
+        args.addr
     );
-    let floor = FloorProxy::start(args.addr, &args.upstream)
+    require_loopback_http("--upstream", &args.upstream)?;
+    let upstream: Uri = args.upstream.parse().context("--upstream")?;
+    let floor = FloorProxy::start(args.addr, &upstream)
         .await
         .with_context(|| format!("listening on {}", args.addr))?;
     println!(

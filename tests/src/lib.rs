@@ -15,6 +15,7 @@ pub mod facilitator;
 pub mod fleet;
 pub mod floor;
 mod inprocess;
+pub mod loopback;
 pub mod multiplexed;
 mod process;
 pub mod receiver;
