@@ -18,8 +18,13 @@ pub struct HttpConfig {
     pub body_read_timeout_ms: u64,
     /// How long `/inference` waits for a result before answering `pending`.
     pub inline_wait_ms: u64,
-    /// Time a client has to send its request headers.
+    /// Time a client has to send a request's head: from the accept, or from
+    /// its first byte after the connection idled. Also the TLS handshake's limit.
     pub header_read_timeout_ms: u64,
+    /// How long a keep-alive connection (HTTP/1.1 or HTTP/2) may stay open
+    /// with no request; above the 90 s idle limit of common clients' pools, so
+    /// that they close first rather than race the close with a request.
+    pub keep_alive_idle_ms: u64,
     /// Connections served at once; beyond it new ones wait to be accepted.
     pub max_connections: usize,
     /// Connections the kernel queues before they are accepted (`listen(2)`'s
@@ -47,6 +52,7 @@ impl Default for HttpConfig {
             body_read_timeout_ms: 30_000,
             inline_wait_ms: 25_000,
             header_read_timeout_ms: 10_000,
+            keep_alive_idle_ms: 120_000,
             max_connections: 10_000,
             listen_backlog: 4096,
             max_streams_per_connection: 256,

@@ -1,9 +1,10 @@
 //! The hyper server: accept loop with a cap on open connections, TLS when
 //! configured (ALPN h2 and http/1.1), HTTP/1.1 and HTTP/2 per connection,
-//! header-read and handshake timeouts, and graceful shutdown that lets
-//! in-flight requests finish.
+//! header-read, keep-alive idle and handshake timeouts (`keepalive`), and
+//! graceful shutdown that lets in-flight requests finish.
 
 use crate::app::App;
+use crate::keepalive::{Served, Waits, Watched};
 use crate::limits::Peer;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -80,12 +81,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
 
 fn builder(app: &App) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    let header_timeout = Duration::from_millis(app.http.header_read_timeout_ms.max(1));
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .keep_alive(true);
+    // `Watched` keeps the head's deadline: hyper's would also close idle connections.
+    builder.http1().header_read_timeout(None).keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -124,10 +121,19 @@ impl Connection {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (app, peer) = (self.app, self.peer);
+        let waits = Waits {
+            head: Duration::from_millis(app.http.header_read_timeout_ms.max(1)),
+            idle: Duration::from_millis(app.http.keep_alive_idle_ms.max(1)),
+        };
+        let (io, requests) = Watched::new(io, waits);
         let service = service_fn(move |mut request: hyper::Request<_>| {
             request.extensions_mut().insert(peer);
             let app = app.clone();
-            async move { Ok::<_, Infallible>(app.handle(request).await) }
+            let in_flight = requests.start();
+            async move {
+                let response = app.handle(request).await;
+                Ok::<_, Infallible>(response.map(|body| Served::new(body, in_flight)))
+            }
         });
         let connection = self
             .builder

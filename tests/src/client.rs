@@ -130,16 +130,8 @@ pub async fn raw_exchange(addr: &str, request: Vec<u8>) -> (u16, serde_json::Val
                 Ok(0) | Err(_) => break,
                 Ok(n) => answer.extend_from_slice(&buffer[..n]),
             }
-            let text = String::from_utf8_lossy(&answer);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length = head.lines().find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length: ")
-                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                });
-                if length.is_some_and(|n| body.len() >= n) {
-                    break;
-                }
+            if whole_answer(&answer).is_some() {
+                break;
             }
         }
     })
@@ -152,6 +144,37 @@ pub async fn raw_exchange(addr: &str, request: Vec<u8>) -> (u16, serde_json::Val
         .map(|(_, b)| b)
         .unwrap_or_default();
     (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+/// The HTTP/1.1 answer that `bytes` start with, once its body (by
+/// Content-Length) is all there: its status and body.
+pub fn whole_answer(bytes: &[u8]) -> Option<(u16, String)> {
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let length = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("content-length: ")
+            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+    })?;
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (body.len() >= length).then(|| (status, body.to_string()))
+}
+
+/// Sends `request` on an open connection and reads its whole answer; panics
+/// if the connection closes first.
+pub async fn exchange_on(stream: &mut tokio::net::TcpStream, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buffer[..n]);
+        if let Some(whole) = whole_answer(&answer) {
+            return whole;
+        }
+    }
 }
 
 /// The answer is the contract's envelope (`error`, `hint`) with `status`.

@@ -28,7 +28,7 @@ pub mod stripe;
 pub mod tls;
 
 pub use agent::{echo_service, AgentProcess};
-pub use client::{assert_envelope, raw_exchange, JsonClient, Reply};
+pub use client::{assert_envelope, exchange_on, raw_exchange, JsonClient, Reply};
 pub use daemon::{binary, create_token, Daemon, DaemonOptions, ADMIN_TOKEN};
 pub use inprocess::InProcess;
 pub use process::ChildProcess;

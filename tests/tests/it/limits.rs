@@ -5,8 +5,8 @@
 
 use gpubridge_tests::accounts::{audit_live, funded, register};
 use gpubridge_tests::{
-    assert_envelope, raw_exchange, wait_terminal, Behavior, DaemonOptions, InProcess, JsonClient,
-    Reply, Standin,
+    assert_envelope, exchange_on, raw_exchange, wait_terminal, Behavior, DaemonOptions, InProcess,
+    JsonClient, Reply, Standin,
 };
 use hyper::Method;
 use serde_json::json;
@@ -234,4 +234,57 @@ async fn bodies_are_limited_per_route_and_in_time() {
         body["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{body}"
     );
+}
+
+/// Reads until the daemon closes the connection (bounded), and returns what came.
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut rest),
+    );
+    // A reset counts as closed too.
+    let _ = read.await.expect("the daemon closed the connection");
+    rest
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_outlives_the_head_limit_and_ends_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = DaemonOptions::new(dir.path().join("data"));
+    options.config = Some("[http]\nheader_read_timeout_ms = 300\nkeep_alive_idle_ms = 5000\n");
+    let daemon = InProcess::start(options).await;
+    let addr = daemon.base.trim_start_matches("http://").to_string();
+    let health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // Idle for three times the head's limit between two requests: the same
+    // connection serves both (hyper's own timer closed it after 300 ms).
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(exchange_on(&mut stream, health).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    assert_eq!(exchange_on(&mut stream, health).await.0, 200);
+    // Then idle past keep_alive_idle_ms: closed, with nothing sent.
+    assert!(until_closed(&mut stream).await.is_empty());
+
+    // A head that stops short is cut at the head's limit, long before the
+    // idle one; on a fresh connection and after a served request alike.
+    for served_first in [false, true] {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if served_first {
+            assert_eq!(exchange_on(&mut stream, health).await.0, 200);
+        }
+        use tokio::io::AsyncWriteExt;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        until_closed(&mut stream).await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "cut by the idle limit, not the head's"
+        );
+    }
+    daemon.stop().await;
 }
