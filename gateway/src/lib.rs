@@ -23,7 +23,7 @@ mod error;
 mod handlers;
 mod http_metrics;
 pub mod intake;
-pub mod keepalive;
+mod keepalive;
 pub mod limits;
 mod mcp;
 mod openai;
