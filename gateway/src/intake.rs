@@ -135,8 +135,9 @@ impl App {
         driver: Option<Driver>,
         replay_clock: Option<BackendClock>,
     ) -> Result<Option<Arc<JobRecord>>, ApiError> {
-        let waiting = self.scheduler.wait_driving(id, wait, driver);
-        BackendClock::counting(replay_clock.as_ref(), waiting)
+        let _counted = replay_clock.as_ref().map(BackendClock::span);
+        self.scheduler
+            .wait_driving(id, wait, driver)
             .await
             .map_err(|e| ApiError::from_store(&e, UNFINISHED_HINT))
     }

@@ -28,23 +28,20 @@ impl BackendClock {
                 .map_or(Duration::ZERO, |since| since.elapsed())
     }
 
-    /// Runs `waiting`, counted on `clock` if there is one: for a request that
-    /// waits on a job another request started and clocks (an idempotent
-    /// replay), that wait is time on backends too, not the gateway's.
-    pub async fn counting<F: std::future::Future>(clock: Option<&Self>, waiting: F) -> F::Output {
-        let _span = clock.map(BackendClock::span);
-        waiting.await
-    }
-
-    /// Counts from now until the returned guard is dropped.
-    pub(crate) fn span(&self) -> Span<'_> {
+    /// Counts from now until the returned guard is dropped: around an
+    /// attempt, or around a request's wait on a job another request started
+    /// and clocks (an idempotent replay), which is time on backends too, not
+    /// the gateway's. A guard held across the wait, rather than a wrapper
+    /// future: an async wrapper keeps its inner future twice (as argument and
+    /// as awaited), and every request's future grows and is copied by that.
+    pub fn span(&self) -> Span<'_> {
         self.0.lock().since = Some(Instant::now());
         Span(self)
     }
 }
 
-/// One attempt's time on a backend; stops counting when dropped.
-pub(crate) struct Span<'a>(&'a BackendClock);
+/// Time on backends (an attempt, or a replay's wait); stops counting when dropped.
+pub struct Span<'a>(&'a BackendClock);
 
 impl Drop for Span<'_> {
     fn drop(&mut self) {

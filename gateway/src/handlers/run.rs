@@ -105,11 +105,9 @@ async fn waited(
     seconds: u64,
     replay_clock: Option<&BackendClock>,
 ) -> Option<Arc<JobRecord>> {
+    let _counted = replay_clock.map(BackendClock::span);
     let waiting = app.scheduler.wait(id, Duration::from_secs(seconds));
-    BackendClock::counting(replay_clock, waiting)
-        .await
-        .ok()
-        .flatten()
+    waiting.await.ok().flatten()
 }
 
 /// A job that ended within `Prefer: wait`: its status document, as /status
