@@ -106,8 +106,11 @@ async fn waited(
     replay_clock: Option<&BackendClock>,
 ) -> Option<Arc<JobRecord>> {
     let _counted = replay_clock.map(BackendClock::span);
-    let waiting = app.scheduler.wait(id, Duration::from_secs(seconds));
-    waiting.await.ok().flatten()
+    app.scheduler
+        .wait(id, Duration::from_secs(seconds))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// A job that ended within `Prefer: wait`: its status document, as /status
